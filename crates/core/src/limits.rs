@@ -1,0 +1,56 @@
+//! Every limit and default of the MessageBox, named in one place.
+
+/// Largest message body accepted by default (4 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+/// Hard ceiling for the configurable body limit (64 MiB).
+pub const MAX_BODY_BYTES_CEILING: u64 = 64 * 1024 * 1024;
+/// A retried publish with the same message id within this window is stored once.
+pub const DEFAULT_DEDUPE_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// How long a lease hides a message from other host instances by default.
+pub const DEFAULT_LEASE_DURATION_MS: u64 = 30_000;
+/// Shortest and longest lease a host instance may ask for.
+pub const MIN_LEASE_DURATION_MS: u64 = 100;
+pub const MAX_LEASE_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
+/// Retries after the first delivery before a message instance is suspended.
+pub const DEFAULT_RETRY_COUNT: u32 = 3;
+pub const MAX_RETRY_COUNT: u32 = 1000;
+/// Wait before a failed message instance is offered again.
+pub const DEFAULT_RETRY_INTERVAL_MS: u64 = 5 * 60 * 1000;
+/// Exponential backoff never waits longer than this.
+pub const MAX_RETRY_INTERVAL_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+/// Past this many messages in the store, publish is refused as throttled.
+pub const DEFAULT_THROTTLE_MESSAGE_COUNT: u64 = 10_000_000;
+/// The retry-after hint given with a throttled refusal.
+pub const THROTTLE_RETRY_AFTER_MS: u64 = 1000;
+/// Tracking events older than this may be purged by retention.
+pub const DEFAULT_TRACKING_RETENTION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Subscription priorities: 1 is the highest, 10 the lowest.
+pub const HIGHEST_PRIORITY: u8 = 1;
+pub const LOWEST_PRIORITY: u8 = 10;
+pub const DEFAULT_PRIORITY: u8 = 5;
+
+/// Names of hosts, subscriptions and host instances.
+pub const MAX_NAME_BYTES: usize = 128;
+/// Message ids chosen by publishers.
+pub const MAX_MESSAGE_ID_BYTES: usize = 256;
+/// Context property names and string values.
+pub const MAX_PROPERTY_NAME_BYTES: usize = 256;
+pub const MAX_PROPERTY_VALUE_BYTES: usize = 64 * 1024;
+pub const MAX_PROPERTIES_PER_MESSAGE: usize = 256;
+/// Free-text reasons (fail, terminate).
+pub const MAX_REASON_BYTES: usize = 4096;
+
+/// Messages in one publish batch, and messages in one lease.
+pub const MAX_PUBLISH_BATCH: usize = 1000;
+pub const MAX_LEASE_BATCH: u32 = 1000;
+/// Subscriptions in one message box.
+pub const MAX_SUBSCRIPTIONS: usize = 100_000;
+
+/// Work one maintenance tick does at most per kind (expired leases, due retries,
+/// dedupe entries), so that no single command runs unbounded.
+pub const MAX_SWEEP_PER_TICK: usize = 2000;
+/// Tracking events one purge command removes at most.
+pub const MAX_TRACKING_PURGE_PER_COMMAND: usize = 10_000;
+/// Rows one listing query returns at most.
+pub const MAX_LIST_ROWS: usize = 1000;

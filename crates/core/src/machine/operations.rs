@@ -1,0 +1,149 @@
+//! Operator and maintenance commands: resume, terminate, the periodic tick, tracking purge.
+
+use super::MessageBox;
+use crate::error::{Error, ErrorCode, Result};
+use crate::ids::InstanceId;
+use crate::instance::{Instance, InstanceState};
+use crate::limits;
+use crate::outcome::{Outcome, TickReport};
+use crate::tables::Tables;
+use crate::tracking::TrackingKind;
+use crate::validate;
+
+impl MessageBox {
+    /// Puts a suspended instance back in its host queue with a fresh retry budget. A
+    /// routing failure is routed again instead, and refused if it still matches nothing.
+    pub(super) fn resume(
+        &mut self,
+        tables: &mut impl Tables,
+        id: InstanceId,
+        now_ms: i64,
+    ) -> Result<Outcome> {
+        let mut instance = existing_instance(tables, id)?;
+        if instance.state != InstanceState::Suspended {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "message instance {id} is {}, not suspended; only suspended instances resume",
+                    instance.state.as_str()
+                ),
+            ));
+        }
+        if instance.host.is_none() {
+            return self.reroute(tables, instance, now_ms);
+        }
+        instance.attempts = 0;
+        instance.last_error = None;
+        self.set_state(&mut instance, InstanceState::Ready);
+        tables.update_instance(&instance);
+        self.track(
+            tables,
+            &instance,
+            TrackingKind::Resumed,
+            "resumed by an operator".into(),
+            now_ms,
+        );
+        Ok(Outcome::Resumed)
+    }
+
+    fn reroute(
+        &mut self,
+        tables: &mut impl Tables,
+        instance: Instance,
+        now_ms: i64,
+    ) -> Result<Outcome> {
+        let Some(message) = tables.load_message(instance.message_seq) else {
+            return Err(Error::not_found(format!(
+                "message of instance {} is gone",
+                instance.id
+            )));
+        };
+        let matches = self.routing.route(&message.context);
+        if matches.is_empty() {
+            return Err(Error::new(
+                ErrorCode::NoRoute,
+                format!(
+                    "message '{}' still matches no subscription; create one, then resume again",
+                    message.message_id
+                ),
+            ));
+        }
+        self.track(
+            tables,
+            &instance,
+            TrackingKind::Resumed,
+            "routing failure resumed by an operator".into(),
+            now_ms,
+        );
+        self.create_instances(tables, &message, &matches, now_ms);
+        self.count_out(&instance);
+        tables.delete_instance(instance.id);
+        Ok(Outcome::Resumed)
+    }
+
+    /// Removes an instance in any state for good, recording why.
+    pub(super) fn terminate(
+        &mut self,
+        tables: &mut impl Tables,
+        id: InstanceId,
+        reason: String,
+        now_ms: i64,
+    ) -> Result<Outcome> {
+        validate::reason(&reason)?;
+        let instance = existing_instance(tables, id)?;
+        let detail = format!("terminated while {}: {reason}", instance.state.as_str());
+        self.track(tables, &instance, TrackingKind::Terminated, detail, now_ms);
+        self.remove_instance(tables, &instance);
+        Ok(Outcome::Terminated)
+    }
+
+    /// Expires leases, releases due retries and forgets old dedupe entries, each bounded.
+    pub(super) fn tick(&mut self, tables: &mut impl Tables, now_ms: i64) -> Outcome {
+        let mut report = TickReport::default();
+        for mut instance in tables.expired_leases(now_ms, limits::MAX_SWEEP_PER_TICK) {
+            let detail = format!("lease of '{}' expired", instance.lease_holder);
+            self.track(
+                tables,
+                &instance,
+                TrackingKind::LeaseExpired,
+                detail,
+                now_ms,
+            );
+            instance.last_error =
+                Some(format!("lease expired after attempt {}", instance.attempts));
+            // An expired lease is offered again at once; only exhaustion suspends it.
+            let policy = self.retry_policy(&instance);
+            if policy.allows_retry_after(instance.attempts) {
+                self.set_state(&mut instance, InstanceState::Ready);
+                tables.update_instance(&instance);
+            } else {
+                self.suspend(tables, &mut instance, now_ms);
+                report.suspended += 1;
+            }
+            report.leases_expired += 1;
+        }
+        for mut instance in tables.due_retries(now_ms, limits::MAX_SWEEP_PER_TICK) {
+            self.set_state(&mut instance, InstanceState::Ready);
+            tables.update_instance(&instance);
+            report.retries_released += 1;
+        }
+        let window_ms = self.state.settings.dedupe_window_ms as i64;
+        report.dedupe_entries_forgotten = tables
+            .forget_dedupe_before(now_ms.saturating_sub(window_ms), limits::MAX_SWEEP_PER_TICK);
+        Outcome::Ticked(report)
+    }
+
+    pub(super) fn purge_tracking(&mut self, tables: &mut impl Tables, before_ms: i64) -> Outcome {
+        let events =
+            tables.purge_tracking_before(before_ms, limits::MAX_TRACKING_PURGE_PER_COMMAND);
+        Outcome::TrackingPurged { events }
+    }
+}
+
+fn existing_instance(tables: &mut impl Tables, id: InstanceId) -> Result<Instance> {
+    tables.load_instance(id).ok_or_else(|| {
+        Error::not_found(format!(
+            "message instance {id} does not exist (completed, terminated or never created)"
+        ))
+    })
+}

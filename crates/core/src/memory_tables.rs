@@ -1,0 +1,162 @@
+//! An in-memory [`Tables`]: the reference implementation for tests and models. The store's
+//! SQLite tables must behave the same way (the store's tests compare them).
+
+use std::collections::BTreeMap;
+
+use crate::host::Host;
+use crate::ids::{HostId, InstanceId, MessageId, MessageSeq, SubscriptionId};
+use crate::instance::{Instance, InstanceState};
+use crate::machine::MachineState;
+use crate::message::StoredMessage;
+use crate::subscription::Subscription;
+use crate::tables::Tables;
+use crate::tracking::TrackingEvent;
+
+#[derive(Clone, Debug, Default)]
+pub struct MemoryTables {
+    pub machine_state: Option<MachineState>,
+    pub hosts: BTreeMap<HostId, Host>,
+    pub subscriptions: BTreeMap<SubscriptionId, Subscription>,
+    pub dedupe: BTreeMap<MessageId, i64>,
+    pub messages: BTreeMap<MessageSeq, StoredMessage>,
+    pub instances: BTreeMap<InstanceId, Instance>,
+    pub tracking: Vec<TrackingEvent>,
+}
+
+impl MemoryTables {
+    fn instances_where(
+        &self,
+        state: InstanceState,
+        due: impl Fn(&Instance) -> bool,
+        order: impl Fn(&Instance) -> (i64, InstanceId),
+        limit: usize,
+    ) -> Vec<Instance> {
+        let mut found: Vec<&Instance> = self
+            .instances
+            .values()
+            .filter(|i| i.state == state && due(i))
+            .collect();
+        found.sort_by_key(|instance| order(instance));
+        found.into_iter().take(limit).cloned().collect()
+    }
+}
+
+impl Tables for MemoryTables {
+    fn save_machine_state(&mut self, state: &MachineState) {
+        self.machine_state = Some(state.clone());
+    }
+
+    fn save_host(&mut self, host: &Host) {
+        self.hosts.insert(host.id, host.clone());
+    }
+
+    fn save_subscription(&mut self, subscription: &Subscription) {
+        self.subscriptions
+            .insert(subscription.id, subscription.clone());
+    }
+
+    fn delete_subscription(&mut self, id: SubscriptionId) {
+        self.subscriptions.remove(&id);
+    }
+
+    fn find_dedupe(&mut self, message_id: &MessageId) -> Option<i64> {
+        self.dedupe.get(message_id).copied()
+    }
+
+    fn save_dedupe(&mut self, message_id: &MessageId, published_at_ms: i64) {
+        self.dedupe.insert(message_id.clone(), published_at_ms);
+    }
+
+    fn forget_dedupe_before(&mut self, before_ms: i64, limit: usize) -> u64 {
+        let mut old: Vec<(i64, MessageId)> = self
+            .dedupe
+            .iter()
+            .filter(|(_, at)| **at < before_ms)
+            .map(|(id, at)| (*at, id.clone()))
+            .collect();
+        old.sort();
+        old.truncate(limit);
+        for (_, id) in &old {
+            self.dedupe.remove(id);
+        }
+        old.len() as u64
+    }
+
+    fn insert_message(&mut self, message: &StoredMessage) {
+        self.messages.insert(message.seq, message.clone());
+    }
+
+    fn load_message(&mut self, seq: MessageSeq) -> Option<StoredMessage> {
+        self.messages.get(&seq).cloned()
+    }
+
+    fn delete_message(&mut self, seq: MessageSeq) {
+        self.messages.remove(&seq);
+    }
+
+    fn insert_instance(&mut self, instance: &Instance) {
+        self.instances.insert(instance.id, instance.clone());
+    }
+
+    fn update_instance(&mut self, instance: &Instance) {
+        self.instances.insert(instance.id, instance.clone());
+    }
+
+    fn delete_instance(&mut self, id: InstanceId) {
+        self.instances.remove(&id);
+    }
+
+    fn load_instance(&mut self, id: InstanceId) -> Option<Instance> {
+        self.instances.get(&id).cloned()
+    }
+
+    fn ready_instances(&mut self, host: HostId, limit: usize) -> Vec<Instance> {
+        self.instances_where(
+            InstanceState::Ready,
+            |instance| instance.host == Some(host),
+            |instance| (i64::from(instance.priority), instance.id),
+            limit,
+        )
+    }
+
+    fn expired_leases(&mut self, now_ms: i64, limit: usize) -> Vec<Instance> {
+        self.instances_where(
+            InstanceState::Leased,
+            |instance| instance.lease_expires_at_ms <= now_ms,
+            |instance| (instance.lease_expires_at_ms, instance.id),
+            limit,
+        )
+    }
+
+    fn due_retries(&mut self, now_ms: i64, limit: usize) -> Vec<Instance> {
+        self.instances_where(
+            InstanceState::Delayed,
+            |instance| instance.visible_at_ms <= now_ms,
+            |instance| (instance.visible_at_ms, instance.id),
+            limit,
+        )
+    }
+
+    fn count_instances_of_message(&mut self, seq: MessageSeq) -> u64 {
+        self.instances
+            .values()
+            .filter(|instance| instance.message_seq == seq)
+            .count() as u64
+    }
+
+    fn append_tracking(&mut self, event: &TrackingEvent) {
+        self.tracking.push(event.clone());
+    }
+
+    fn purge_tracking_before(&mut self, before_ms: i64, limit: usize) -> u64 {
+        // Events are appended in time order, so the oldest come first.
+        let purge = self
+            .tracking
+            .iter()
+            .take_while(|e| e.at_ms < before_ms)
+            .count()
+            .min(limit);
+        self.tracking.drain(..purge);
+        purge as u64
+    }
+}

@@ -1,0 +1,72 @@
+//! Outcomes: what `apply` answers for each command.
+
+use serde::{Deserialize, Serialize};
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::host::Host;
+use crate::ids::{InstanceId, LeaseToken, MessageId, SubscriptionId};
+use crate::subscription::Subscription;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Configured,
+    HostCreated(Host),
+    SubscriptionCreated(Subscription),
+    SubscriptionDeleted,
+    /// One result per published message, in order.
+    Published(Vec<Result<PublishReceipt>>),
+    Leased(Vec<LeasedMessage>),
+    LeaseRenewed {
+        expires_at_ms: i64,
+    },
+    Completed,
+    Abandoned,
+    /// After a failure: retried later, or suspended when the policy is exhausted.
+    Failed {
+        suspended: bool,
+    },
+    Resumed,
+    Terminated,
+    Ticked(TickReport),
+    TrackingPurged {
+        events: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishReceipt {
+    pub message_id: MessageId,
+    /// True when the id was seen within the dedupe window: nothing new was stored.
+    pub duplicate: bool,
+    /// The message instances created, one per matching subscription (empty for duplicates).
+    pub instances: Vec<InstanceId>,
+    /// True when it matched nothing and was kept in the routing-failure queue.
+    pub routing_failure: bool,
+}
+
+/// A message instance handed to a host instance under a lease.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeasedMessage {
+    pub instance: InstanceId,
+    pub message_id: MessageId,
+    pub token: LeaseToken,
+    pub expires_at_ms: i64,
+    /// Deliveries including this one.
+    pub attempt: u32,
+    pub subscription: SubscriptionId,
+    pub priority: u8,
+    pub body: Vec<u8>,
+    pub context: Context,
+    pub received_at_ms: i64,
+    pub publisher: String,
+}
+
+/// What one maintenance tick did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickReport {
+    pub leases_expired: u64,
+    pub retries_released: u64,
+    pub suspended: u64,
+    pub dedupe_entries_forgotten: u64,
+}

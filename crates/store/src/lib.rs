@@ -1,0 +1,85 @@
+//! # Tandem store
+//!
+//! Durability on one node: the MessageBox's tables in SQLite (WAL, `synchronous = FULL`),
+//! group commit (many commands per transaction and per fsync), the on-disk format version,
+//! read queries for operators, and an integrity check.
+//!
+//! # Layout
+//!
+//! - [`schema`]: pragmas, tables, indexes, format version.
+//! - [`sqlite_tables`]: core's `Tables` trait on a SQLite transaction.
+//! - [`loader`]: rebuilds the state machine from disk.
+//! - [`committer`]: the group-commit thread.
+//! - [`catalog`]: the read-only catalog view published after each commit.
+//! - [`reader`]: operator queries on a separate read connection.
+//! - [`store`]: opening a data directory, its lock, and the handle servers use.
+//! - [`integrity`]: SQLite's and Tandem's own consistency checks.
+//! - [`metrics`]: commit counters.
+
+pub mod catalog;
+pub mod committer;
+pub mod integrity;
+pub mod loader;
+pub mod metrics;
+pub mod reader;
+pub mod schema;
+pub mod sqlite_tables;
+pub mod store;
+
+pub use catalog::Catalog;
+pub use reader::{InstanceQuery, MessageHistory};
+pub use store::{Store, StoreHandle};
+
+use std::path::PathBuf;
+
+/// Why a store could not be opened or read.
+#[derive(Debug)]
+pub enum StoreError {
+    Sqlite(rusqlite::Error),
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// Another node process holds the data directory.
+    Locked(PathBuf),
+    /// Written by another format version or not by Tandem.
+    Format(String),
+    /// The data does not make sense.
+    Corrupt(String),
+    /// The configured settings are not valid.
+    Settings(String),
+    Stopped,
+}
+
+impl StoreError {
+    pub fn io(context: String, source: std::io::Error) -> StoreError {
+        StoreError::Io { context, source }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Sqlite(error) => write!(formatter, "SQLite: {error}"),
+            StoreError::Io { context, source } => write!(formatter, "{context}: {source}"),
+            StoreError::Locked(dir) => write!(
+                formatter,
+                "data directory {} is in use by another tandem node (lock file {} is held)",
+                dir.display(),
+                store::LOCK_FILE
+            ),
+            StoreError::Format(reason) => write!(formatter, "unsupported data format: {reason}"),
+            StoreError::Corrupt(reason) => write!(formatter, "corrupt store: {reason}"),
+            StoreError::Settings(reason) => write!(formatter, "invalid settings: {reason}"),
+            StoreError::Stopped => write!(formatter, "the store has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite(error)
+    }
+}

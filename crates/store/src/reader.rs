@@ -1,0 +1,137 @@
+//! Read-only queries for operators (suspended lists, message history). They run on their
+//! own connection, so they never wait for, or delay, the committer.
+
+use rusqlite::{Connection, OpenFlags, params};
+use serde::Serialize;
+use tandem_core::ids::{HostId, InstanceId, MessageId};
+use tandem_core::instance::{Instance, InstanceState};
+use tandem_core::limits;
+use tandem_core::tracking::{TrackingEvent, TrackingKind};
+
+use crate::StoreError;
+use crate::sqlite_tables::{
+    MESSAGE_SELECT, instance_from_row, instance_select, message_from_row, state_code,
+};
+
+/// Which instances to list.
+#[derive(Clone, Debug, Default)]
+pub struct InstanceQuery {
+    pub host: Option<HostId>,
+    pub state: Option<InstanceState>,
+    /// Only instances with a greater id (paging).
+    pub after: InstanceId,
+    pub limit: usize,
+}
+
+/// Everything the store knows about one message id.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MessageHistory {
+    pub messages: Vec<MessageSummary>,
+    pub instances: Vec<Instance>,
+    pub events: Vec<TrackingEvent>,
+}
+
+/// A stored message without its body.
+#[derive(Clone, Debug, Serialize)]
+pub struct MessageSummary {
+    pub message_id: MessageId,
+    pub body_bytes: usize,
+    pub context: tandem_core::Context,
+    pub received_at_ms: i64,
+    pub publisher: String,
+}
+
+pub struct Reader {
+    connection: Connection,
+}
+
+impl Reader {
+    pub fn open(path: &std::path::Path) -> Result<Reader, StoreError> {
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;")?;
+        Ok(Reader { connection })
+    }
+
+    pub fn instances(&self, query: &InstanceQuery) -> Result<Vec<Instance>, StoreError> {
+        let limit = query.limit.clamp(1, limits::MAX_LIST_ROWS) as i64;
+        let state = query.state.map(state_code);
+        let sql = instance_select(
+            "WHERE (?1 IS NULL OR host_id = ?1) AND (?2 IS NULL OR state = ?2) AND id > ?3 \
+             ORDER BY id LIMIT ?4",
+        );
+        let mut statement = self.connection.prepare_cached(&sql)?;
+        let rows = statement
+            .query_map(
+                params![query.host, state, query.after, limit],
+                instance_from_row,
+            )?
+            .collect::<rusqlite::Result<Vec<Instance>>>()?;
+        Ok(rows)
+    }
+
+    pub fn message_history(&self, message_id: &str) -> Result<MessageHistory, StoreError> {
+        let mut messages = self.connection.prepare_cached(&format!(
+            "{MESSAGE_SELECT} WHERE message_id = ?1 ORDER BY seq LIMIT {}",
+            limits::MAX_LIST_ROWS
+        ))?;
+        let messages = messages
+            .query_map([message_id], message_from_row)?
+            .map(|row| {
+                row.map(|message| MessageSummary {
+                    message_id: message.message_id,
+                    body_bytes: message.body.len(),
+                    context: message.context,
+                    received_at_ms: message.received_at_ms,
+                    publisher: message.publisher,
+                })
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut instances = self.connection.prepare_cached(&instance_select(&format!(
+            "WHERE message_id = ?1 ORDER BY id LIMIT {}",
+            limits::MAX_LIST_ROWS
+        )))?;
+        let instances = instances
+            .query_map([message_id], instance_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(MessageHistory {
+            messages,
+            instances,
+            events: self.events(message_id)?,
+        })
+    }
+
+    pub fn message_body(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT body FROM messages WHERE message_id = ?1 ORDER BY seq DESC LIMIT 1",
+        )?;
+        let mut rows = statement.query([message_id])?;
+        Ok(match rows.next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        })
+    }
+
+    fn events(&self, message_id: &str) -> Result<Vec<TrackingEvent>, StoreError> {
+        let mut statement = self.connection.prepare_cached(&format!(
+            "SELECT message_id, instance_id, at_ms, kind, detail FROM tracking \
+             WHERE message_id = ?1 ORDER BY id LIMIT {}",
+            limits::MAX_LIST_ROWS
+        ))?;
+        let events = statement
+            .query_map([message_id], |row| {
+                let kind: String = row.get(3)?;
+                Ok(TrackingEvent {
+                    message_id: MessageId(row.get(0)?),
+                    instance: row.get(1)?,
+                    at_ms: row.get(2)?,
+                    kind: TrackingKind::parse(&kind).unwrap_or(TrackingKind::Received),
+                    detail: row.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(events)
+    }
+}

@@ -1,0 +1,136 @@
+//! The on-disk format: SQLite pragmas, tables, indexes and the format version.
+//!
+//! Queue tables have explicit integer primary keys. Partial indexes keep each queue
+//! lookup (ready by priority, expired leases, due retries) an index range scan.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::StoreError;
+
+/// The format this binary writes. Bump it with a migration when the schema changes.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// The database file inside a node's data directory.
+pub const DATABASE_FILE: &str = "messagebox.sqlite";
+
+const SCHEMA: &str = "
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE hosts (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at_ms INTEGER NOT NULL,
+    ready INTEGER NOT NULL,
+    delayed INTEGER NOT NULL,
+    leased INTEGER NOT NULL,
+    suspended INTEGER NOT NULL
+);
+CREATE TABLE subscriptions (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    host_id INTEGER NOT NULL,
+    filter TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    retry_count INTEGER NOT NULL,
+    retry_interval_ms INTEGER NOT NULL,
+    exponential_backoff INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    context TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    publisher TEXT NOT NULL
+);
+CREATE INDEX messages_by_message_id ON messages(message_id);
+CREATE TABLE instances (
+    id INTEGER PRIMARY KEY,
+    message_seq INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    subscription_id INTEGER,
+    host_id INTEGER,
+    priority INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    visible_at_ms INTEGER NOT NULL,
+    lease_token INTEGER NOT NULL,
+    lease_holder TEXT NOT NULL,
+    lease_expires_at_ms INTEGER NOT NULL,
+    last_error TEXT,
+    enqueued_at_ms INTEGER NOT NULL
+);
+CREATE INDEX instances_ready ON instances(host_id, priority, id) WHERE state = 0;
+CREATE INDEX instances_delayed ON instances(visible_at_ms, id) WHERE state = 1;
+CREATE INDEX instances_leased ON instances(lease_expires_at_ms, id) WHERE state = 2;
+CREATE INDEX instances_by_host_state ON instances(host_id, state, id);
+CREATE INDEX instances_by_message ON instances(message_seq);
+CREATE TABLE dedupe (
+    message_id TEXT PRIMARY KEY,
+    published_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX dedupe_by_time ON dedupe(published_at_ms);
+CREATE TABLE tracking (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    instance_id INTEGER,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX tracking_by_message ON tracking(message_id);
+";
+
+/// Pragmas for every connection. `synchronous = FULL` in WAL mode fsyncs the log on every
+/// commit: a commit that returned is on disk.
+pub fn configure(connection: &Connection) -> Result<(), StoreError> {
+    connection.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -65536;
+         PRAGMA wal_autocheckpoint = 4096;
+         PRAGMA busy_timeout = 5000;",
+    )?;
+    Ok(())
+}
+
+/// Creates the schema in an empty database, or checks the format version of an existing one.
+pub fn create_or_check(connection: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version == 0 {
+        let has_tables: Option<String> = connection
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(table) = has_tables {
+            return Err(StoreError::Format(format!(
+                "the database has tables (e.g. '{table}') but no Tandem format version; \
+                 it was not written by Tandem"
+            )));
+        }
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(SCHEMA)?;
+        transaction.execute(
+            "INSERT INTO meta (key, value) VALUES ('format_version', ?1)",
+            [FORMAT_VERSION.to_string()],
+        )?;
+        transaction.pragma_update(None, "user_version", FORMAT_VERSION)?;
+        transaction.commit()?;
+        return Ok(());
+    }
+    if version != FORMAT_VERSION {
+        return Err(StoreError::Format(format!(
+            "the data directory holds format version {version}; this binary reads format \
+             version {FORMAT_VERSION}"
+        )));
+    }
+    Ok(())
+}

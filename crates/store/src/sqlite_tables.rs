@@ -1,0 +1,361 @@
+//! [`Tables`] on a SQLite connection inside an open transaction.
+//!
+//! Every statement is prepared once per connection (`prepare_cached`). A SQLite error is
+//! remembered, the failing call answers empty, and the committer rolls the batch back.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use tandem_core::host::Host;
+use tandem_core::ids::{HostId, InstanceId, MessageId, MessageSeq, SubscriptionId};
+use tandem_core::instance::{Instance, InstanceState};
+use tandem_core::machine::MachineState;
+use tandem_core::message::StoredMessage;
+use tandem_core::subscription::Subscription;
+use tandem_core::tables::Tables;
+use tandem_core::tracking::TrackingEvent;
+
+const INSTANCE_COLUMNS: &str = "id, message_seq, message_id, subscription_id, host_id, priority, \
+    state, attempts, visible_at_ms, lease_token, lease_holder, lease_expires_at_ms, last_error, \
+    enqueued_at_ms";
+
+pub struct SqliteTables<'connection> {
+    connection: &'connection Connection,
+    failure: Option<rusqlite::Error>,
+}
+
+impl<'connection> SqliteTables<'connection> {
+    pub fn new(connection: &'connection Connection) -> SqliteTables<'connection> {
+        SqliteTables {
+            connection,
+            failure: None,
+        }
+    }
+
+    /// The first storage error seen, if any: the batch must then be rolled back.
+    pub fn take_failure(&mut self) -> Option<rusqlite::Error> {
+        self.failure.take()
+    }
+
+    fn record<T: Default>(&mut self, result: rusqlite::Result<T>) -> T {
+        match result {
+            Ok(value) => value,
+            Err(error) => {
+                self.failure.get_or_insert(error);
+                T::default()
+            }
+        }
+    }
+
+    fn execute(&mut self, sql: &str, parameters: impl rusqlite::Params) -> u64 {
+        let result = self
+            .connection
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute(parameters))
+            .map(|rows| rows as u64);
+        self.record(result)
+    }
+
+    fn instances(&mut self, sql: &str, parameters: impl rusqlite::Params) -> Vec<Instance> {
+        let result = self
+            .connection
+            .prepare_cached(sql)
+            .and_then(|mut statement| {
+                statement
+                    .query_map(parameters, instance_from_row)?
+                    .collect::<rusqlite::Result<_>>()
+            });
+        self.record(result)
+    }
+}
+
+pub fn state_code(state: InstanceState) -> i64 {
+    match state {
+        InstanceState::Ready => 0,
+        InstanceState::Delayed => 1,
+        InstanceState::Leased => 2,
+        InstanceState::Suspended => 3,
+    }
+}
+
+fn state_from_code(code: i64) -> rusqlite::Result<InstanceState> {
+    match code {
+        0 => Ok(InstanceState::Ready),
+        1 => Ok(InstanceState::Delayed),
+        2 => Ok(InstanceState::Leased),
+        3 => Ok(InstanceState::Suspended),
+        _ => Err(rusqlite::Error::IntegralValueOutOfRange(6, code)),
+    }
+}
+
+pub fn instance_select(condition: &str) -> String {
+    format!("SELECT {INSTANCE_COLUMNS} FROM instances {condition}")
+}
+
+pub fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<Instance> {
+    Ok(Instance {
+        id: row.get(0)?,
+        message_seq: row.get(1)?,
+        message_id: MessageId(row.get(2)?),
+        subscription: row.get(3)?,
+        host: row.get(4)?,
+        priority: row.get(5)?,
+        state: state_from_code(row.get(6)?)?,
+        attempts: row.get(7)?,
+        visible_at_ms: row.get(8)?,
+        lease_token: row.get(9)?,
+        lease_holder: row.get(10)?,
+        lease_expires_at_ms: row.get(11)?,
+        last_error: row.get(12)?,
+        enqueued_at_ms: row.get(13)?,
+    })
+}
+
+pub fn message_from_row(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
+    let context_json: String = row.get(3)?;
+    let context = serde_json::from_str(&context_json).map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(error))
+    })?;
+    Ok(StoredMessage {
+        seq: row.get(0)?,
+        message_id: MessageId(row.get(1)?),
+        body: row.get(2)?,
+        context,
+        received_at_ms: row.get(4)?,
+        publisher: row.get(5)?,
+    })
+}
+
+pub const MESSAGE_SELECT: &str =
+    "SELECT seq, message_id, body, context, received_at_ms, publisher FROM messages";
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("core types always serialize to JSON")
+}
+
+impl Tables for SqliteTables<'_> {
+    fn save_machine_state(&mut self, state: &MachineState) {
+        self.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('machine_state', ?1)",
+            [to_json(state)],
+        );
+    }
+
+    fn save_host(&mut self, host: &Host) {
+        let depth = host.depth;
+        self.execute(
+            "INSERT OR REPLACE INTO hosts (id, name, created_at_ms, ready, delayed, leased, \
+             suspended) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                host.id,
+                host.name,
+                host.created_at_ms,
+                depth.ready,
+                depth.delayed,
+                depth.leased,
+                depth.suspended
+            ],
+        );
+    }
+
+    fn save_subscription(&mut self, subscription: &Subscription) {
+        let retry = subscription.retry;
+        self.execute(
+            "INSERT OR REPLACE INTO subscriptions (id, name, host_id, filter, priority, \
+             retry_count, retry_interval_ms, exponential_backoff, created_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                subscription.id,
+                subscription.name,
+                subscription.host,
+                subscription.filter,
+                subscription.priority,
+                retry.retry_count,
+                retry.retry_interval_ms,
+                retry.exponential_backoff,
+                subscription.created_at_ms
+            ],
+        );
+    }
+
+    fn delete_subscription(&mut self, id: SubscriptionId) {
+        self.execute("DELETE FROM subscriptions WHERE id = ?1", [id]);
+    }
+
+    fn find_dedupe(&mut self, message_id: &MessageId) -> Option<i64> {
+        let result = self
+            .connection
+            .prepare_cached("SELECT published_at_ms FROM dedupe WHERE message_id = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row([message_id.as_str()], |row| row.get(0))
+                    .optional()
+            });
+        self.record(result)
+    }
+
+    fn save_dedupe(&mut self, message_id: &MessageId, published_at_ms: i64) {
+        self.execute(
+            "INSERT OR REPLACE INTO dedupe (message_id, published_at_ms) VALUES (?1, ?2)",
+            params![message_id.as_str(), published_at_ms],
+        );
+    }
+
+    fn forget_dedupe_before(&mut self, before_ms: i64, limit: usize) -> u64 {
+        self.execute(
+            "DELETE FROM dedupe WHERE message_id IN (SELECT message_id FROM dedupe \
+             WHERE published_at_ms < ?1 ORDER BY published_at_ms, message_id LIMIT ?2)",
+            params![before_ms, limit as i64],
+        )
+    }
+
+    fn insert_message(&mut self, message: &StoredMessage) {
+        self.execute(
+            "INSERT INTO messages (seq, message_id, body, context, received_at_ms, publisher) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                message.seq,
+                message.message_id.as_str(),
+                message.body,
+                to_json(&message.context),
+                message.received_at_ms,
+                message.publisher
+            ],
+        );
+    }
+
+    fn load_message(&mut self, seq: MessageSeq) -> Option<StoredMessage> {
+        let result = self
+            .connection
+            .prepare_cached(&format!("{MESSAGE_SELECT} WHERE seq = ?1"))
+            .and_then(|mut statement| statement.query_row([seq], message_from_row).optional());
+        self.record(result)
+    }
+
+    fn delete_message(&mut self, seq: MessageSeq) {
+        self.execute("DELETE FROM messages WHERE seq = ?1", [seq]);
+    }
+
+    fn insert_instance(&mut self, instance: &Instance) {
+        self.execute(
+            &format!(
+                "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ),
+            instance_parameters(instance),
+        );
+    }
+
+    fn update_instance(&mut self, instance: &Instance) {
+        self.execute(
+            "UPDATE instances SET message_seq = ?2, message_id = ?3, subscription_id = ?4, \
+             host_id = ?5, priority = ?6, state = ?7, attempts = ?8, visible_at_ms = ?9, \
+             lease_token = ?10, lease_holder = ?11, lease_expires_at_ms = ?12, \
+             last_error = ?13, enqueued_at_ms = ?14 WHERE id = ?1",
+            instance_parameters(instance),
+        );
+    }
+
+    fn delete_instance(&mut self, id: InstanceId) {
+        self.execute("DELETE FROM instances WHERE id = ?1", [id]);
+    }
+
+    fn load_instance(&mut self, id: InstanceId) -> Option<Instance> {
+        self.instances(&instance_select("WHERE id = ?1"), [id])
+            .pop()
+    }
+
+    fn ready_instances(&mut self, host: HostId, limit: usize) -> Vec<Instance> {
+        self.instances(
+            &instance_select(
+                "INDEXED BY instances_ready WHERE state = 0 AND host_id = ?1 \
+                 ORDER BY priority, id LIMIT ?2",
+            ),
+            params![host, limit as i64],
+        )
+    }
+
+    fn expired_leases(&mut self, now_ms: i64, limit: usize) -> Vec<Instance> {
+        self.instances(
+            &instance_select(
+                "WHERE state = 2 AND lease_expires_at_ms <= ?1 \
+                 ORDER BY lease_expires_at_ms, id LIMIT ?2",
+            ),
+            params![now_ms, limit as i64],
+        )
+    }
+
+    fn due_retries(&mut self, now_ms: i64, limit: usize) -> Vec<Instance> {
+        self.instances(
+            &instance_select(
+                "WHERE state = 1 AND visible_at_ms <= ?1 ORDER BY visible_at_ms, id LIMIT ?2",
+            ),
+            params![now_ms, limit as i64],
+        )
+    }
+
+    fn count_instances_of_message(&mut self, seq: MessageSeq) -> u64 {
+        let result = self
+            .connection
+            .prepare_cached("SELECT COUNT(*) FROM instances WHERE message_seq = ?1")
+            .and_then(|mut statement| statement.query_row([seq], |row| row.get(0)));
+        self.record(result)
+    }
+
+    fn append_tracking(&mut self, event: &TrackingEvent) {
+        self.execute(
+            "INSERT INTO tracking (message_id, instance_id, at_ms, kind, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                event.message_id.as_str(),
+                event.instance,
+                event.at_ms,
+                event.kind.as_str(),
+                event.detail
+            ],
+        );
+    }
+
+    fn purge_tracking_before(&mut self, before_ms: i64, limit: usize) -> u64 {
+        self.execute(
+            "DELETE FROM tracking WHERE id IN (SELECT id FROM tracking WHERE at_ms < ?1 \
+             ORDER BY id LIMIT ?2)",
+            params![before_ms, limit as i64],
+        )
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn instance_parameters(
+    instance: &Instance,
+) -> (
+    u64,
+    u64,
+    &str,
+    Option<u64>,
+    Option<u64>,
+    u8,
+    i64,
+    u32,
+    i64,
+    u64,
+    &str,
+    i64,
+    Option<&str>,
+    i64,
+) {
+    (
+        instance.id,
+        instance.message_seq,
+        instance.message_id.as_str(),
+        instance.subscription,
+        instance.host,
+        instance.priority,
+        state_code(instance.state),
+        instance.attempts,
+        instance.visible_at_ms,
+        instance.lease_token,
+        instance.lease_holder.as_str(),
+        instance.lease_expires_at_ms,
+        instance.last_error.as_deref(),
+        instance.enqueued_at_ms,
+    )
+}
