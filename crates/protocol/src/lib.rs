@@ -6,6 +6,9 @@
 //! # Layout
 //!
 //! - [`v1`]: messages and the `MessageBox` and `Admin` services (clients and servers).
+//! - [`convert`]: wire properties <-> core's typed properties.
+
+pub mod convert;
 
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {

@@ -1,0 +1,1 @@
+//! # Tandem server (being written)
