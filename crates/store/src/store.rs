@@ -92,7 +92,10 @@ impl Store {
 
     fn stop(&mut self) {
         if let Some(thread) = self.committer.take() {
-            let _ = self.handle.requests.blocking_send(Request::Stop);
+            let requests = &self.handle.requests;
+            outside_runtime(|| {
+                let _ = requests.blocking_send(Request::Stop);
+            });
             let _ = thread.join();
         }
     }
@@ -102,18 +105,20 @@ impl Store {
             return Ok(());
         }
         let (reply, answer) = oneshot::channel();
-        self.handle
-            .requests
-            .blocking_send(Request::Execute {
-                command: Command::Configure(settings),
-                reply,
-            })
-            .map_err(|_| StoreError::Stopped)?;
-        match answer.blocking_recv() {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(StoreError::Settings(error.message)),
-            Err(_) => Err(StoreError::Stopped),
-        }
+        let requests = &self.handle.requests;
+        outside_runtime(move || {
+            requests
+                .blocking_send(Request::Execute {
+                    command: Command::Configure(settings),
+                    reply,
+                })
+                .map_err(|_| StoreError::Stopped)?;
+            match answer.blocking_recv() {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) => Err(StoreError::Settings(error.message)),
+                Err(_) => Err(StoreError::Stopped),
+            }
+        })
     }
 }
 
@@ -180,6 +185,20 @@ impl StoreHandle {
         .map_err(|_| Error::unavailable("a read query panicked"))?
         .map_err(|error| Error::unavailable(format!("read failed: {error}")))
     }
+}
+
+/// Tokio's blocking channel calls panic inside a runtime, and open, close and drop may
+/// well run there (a server's async main): there they block on a helper thread instead.
+fn outside_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return work();
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(work)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 fn lock_data_dir(data_dir: &Path) -> std::result::Result<File, StoreError> {

@@ -70,8 +70,7 @@ pub struct MessageBox {
     subscription_ids_by_name: BTreeMap<String, SubscriptionId>,
     routing: RoutingIndex,
     dirty_hosts: BTreeSet<HostId>,
-    /// Counters or settings changed. `last_timestamp_ms` alone does not count: it is saved
-    /// with the next real change, so that a batch that changes nothing writes nothing.
+    /// Counters, settings or the clock floor changed and must be saved with this batch.
     state_dirty: bool,
 }
 
@@ -118,8 +117,13 @@ impl MessageBox {
         command: Command,
         timestamp_ms: i64,
     ) -> Result<Outcome> {
+        // The clock floor is saved whenever it moves, so that a replica that reloads from
+        // disk stamps the next command exactly as one that never stopped.
         let now_ms = timestamp_ms.max(self.state.last_timestamp_ms);
-        self.state.last_timestamp_ms = now_ms;
+        if now_ms != self.state.last_timestamp_ms {
+            self.state.last_timestamp_ms = now_ms;
+            self.state_dirty = true;
+        }
         match command {
             Command::Configure(settings) => self.configure(settings),
             Command::CreateHost { name } => self.create_host(tables, name, now_ms),
@@ -172,13 +176,12 @@ impl MessageBox {
     /// Writes the catalog changes made since the last flush (host depths, counters).
     /// The store calls this once per batch, inside the batch's transaction.
     pub fn flush(&mut self, tables: &mut impl Tables) {
-        let hosts_changed = !self.dirty_hosts.is_empty();
         for host_id in std::mem::take(&mut self.dirty_hosts) {
             if let Some(host) = self.hosts.get(&host_id) {
                 tables.save_host(host);
             }
         }
-        if std::mem::take(&mut self.state_dirty) || hosts_changed {
+        if std::mem::take(&mut self.state_dirty) {
             tables.save_machine_state(&self.state);
         }
     }

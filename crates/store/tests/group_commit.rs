@@ -1,0 +1,127 @@
+//! Group commit shares transactions between concurrent callers; a storage failure rolls
+//! back the whole batch, acknowledges nothing, and leaves the machine as it was on disk.
+
+mod common;
+
+use tandem_core::command::Command;
+use tandem_core::error::ErrorCode;
+use tandem_core::outcome::Outcome;
+use tandem_store::integrity;
+
+use common::{create_catalog, new_message, open, publish, runtime};
+
+const PUBLISHES: usize = 2_000;
+
+#[test]
+fn concurrent_publishes_share_commits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    let handle = store.handle();
+    let runtime = runtime();
+    runtime.block_on(create_catalog(&handle));
+    let before = handle.metrics().snapshot();
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..PUBLISHES)
+            .map(|index| {
+                let handle = handle.clone();
+                tokio::spawn(
+                    async move { handle.execute(publish(&format!("m{index}"), "b")).await },
+                )
+            })
+            .collect();
+        for (index, task) in tasks.into_iter().enumerate() {
+            let outcome = task.await.expect("publish task");
+            let Ok(Outcome::Published(receipts)) = &outcome else {
+                panic!("publish m{index}: {outcome:?}");
+            };
+            let receipt = receipts[0].as_ref().expect("stored");
+            assert!(
+                !receipt.duplicate && receipt.instances.len() == 1,
+                "{receipt:?}"
+            );
+        }
+    });
+    let after = handle.metrics().snapshot();
+    let commits = after.commits - before.commits;
+    assert_eq!(after.commands - before.commands, PUBLISHES as u64);
+    assert!(
+        commits < (PUBLISHES / 2) as u64,
+        "{PUBLISHES} concurrent publishes took {commits} commits; group commit should share them"
+    );
+    assert_eq!(handle.catalog().state.message_count, PUBLISHES as u64);
+    assert_eq!(after.storage_failures, 0);
+    store.close();
+    let report = integrity::check(dir.path()).expect("integrity check runs");
+    assert!(report.is_healthy(), "problems: {:?}", report.problems);
+    assert_eq!(report.messages, PUBLISHES as u64);
+}
+
+/// A trigger added behind the store's back makes inserting the instance of message `poison`
+/// fail halfway through a batch.
+const POISON_TRIGGER: &str = "CREATE TRIGGER poison BEFORE INSERT ON instances \
+     WHEN NEW.message_id = 'poison' BEGIN SELECT RAISE(ABORT, 'injected failure'); END;";
+
+#[test]
+fn a_storage_failure_rolls_back_the_batch_and_acknowledges_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    let handle = store.handle();
+    let runtime = runtime();
+    runtime.block_on(async {
+        create_catalog(&handle).await;
+        let first = handle.execute(publish("m0", "a")).await;
+        assert!(first.is_ok(), "{first:?}");
+    });
+    let before = handle.catalog().state.clone();
+    let saboteur = common::database(dir.path());
+    saboteur
+        .execute_batch(&format!("PRAGMA busy_timeout = 5000; {POISON_TRIGGER}"))
+        .expect("add the trigger");
+
+    // One batch: a good message (stored first) and the poisoned one.
+    let both = Command::Publish {
+        publisher: "test".to_string(),
+        messages: vec![new_message("good", "a"), new_message("poison", "a")],
+    };
+    let outcome = runtime.block_on(handle.execute(both));
+    let error = outcome.expect_err("the batch must fail");
+    assert_eq!(error.code, ErrorCode::Unavailable, "{error}");
+    assert!(
+        error.message.contains("nothing was acknowledged"),
+        "unclear message: {error}"
+    );
+    assert_eq!(handle.metrics().snapshot().storage_failures, 1);
+    assert_eq!(
+        handle.catalog().state,
+        before,
+        "the machine is reloaded as it was on disk"
+    );
+
+    saboteur
+        .execute_batch("DROP TRIGGER poison;")
+        .expect("drop the trigger");
+    let retried = runtime.block_on(handle.execute(publish("good", "a")));
+    let Ok(Outcome::Published(receipts)) = &retried else {
+        panic!("retry failed: {retried:?}");
+    };
+    let receipt = receipts[0].as_ref().expect("stored on retry");
+    assert!(
+        !receipt.duplicate,
+        "the rolled-back publish must not count for dedupe"
+    );
+    let next = before.next_instance_id;
+    assert_eq!(
+        receipt.instances,
+        vec![next, next + 1],
+        "instance ids of the failed batch are reused, none skipped"
+    );
+    assert_eq!(handle.catalog().state.message_count, 2);
+    store.close();
+    drop(saboteur);
+    let report = integrity::check(dir.path()).expect("integrity check runs");
+    assert!(report.is_healthy(), "problems: {:?}", report.problems);
+    assert_eq!(
+        report.messages, 2,
+        "m0 and good; nothing of the failed batch"
+    );
+}

@@ -1,0 +1,195 @@
+//! A closed and reopened store holds exactly what it held; its directory lock keeps a
+//! second node out; files of another format, or not written by Tandem, are refused.
+
+mod common;
+
+use std::path::Path;
+
+use tandem_core::command::Command;
+use tandem_core::instance::Instance;
+use tandem_core::outcome::Outcome;
+use tandem_core::settings::Settings;
+use tandem_store::{InstanceQuery, Store, StoreError, integrity, schema};
+
+use common::{create_catalog, lease, leased, open, publish, runtime};
+
+/// Publishes ten messages (15 instances), leases four of h0 (the `b` ones, priority 1),
+/// completes two (and so their messages), fails one.
+fn populate(dir: &Path) {
+    let store = open(dir);
+    let handle = store.handle();
+    runtime().block_on(async {
+        create_catalog(&handle).await;
+        for index in 0..10 {
+            let kind = if index % 2 == 0 { "a" } else { "b" };
+            let outcome = handle.execute(publish(&format!("m{index}"), kind)).await;
+            assert!(outcome.is_ok(), "publish m{index}: {outcome:?}");
+        }
+        let leases = leased(handle.execute(lease("h0", 4)).await);
+        assert_eq!(leases.len(), 4);
+        for lease in &leases[..2] {
+            let completed = handle
+                .execute(Command::Complete {
+                    instance: lease.instance,
+                    token: lease.token,
+                })
+                .await;
+            assert_eq!(completed, Ok(Outcome::Completed));
+        }
+        let failed = handle
+            .execute(Command::Fail {
+                instance: leases[2].instance,
+                token: leases[2].token,
+                reason: "refused".to_string(),
+            })
+            .await;
+        assert!(matches!(failed, Ok(Outcome::Failed { .. })), "{failed:?}");
+    });
+    store.close();
+}
+
+fn all_instances(store: &Store) -> Vec<Instance> {
+    let handle = store.handle();
+    runtime()
+        .block_on(handle.instances(InstanceQuery {
+            limit: 1000,
+            ..InstanceQuery::default()
+        }))
+        .expect("list instances")
+}
+
+fn open_error(dir: &Path) -> StoreError {
+    match Store::open(dir, Settings::default()) {
+        Ok(_) => panic!("opening {} should have failed", dir.display()),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn reopening_gives_back_the_same_catalog_and_instances() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    populate(dir.path());
+    let store = open(dir.path());
+    let before_catalog = store.handle().catalog();
+    let before_instances = all_instances(&store);
+    assert_eq!(
+        before_catalog.state.message_count, 8,
+        "two single-instance messages completed"
+    );
+    assert_eq!(before_instances.len(), 13, "15 instances, 2 completed");
+    store.close();
+
+    let store = open(dir.path());
+    let after = store.handle().catalog();
+    assert_eq!(after.hosts, before_catalog.hosts, "hosts and depths");
+    assert_eq!(after.subscriptions, before_catalog.subscriptions);
+    assert_eq!(after.state, before_catalog.state, "counters and settings");
+    assert_eq!(all_instances(&store), before_instances, "instances");
+
+    // Fencing survives the restart: a new lease gets a token above every earlier one.
+    let highest = before_instances.iter().map(|i| i.lease_token).max();
+    let handle = store.handle();
+    let leases = leased(runtime().block_on(handle.execute(lease("h1", 1))));
+    assert_eq!(leases.len(), 1);
+    assert!(Some(leases[0].token) > highest, "token reused after reopen");
+    store.close();
+
+    let report = integrity::check(dir.path()).expect("integrity check runs");
+    assert!(report.is_healthy(), "problems: {:?}", report.problems);
+    assert_eq!((report.messages, report.instances), (8, 13));
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_while_the_first_is_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = open(dir.path());
+    let error = open_error(dir.path());
+    assert!(
+        matches!(error, StoreError::Locked(_)),
+        "expected Locked, got {error}"
+    );
+    let text = error.to_string();
+    assert!(text.contains("is in use"), "unclear message: {text}");
+    assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    first.close();
+    open(dir.path()).close();
+}
+
+#[test]
+fn a_database_of_another_format_version_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    populate(dir.path());
+    let other = schema::FORMAT_VERSION + 1;
+    common::database(dir.path())
+        .pragma_update(None, "user_version", other)
+        .expect("set user_version");
+    let error = open_error(dir.path());
+    assert!(
+        matches!(error, StoreError::Format(_)),
+        "expected Format, got {error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("format version {other}")),
+        "the error names the version found: {error}"
+    );
+    assert!(
+        matches!(integrity::check(dir.path()), Err(StoreError::Format(_))),
+        "the integrity check refuses it too"
+    );
+}
+
+#[test]
+fn a_sqlite_file_not_written_by_tandem_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    common::database(dir.path())
+        .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL);")
+        .expect("create a foreign table");
+    let error = open_error(dir.path());
+    assert!(
+        matches!(error, StoreError::Format(_)),
+        "expected Format, got {error}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("invoices") && text.contains("not written by Tandem"),
+        "unclear message: {text}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join(schema::DATABASE_FILE),
+        b"this is not a database, just some text that is long enough to look like a header",
+    )
+    .expect("write garbage");
+    let error = open_error(dir.path());
+    assert!(
+        matches!(error, StoreError::Sqlite(_)),
+        "expected a SQLite error, got {error}"
+    );
+}
+
+/// A server opens and closes its store from async code; that must not panic.
+#[tokio::test]
+async fn open_with_new_settings_and_close_work_inside_an_async_runtime() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = Settings {
+        tracking: false,
+        ..Settings::default()
+    };
+    let Ok(store) = Store::open(dir.path(), settings.clone()) else {
+        panic!("open inside a runtime failed");
+    };
+    let outcome = store.handle().execute(Command::Tick).await;
+    assert!(outcome.is_ok(), "{outcome:?}");
+    store.close();
+    let Ok(store) = Store::open(dir.path(), settings.clone()) else {
+        panic!("reopen inside a runtime failed");
+    };
+    assert_eq!(store.handle().catalog().state.settings, settings);
+    drop(store);
+}
