@@ -1,1 +1,158 @@
-fn main() {}
+//! `tandem`: run nodes, declare hosts and subscriptions, publish, consume, operate.
+//!
+//! Exit status: 0 on success, 1 when the node (or the local check) reports an error,
+//! 2 on a usage error.
+//!
+//! # Layout
+//!
+//! - `commands/<group>.rs`: one module per command group, each with its arguments and `run`.
+//! - [`command_context`]: the global options every command gets.
+//! - [`command_error`]: the `error: …` / `hint: …` a failed command prints.
+//! - [`output`]: tables, JSON, and renderings shared by commands.
+//! - [`duration`]: `500ms`, `30s`, `5m`, `2h`, `7d`.
+//! - [`property_spec`]: `NAME[:TYPE]=VALUE` context properties.
+
+mod command_context;
+mod command_error;
+mod commands;
+mod duration;
+mod output;
+mod property_spec;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use command_context::CommandContext;
+use command_error::CommandError;
+use commands::consume::ConsumeArgs;
+use commands::host::HostCommand;
+use commands::message::MessageCommand;
+use commands::node::NodeCommand;
+use commands::publish::PublishArgs;
+use commands::subscription::SubscriptionCommand;
+use commands::suspended::SuspendedCommand;
+use commands::tracking::TrackingCommand;
+
+/// Tandem: a durable, highly available MessageBox.
+#[derive(Debug, Parser)]
+#[command(name = "tandem", version, about)]
+struct Cli {
+    /// The node to talk to (host:port or http://host:port).
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        env = "TANDEM_SERVER",
+        default_value = "127.0.0.1:7400"
+    )]
+    server: String,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node or check its data directory.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Declare and list hosts (named classes of work with their own queues).
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Create, list and delete subscriptions.
+    #[command(subcommand)]
+    Subscription(SubscriptionCommand),
+    /// Publish one message.
+    Publish(PublishArgs),
+    /// Lease messages from a host's queue, print them and complete them.
+    Consume(ConsumeArgs),
+    /// The node's status: counts, settings and queue depths.
+    Status,
+    /// The host queue depths.
+    Queue,
+    /// Inspect, resume and terminate suspended messages.
+    #[command(subcommand)]
+    Suspended(SuspendedCommand),
+    /// Inspect messages.
+    #[command(subcommand)]
+    Message(MessageCommand),
+    /// Manage tracking events.
+    #[command(subcommand)]
+    Tracking(TrackingCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            error.print();
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CommandError> {
+    let context = CommandContext::new(cli.server, cli.json);
+    match cli.command {
+        Command::Node(command) => commands::node::run(command, &context).await,
+        Command::Host(command) => commands::host::run(command, &context).await,
+        Command::Subscription(command) => commands::subscription::run(command, &context).await,
+        Command::Publish(arguments) => commands::publish::run(arguments, &context).await,
+        Command::Consume(arguments) => commands::consume::run(arguments, &context).await,
+        Command::Status => commands::status::run_status(&context).await,
+        Command::Queue => commands::status::run_queue(&context).await,
+        Command::Suspended(command) => commands::suspended::run(command, &context).await,
+        Command::Message(command) => commands::message::run(command, &context).await,
+        Command::Tracking(command) => commands::tracking::run(command, &context).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let cli = Cli::try_parse_from([
+            "tandem",
+            "publish",
+            "--property",
+            "MessageType=Order",
+            "--property",
+            "Total:int=1500",
+            "--body",
+            "@order.json",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
+    }
+
+    #[test]
+    fn bad_property_specs_name_the_flag() {
+        let error = Cli::try_parse_from(["tandem", "publish", "--property", "Total:int=x"])
+            .expect_err("bad int");
+        let text = error.to_string();
+        assert!(text.contains("--property"), "{text}");
+        assert!(text.contains("not an int"), "{text}");
+    }
+}

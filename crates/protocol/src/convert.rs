@@ -53,7 +53,11 @@ impl TryFrom<v1::Property> for Property {
             Some(WireValue::TimestampMs(millis)) => Value::Timestamp(millis),
             None => return Err(PropertyError(format!("property '{name}' has no value"))),
         };
-        Ok(Property { name, value, promoted: !property.written })
+        Ok(Property {
+            name,
+            value,
+            promoted: !property.written,
+        })
     }
 }
 
@@ -63,7 +67,11 @@ mod tests {
 
     #[test]
     fn properties_round_trip() {
-        let property = Property { name: "Total".into(), value: Value::Int(1500), promoted: true };
+        let property = Property {
+            name: "Total".into(),
+            value: Value::Int(1500),
+            promoted: true,
+        };
         let wire = v1::Property::from(property.clone());
         assert_eq!(Property::try_from(wire), Ok(property));
     }

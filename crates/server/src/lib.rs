@@ -1,1 +1,40 @@
-//! # Tandem server (being written)
+//! # Tandem server
+//!
+//! The composition root of a Tandem node: configuration, node lifecycle with ordered
+//! shutdown, the gRPC data plane and admin API (tonic), the HTTP/JSON API with health and
+//! Prometheus metrics (axum), and the maintenance ticker. Every request ends up as a
+//! [`tandem_core::Command`] executed durably by the store.
+//!
+//! # Layout
+//!
+//! - [`config`]: [`NodeConfig`], loaded from TOML.
+//! - [`server_error`]: [`ServerError`], why a node could not start.
+//! - [`node`]: [`Node`] (start, addresses, ordered shutdown) and [`run_until_signal`].
+//! - [`shutdown_signal`]: SIGINT and SIGTERM, installed before the node reports ready.
+//! - [`state`]: the state every request handler shares (store handle, wake-ups, counters).
+//! - [`operations`]: the operations both APIs share (publish, long-poll lease, listings).
+//! - [`wake_up`]: the signal that wakes long-polling leases when work becomes ready.
+//! - [`message_id`]: unique message ids for publishes that bring none.
+//! - [`errors`]: the one place that maps core errors to gRPC statuses and HTTP responses.
+//! - [`grpc`]: the `MessageBox` and `Admin` gRPC services.
+//! - [`http`]: the HTTP/JSON API, `/health` and `/metrics`.
+//! - [`metrics`]: request counters and the Prometheus text rendering.
+//! - [`ticker`]: the task that applies `Command::Tick` (lease expiry, due retries).
+
+pub mod config;
+pub mod errors;
+pub mod grpc;
+pub mod http;
+pub mod message_id;
+pub mod metrics;
+pub mod node;
+pub mod operations;
+pub mod server_error;
+pub mod shutdown_signal;
+pub mod state;
+pub mod ticker;
+pub mod wake_up;
+
+pub use config::NodeConfig;
+pub use node::{Node, run_until_signal};
+pub use server_error::ServerError;

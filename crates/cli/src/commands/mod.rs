@@ -1,0 +1,11 @@
+//! One module per command group; each exposes its clap arguments and a `run` function.
+
+pub mod consume;
+pub mod host;
+pub mod message;
+pub mod node;
+pub mod publish;
+pub mod status;
+pub mod subscription;
+pub mod suspended;
+pub mod tracking;

@@ -1,0 +1,157 @@
+//! `tandem subscription …`: route matching messages into a host's queue.
+
+use clap::{Args, Subcommand};
+use serde_json::{Value as Json, json};
+use tandem_core::limits::{DEFAULT_PRIORITY, DEFAULT_RETRY_COUNT};
+use tandem_protocol::v1;
+
+use crate::command_context::CommandContext;
+use crate::command_error::CommandError;
+use crate::duration::{format_milliseconds, parse_milliseconds};
+use crate::output::{Table, format_time};
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionCommand {
+    /// Create a subscription: copies of messages matching the filter go to the host's queue.
+    Create(CreateArgs),
+    /// List every subscription.
+    List,
+    /// Delete a subscription by id; messages already routed stay queued.
+    Delete {
+        /// The subscription id (see `tandem subscription list`).
+        id: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The host whose queue receives the matching messages.
+    #[arg(long)]
+    host: String,
+    /// The filter over promoted properties, e.g. 'MessageType == "Order" and Total > 1000'.
+    /// Predicates: ==, !=, <, <=, >, >=, exists; combined with `and` and `or`.
+    #[arg(long)]
+    filter: String,
+    /// A name for the subscription [default: chosen by the node].
+    #[arg(long, default_value = "")]
+    name: String,
+    /// Priority from 1 (highest) to 10 (lowest).
+    #[arg(long, default_value_t = u32::from(DEFAULT_PRIORITY),
+          value_parser = clap::value_parser!(u32).range(1..=10))]
+    priority: u32,
+    /// Deliveries retried after the first failure before the message is suspended.
+    #[arg(long, default_value_t = DEFAULT_RETRY_COUNT)]
+    retry_count: u32,
+    /// Wait before a failed message is offered again (e.g. 30s, 5m, 2h).
+    #[arg(long, default_value = "5m", value_parser = parse_milliseconds)]
+    retry_interval: u64,
+    /// Double the retry interval after each failed attempt.
+    #[arg(long)]
+    exponential_backoff: bool,
+}
+
+pub async fn run(
+    command: SubscriptionCommand,
+    context: &CommandContext,
+) -> Result<(), CommandError> {
+    match command {
+        SubscriptionCommand::Create(arguments) => create(arguments, context).await,
+        SubscriptionCommand::List => list(context).await,
+        SubscriptionCommand::Delete { id } => delete(id, context).await,
+    }
+}
+
+async fn create(arguments: CreateArgs, context: &CommandContext) -> Result<(), CommandError> {
+    let client = context.connect().await?;
+    let request = v1::CreateSubscriptionRequest {
+        name: arguments.name,
+        host: arguments.host,
+        filter: arguments.filter,
+        priority: arguments.priority,
+        retry_count: Some(arguments.retry_count),
+        retry_interval_ms: Some(arguments.retry_interval),
+        exponential_backoff: arguments.exponential_backoff,
+    };
+    let subscription = client.create_subscription(request).await.map_err(|error| {
+        let not_found = error.is_code("not_found");
+        let failure = CommandError::from(error);
+        if not_found {
+            failure.with_hint("declare the host first with `tandem host create NAME`")
+        } else {
+            failure
+        }
+    })?;
+    if context.output.is_json() {
+        context.output.print_json(&subscription_json(&subscription));
+    } else {
+        println!(
+            "created subscription {} ({})",
+            subscription.id, subscription.name
+        );
+    }
+    Ok(())
+}
+
+async fn list(context: &CommandContext) -> Result<(), CommandError> {
+    let client = context.connect().await?;
+    let subscriptions = client.list_subscriptions().await?.subscriptions;
+    if context.output.is_json() {
+        let subscriptions: Vec<Json> = subscriptions.iter().map(subscription_json).collect();
+        context
+            .output
+            .print_json(&json!({ "subscriptions": subscriptions }));
+        return Ok(());
+    }
+    let mut table = Table::new(vec![
+        "ID", "NAME", "HOST", "PRIORITY", "RETRIES", "INTERVAL", "BACKOFF", "FILTER",
+    ]);
+    for subscription in &subscriptions {
+        table.add_row(vec![
+            subscription.id.to_string(),
+            subscription.name.clone(),
+            subscription.host.clone(),
+            subscription.priority.to_string(),
+            subscription.retry_count.to_string(),
+            format_milliseconds(subscription.retry_interval_ms),
+            backoff_name(subscription.exponential_backoff).to_string(),
+            subscription.filter.clone(),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+async fn delete(id: u64, context: &CommandContext) -> Result<(), CommandError> {
+    let client = context.connect().await?;
+    client
+        .delete_subscription(v1::DeleteSubscriptionRequest { id })
+        .await?;
+    if context.output.is_json() {
+        context.output.print_json(&json!({ "deleted": id }));
+    } else {
+        println!("deleted subscription {id}");
+    }
+    Ok(())
+}
+
+fn backoff_name(exponential_backoff: bool) -> &'static str {
+    if exponential_backoff {
+        "exponential"
+    } else {
+        "fixed"
+    }
+}
+
+fn subscription_json(subscription: &v1::Subscription) -> Json {
+    json!({
+        "id": subscription.id,
+        "name": subscription.name,
+        "host": subscription.host,
+        "filter": subscription.filter,
+        "priority": subscription.priority,
+        "retry_count": subscription.retry_count,
+        "retry_interval_ms": subscription.retry_interval_ms,
+        "exponential_backoff": subscription.exponential_backoff,
+        "created_at": format_time(subscription.created_at_ms),
+    })
+}

@@ -1,0 +1,284 @@
+//! The `tandem` command against a real node: declare a route, publish, consume, inspect,
+//! and the error paths a person meets first (no route, malformed filter, no node).
+
+mod support;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{NodeProcess, tandem_binary};
+
+/// How long one CLI command may run before the test gives up on it.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+const ORDER_FILTER: &str = r#"MessageType == "Order" and Total > 1000"#;
+
+/// A finished `tandem` command.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Finished {
+    fn describe(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.status.code(),
+            self.stdout,
+            self.stderr
+        )
+    }
+
+    fn expect_success(self) -> Finished {
+        assert!(
+            self.status.success(),
+            "command failed:\n{}",
+            self.describe()
+        );
+        self
+    }
+
+    fn expect_exit_code(self, code: i32) -> Finished {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "unexpected exit:\n{}",
+            self.describe()
+        );
+        self
+    }
+}
+
+/// Runs `tandem` with the arguments, killing it if it outlives [`COMMAND_TIMEOUT`].
+fn run_tandem(arguments: &[&str]) -> Finished {
+    let mut child = Command::new(tandem_binary())
+        .args(arguments)
+        .env_remove("TANDEM_SERVER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tandem");
+    let stdout = read_in_background(child.stdout.take().expect("stdout"));
+    let stderr = read_in_background(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for tandem") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`tandem {}` ran longer than {COMMAND_TIMEOUT:?}",
+                arguments.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Finished {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn read_in_background(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text
+    })
+}
+
+/// Runs `tandem --server <node> …`.
+fn run_against(node: &NodeProcess, arguments: &[&str]) -> Finished {
+    let server = node.grpc.to_string();
+    let mut full = vec!["--server", server.as_str()];
+    full.extend_from_slice(arguments);
+    run_tandem(&full)
+}
+
+fn path_text(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+#[test]
+fn publish_route_consume_and_inspect_through_the_cli() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let files = tempfile::tempdir().expect("temp dir");
+    let mut node = NodeProcess::start(data.path(), &[]);
+
+    declare_the_order_route(&node);
+    publish_an_order(&node, files.path());
+    consume_the_order(&node);
+    history_shows_the_order_life(&node);
+    unroutable_messages_are_refused_with_a_hint(&node);
+    malformed_filters_name_the_position(&node);
+    status_lists_the_host(&node);
+
+    let exit = node.stop();
+    assert!(exit.success(), "node exited with {exit:?} after SIGTERM");
+    let check = run_tandem(&["node", "check", "--data-dir", path_text(data.path())]);
+    let check = check.expect_success();
+    assert!(check.stdout.contains("healthy"), "{}", check.describe());
+}
+
+fn declare_the_order_route(node: &NodeProcess) {
+    let created = run_against(node, &["host", "create", "orders"]).expect_success();
+    assert!(created.stdout.contains("orders"), "{}", created.describe());
+    let arguments = [
+        "subscription",
+        "create",
+        "--host",
+        "orders",
+        "--filter",
+        ORDER_FILTER,
+        "--name",
+        "big-orders",
+    ];
+    let created = run_against(node, &arguments).expect_success();
+    assert!(
+        created.stdout.contains("big-orders"),
+        "{}",
+        created.describe()
+    );
+}
+
+fn publish_an_order(node: &NodeProcess, directory: &Path) {
+    let body_path = directory.join("order.json");
+    std::fs::write(&body_path, r#"{"order": 42, "total": 1500}"#).expect("write body");
+    let body = format!("@{}", path_text(&body_path));
+    let arguments = [
+        "publish",
+        "--message-id",
+        "order-42",
+        "--property",
+        "MessageType=Order",
+        "--property",
+        "Total:int=1500",
+        "--body",
+        body.as_str(),
+    ];
+    let published = run_against(node, &arguments).expect_success();
+    assert_eq!(
+        published.stdout.trim(),
+        "order-42",
+        "{}",
+        published.describe()
+    );
+    let again = run_against(node, &arguments).expect_success();
+    assert!(again.stdout.contains("(duplicate)"), "{}", again.describe());
+}
+
+fn consume_the_order(node: &NodeProcess) {
+    let consumed = run_against(node, &["consume", "--host", "orders", "--max", "1"]);
+    let consumed = consumed.expect_success();
+    let text = &consumed.stdout;
+    assert!(text.contains("order-42"), "{}", consumed.describe());
+    assert!(text.contains("Total = 1500"), "{}", consumed.describe());
+    assert!(text.contains(r#""order": 42"#), "{}", consumed.describe());
+    assert!(text.contains("completed"), "{}", consumed.describe());
+}
+
+fn history_shows_the_order_life(node: &NodeProcess) {
+    let history = run_against(node, &["message", "history", "order-42"]).expect_success();
+    let events: Vec<&str> = ["received", "leased", "completed"]
+        .into_iter()
+        .filter(|kind| !history.stdout.contains(kind))
+        .collect();
+    assert!(
+        events.is_empty(),
+        "missing {events:?}:\n{}",
+        history.describe()
+    );
+    let received = history.stdout.find("received").unwrap_or(usize::MAX);
+    let completed = history.stdout.rfind("completed").unwrap_or(0);
+    assert!(
+        received < completed,
+        "events out of order:\n{}",
+        history.describe()
+    );
+}
+
+fn unroutable_messages_are_refused_with_a_hint(node: &NodeProcess) {
+    let arguments = [
+        "publish",
+        "--property",
+        "MessageType=Invoice",
+        "--body",
+        "x",
+    ];
+    let refused = run_against(node, &arguments).expect_exit_code(1);
+    assert!(
+        refused.stderr.contains("no_route"),
+        "{}",
+        refused.describe()
+    );
+    assert!(refused.stderr.contains("hint:"), "{}", refused.describe());
+}
+
+fn malformed_filters_name_the_position(node: &NodeProcess) {
+    let arguments = [
+        "subscription",
+        "create",
+        "--host",
+        "orders",
+        "--filter",
+        "MessageType ==",
+    ];
+    let refused = run_against(node, &arguments).expect_exit_code(1);
+    assert!(
+        refused.stderr.contains("line 1, column"),
+        "{}",
+        refused.describe()
+    );
+}
+
+fn status_lists_the_host(node: &NodeProcess) {
+    let status = run_against(node, &["--json", "status"]).expect_success();
+    let document: serde_json::Value =
+        serde_json::from_str(&status.stdout).expect("status --json prints JSON");
+    let hosts = document["hosts"].as_array().expect("hosts array");
+    assert!(
+        hosts.iter().any(|host| host["name"] == "orders"),
+        "{}",
+        status.describe()
+    );
+    let queue = run_against(node, &["queue"]).expect_success();
+    assert!(queue.stdout.contains("orders"), "{}", queue.describe());
+}
+
+#[test]
+fn an_unreachable_node_is_reported_with_what_to_do() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    drop(listener);
+    let failed = run_tandem(&["--server", &address, "host", "list"]).expect_exit_code(1);
+    assert!(
+        failed.stderr.contains("unavailable"),
+        "{}",
+        failed.describe()
+    );
+    assert!(
+        failed.stderr.contains("tandem node start"),
+        "{}",
+        failed.describe()
+    );
+}
+
+#[test]
+fn usage_errors_exit_two_and_name_the_flag() {
+    let failed = run_tandem(&["publish", "--property", "Total:int"]).expect_exit_code(2);
+    assert!(
+        failed.stderr.contains("--property"),
+        "{}",
+        failed.describe()
+    );
+    assert!(failed.stderr.contains("no '='"), "{}", failed.describe());
+    let failed = run_tandem(&["consume", "--host", "h", "--lease", "soon"]).expect_exit_code(2);
+    assert!(failed.stderr.contains("--lease"), "{}", failed.describe());
+}

@@ -1,0 +1,154 @@
+//! [`ClientError`]: what went wrong with a call, as a stable code and a readable message.
+
+use tandem_protocol::{ERROR_CODE_METADATA, RETRY_AFTER_METADATA, v1};
+use tonic::{Code, Status};
+
+/// A failed call: the node's stable error code (`no_route`, `not_found`, `throttled`, …,
+/// or the gRPC code in snake_case when the node gave none), a message a person can read,
+/// and, when throttled, how long to wait before retrying.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientError {
+    pub code: String,
+    pub message: String,
+    pub retry_after_ms: Option<u64>,
+}
+
+impl ClientError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> ClientError {
+        ClientError {
+            code: code.into(),
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// The node could not be reached at `address`; `reason` says why.
+    pub fn unreachable(address: &str, reason: &str) -> ClientError {
+        ClientError::new(
+            "unavailable",
+            format!(
+                "cannot reach the node at {address}: {reason}; is `tandem node start` running?"
+            ),
+        )
+    }
+
+    /// True when the error carries this code, e.g. `no_route`.
+    pub fn is_code(&self, code: &str) -> bool {
+        self.code == code
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<Status> for ClientError {
+    fn from(status: Status) -> ClientError {
+        let metadata = status.metadata();
+        let code = metadata
+            .get(ERROR_CODE_METADATA)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| grpc_code_name(status.code()).to_string());
+        let retry_after_ms = metadata
+            .get(RETRY_AFTER_METADATA)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.trim().parse::<u64>().ok());
+        ClientError {
+            code,
+            message: status.message().to_string(),
+            retry_after_ms,
+        }
+    }
+}
+
+impl From<v1::Error> for ClientError {
+    fn from(error: v1::Error) -> ClientError {
+        ClientError {
+            code: error.code,
+            message: error.message,
+            retry_after_ms: (error.retry_after_ms > 0).then_some(error.retry_after_ms),
+        }
+    }
+}
+
+/// The gRPC status code's name in snake_case, e.g. `unavailable`, `deadline_exceeded`.
+pub fn grpc_code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::metadata::MetadataValue;
+
+    use super::*;
+
+    #[test]
+    fn status_metadata_gives_the_code_and_retry_hint() {
+        let mut status = Status::resource_exhausted("the message box holds too many messages");
+        status
+            .metadata_mut()
+            .insert(ERROR_CODE_METADATA, MetadataValue::from_static("throttled"));
+        status
+            .metadata_mut()
+            .insert(RETRY_AFTER_METADATA, MetadataValue::from_static("1000"));
+        let error = ClientError::from(status);
+        assert_eq!(error.code, "throttled");
+        assert_eq!(error.retry_after_ms, Some(1000));
+        assert_eq!(
+            error.to_string(),
+            "throttled: the message box holds too many messages"
+        );
+    }
+
+    #[test]
+    fn status_without_metadata_falls_back_to_the_grpc_code() {
+        let error = ClientError::from(Status::deadline_exceeded("too slow"));
+        assert_eq!(error.code, "deadline_exceeded");
+        assert_eq!(error.retry_after_ms, None);
+        assert_eq!(error.to_string(), "deadline_exceeded: too slow");
+    }
+
+    #[test]
+    fn per_message_errors_convert() {
+        let error = ClientError::from(v1::Error {
+            code: "no_route".into(),
+            message: "no subscription matches".into(),
+            retry_after_ms: 0,
+        });
+        assert_eq!(error.to_string(), "no_route: no subscription matches");
+        assert_eq!(error.retry_after_ms, None);
+    }
+
+    #[test]
+    fn unreachable_nodes_say_what_to_do() {
+        let error = ClientError::unreachable("127.0.0.1:7400", "connection refused");
+        assert_eq!(
+            error.to_string(),
+            "unavailable: cannot reach the node at 127.0.0.1:7400: connection refused; \
+             is `tandem node start` running?"
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! [`AdminService`]: the gRPC admin API (hosts, subscriptions, instances, resume and
+//! terminate, message history, tracking purge, status).
+
+use tandem_core::{Command, Outcome};
+use tandem_protocol::v1;
+use tandem_protocol::v1::admin_server::Admin;
+use tonic::{Request, Response, Status};
+
+use crate::errors::to_status;
+use crate::grpc::convert;
+use crate::metrics::Api;
+use crate::operations::{DEFAULT_TERMINATE_REASON, SubscriptionOrder, unexpected_outcome};
+use crate::state::{AppState, SharedState};
+
+pub struct AdminService {
+    state: SharedState,
+}
+
+impl AdminService {
+    pub fn new(state: SharedState) -> AdminService {
+        AdminService { state }
+    }
+
+    fn count(&self, operation: &'static str) {
+        self.state.count_request(Api::Grpc, operation);
+    }
+
+    async fn execute(&self, command: Command) -> Result<Outcome, Status> {
+        self.state
+            .execute(command)
+            .await
+            .map_err(|error| to_status(&error))
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_host(
+        &self,
+        request: Request<v1::CreateHostRequest>,
+    ) -> Result<Response<v1::Host>, Status> {
+        self.count("create_host");
+        let name = request.into_inner().name;
+        match self.execute(Command::CreateHost { name }).await? {
+            Outcome::HostCreated(host) => Ok(Response::new(convert::host(&host))),
+            _ => Err(to_status(&unexpected_outcome("create host"))),
+        }
+    }
+
+    async fn list_hosts(
+        &self,
+        _request: Request<v1::ListHostsRequest>,
+    ) -> Result<Response<v1::ListHostsResponse>, Status> {
+        self.count("list_hosts");
+        let catalog = self.state.store.catalog();
+        let hosts = catalog.hosts.iter().map(convert::host).collect();
+        Ok(Response::new(v1::ListHostsResponse { hosts }))
+    }
+
+    async fn create_subscription(
+        &self,
+        request: Request<v1::CreateSubscriptionRequest>,
+    ) -> Result<Response<v1::Subscription>, Status> {
+        self.count("create_subscription");
+        let request = request.into_inner();
+        let order = SubscriptionOrder {
+            name: request.name,
+            host: request.host,
+            filter: request.filter,
+            priority: request.priority,
+            retry_count: request.retry_count,
+            retry_interval_ms: request.retry_interval_ms,
+            exponential_backoff: request.exponential_backoff,
+        };
+        let subscription = self
+            .state
+            .create_subscription(order)
+            .await
+            .map_err(|error| to_status(&error))?;
+        let catalog = self.state.store.catalog();
+        Ok(Response::new(convert::subscription(
+            &subscription,
+            &catalog,
+        )))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        _request: Request<v1::ListSubscriptionsRequest>,
+    ) -> Result<Response<v1::ListSubscriptionsResponse>, Status> {
+        self.count("list_subscriptions");
+        let catalog = self.state.store.catalog();
+        let subscriptions = catalog
+            .subscriptions
+            .iter()
+            .map(|subscription| convert::subscription(subscription, &catalog))
+            .collect();
+        Ok(Response::new(v1::ListSubscriptionsResponse {
+            subscriptions,
+        }))
+    }
+
+    async fn delete_subscription(
+        &self,
+        request: Request<v1::DeleteSubscriptionRequest>,
+    ) -> Result<Response<v1::DeleteSubscriptionResponse>, Status> {
+        self.count("delete_subscription");
+        let id = request.into_inner().id;
+        self.execute(Command::DeleteSubscription { id }).await?;
+        Ok(Response::new(v1::DeleteSubscriptionResponse {}))
+    }
+
+    async fn list_instances(
+        &self,
+        request: Request<v1::ListInstancesRequest>,
+    ) -> Result<Response<v1::ListInstancesResponse>, Status> {
+        self.count("list_instances");
+        let request = request.into_inner();
+        let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
+        let instances = self
+            .state
+            .list_instances(&request.host, &request.state, request.after, limit)
+            .await
+            .map_err(|error| to_status(&error))?;
+        let catalog = self.state.store.catalog();
+        let instances = instances
+            .iter()
+            .map(|instance| convert::instance(instance, &catalog))
+            .collect();
+        Ok(Response::new(v1::ListInstancesResponse { instances }))
+    }
+
+    async fn resume(
+        &self,
+        request: Request<v1::ResumeRequest>,
+    ) -> Result<Response<v1::ResumeResponse>, Status> {
+        self.count("resume");
+        let instance = request.into_inner().instance;
+        self.execute(Command::Resume { instance }).await?;
+        Ok(Response::new(v1::ResumeResponse {}))
+    }
+
+    async fn terminate(
+        &self,
+        request: Request<v1::TerminateRequest>,
+    ) -> Result<Response<v1::TerminateResponse>, Status> {
+        self.count("terminate");
+        let request = request.into_inner();
+        let reason = if request.reason.is_empty() {
+            DEFAULT_TERMINATE_REASON.to_string()
+        } else {
+            request.reason
+        };
+        let command = Command::Terminate {
+            instance: request.instance,
+            reason,
+        };
+        self.execute(command).await?;
+        Ok(Response::new(v1::TerminateResponse {}))
+    }
+
+    async fn message_history(
+        &self,
+        request: Request<v1::MessageHistoryRequest>,
+    ) -> Result<Response<v1::MessageHistoryResponse>, Status> {
+        self.count("message_history");
+        let message_id = request.into_inner().message_id;
+        let history = self
+            .state
+            .store
+            .message_history(message_id)
+            .await
+            .map_err(|error| to_status(&error))?;
+        let catalog = self.state.store.catalog();
+        Ok(Response::new(v1::MessageHistoryResponse {
+            messages: history
+                .messages
+                .iter()
+                .map(convert::stored_message)
+                .collect(),
+            instances: history
+                .instances
+                .iter()
+                .map(|instance| convert::instance(instance, &catalog))
+                .collect(),
+            events: history.events.iter().map(convert::tracking_event).collect(),
+        }))
+    }
+
+    async fn purge_tracking(
+        &self,
+        request: Request<v1::PurgeTrackingRequest>,
+    ) -> Result<Response<v1::PurgeTrackingResponse>, Status> {
+        self.count("purge_tracking");
+        let older_than_ms = request.into_inner().older_than_ms;
+        let events = self
+            .state
+            .purge_tracking(older_than_ms)
+            .await
+            .map_err(|error| to_status(&error))?;
+        Ok(Response::new(v1::PurgeTrackingResponse { events }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::StatusResponse>, Status> {
+        self.count("status");
+        Ok(Response::new(status(&self.state)))
+    }
+}
+
+fn status(state: &AppState) -> v1::StatusResponse {
+    let catalog = state.store.catalog();
+    v1::StatusResponse {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        data_dir: state.store.data_dir().display().to_string(),
+        format_version: tandem_store::schema::FORMAT_VERSION as u64,
+        message_count: catalog.state.message_count,
+        throttled: catalog.throttled,
+        routing_failures: catalog.state.routing_failures,
+        subscription_count: catalog.subscriptions.len() as u64,
+        hosts: catalog.hosts.iter().map(convert::host).collect(),
+        settings: Some(convert::settings(&catalog.state.settings)),
+        started_at_ms: state.started_at_ms,
+    }
+}

@@ -1,0 +1,189 @@
+//! [`Node`]: one running Tandem node: its store, gRPC and HTTP listeners and ticker, with
+//! an ordered shutdown. [`run_until_signal`] runs one until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tandem_protocol::v1::admin_server::AdminServer;
+use tandem_protocol::v1::message_box_server::MessageBoxServer;
+use tandem_store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::grpc::admin::AdminService;
+use crate::grpc::max_decoding_message_size;
+use crate::grpc::message_box::MessageBoxService;
+use crate::shutdown_signal::ShutdownSignals;
+use crate::state::{AppState, SharedState};
+use crate::ticker::run_ticker;
+use crate::{NodeConfig, ServerError};
+
+/// How long in-flight requests may run on after shutdown begins.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+pub struct Node {
+    state: SharedState,
+    store: Option<Store>,
+    grpc_address: SocketAddr,
+    http_address: SocketAddr,
+    grpc_task: JoinHandle<()>,
+    http_task: JoinHandle<()>,
+    ticker_task: JoinHandle<()>,
+}
+
+impl Node {
+    /// Binds both listeners (port 0 picks a free port), opens the store, and starts serving.
+    pub async fn start(config: NodeConfig) -> Result<Node, ServerError> {
+        config.validate()?;
+        let grpc_listener = bind(config.grpc_listen).await?;
+        let http_listener = bind(config.http_listen).await?;
+        let grpc_address = local_address(&grpc_listener, config.grpc_listen)?;
+        let http_address = local_address(&http_listener, config.http_listen)?;
+        let store = open_store(&config).await?;
+        let tick_interval = Duration::from_millis(config.tick_interval_ms);
+        let state = Arc::new(AppState::new(store.handle(), config));
+        let grpc_task = tokio::spawn(serve_grpc(state.clone(), grpc_listener));
+        let http_task = tokio::spawn(serve_http(state.clone(), http_listener));
+        let ticker_task = tokio::spawn(run_ticker(state.clone(), tick_interval));
+        eprintln!("tandem: node started (grpc {grpc_address}, http {http_address})");
+        Ok(Node {
+            state,
+            store: Some(store),
+            grpc_address,
+            http_address,
+            grpc_task,
+            http_task,
+            ticker_task,
+        })
+    }
+
+    pub fn grpc_address(&self) -> SocketAddr {
+        self.grpc_address
+    }
+
+    pub fn http_address(&self) -> SocketAddr {
+        self.http_address
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to [`SHUTDOWN_GRACE`]), stops the
+    /// ticker, then closes the store after the commands already queued.
+    pub async fn shutdown(mut self) {
+        eprintln!("tandem: shutting down");
+        self.state.begin_shutdown();
+        let servers = async {
+            let _ = (&mut self.grpc_task).await;
+            let _ = (&mut self.http_task).await;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, servers).await.is_err() {
+            eprintln!(
+                "tandem: requests still running after {} s; closing them",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            self.grpc_task.abort();
+            self.http_task.abort();
+        }
+        let _ = (&mut self.ticker_task).await;
+        if let Some(store) = self.store.take() {
+            let closed = tokio::task::spawn_blocking(move || store.close()).await;
+            if closed.is_err() {
+                eprintln!("tandem: closing the store failed");
+            }
+        }
+        eprintln!("tandem: node stopped");
+    }
+}
+
+impl Drop for Node {
+    /// A node dropped without [`Node::shutdown`] still stops its tasks and closes its store
+    /// (on a plain thread: closing blocks, which an async context must not).
+    fn drop(&mut self) {
+        self.state.begin_shutdown();
+        self.grpc_task.abort();
+        self.http_task.abort();
+        if let Some(store) = self.store.take() {
+            let _ = std::thread::Builder::new()
+                .name("tandem-store-close".into())
+                .spawn(move || store.close());
+        }
+    }
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| ServerError::Listen { address, source })
+}
+
+fn local_address(listener: &TcpListener, address: SocketAddr) -> Result<SocketAddr, ServerError> {
+    listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen { address, source })
+}
+
+async fn open_store(config: &NodeConfig) -> Result<Store, ServerError> {
+    let data_dir = config.data_dir.clone();
+    let settings = config.settings();
+    let opening = data_dir.clone();
+    tokio::task::spawn_blocking(move || Store::open(&opening, settings))
+        .await
+        .map_err(|error| ServerError::Internal(format!("opening the store panicked: {error}")))?
+        .map_err(|source| ServerError::Store { data_dir, source })
+}
+
+async fn serve_grpc(state: SharedState, listener: TcpListener) {
+    let limit = max_decoding_message_size(state.config.max_body_bytes);
+    let message_box = MessageBoxServer::new(MessageBoxService::new(state.clone()))
+        .max_decoding_message_size(limit);
+    let admin = AdminServer::new(AdminService::new(state.clone())).max_decoding_message_size(limit);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let shutdown_state = state.clone();
+    let served = Server::builder()
+        .add_service(message_box)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown_state.shutdown_begun().await;
+        })
+        .await;
+    if let Err(error) = served {
+        eprintln!("tandem: the gRPC server stopped: {error}");
+    }
+}
+
+async fn serve_http(state: SharedState, listener: TcpListener) {
+    let shutdown_state = state.clone();
+    let service = crate::http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service)
+        .with_graceful_shutdown(async move { shutdown_state.shutdown_begun().await })
+        .await;
+    if let Err(error) = served {
+        eprintln!("tandem: the HTTP server stopped: {error}");
+    }
+}
+
+/// Starts a node, prints one ready line to stdout, waits for SIGINT or SIGTERM, shuts the
+/// node down and prints `tandem node stopped`.
+pub async fn run_until_signal(config: NodeConfig) -> Result<(), ServerError> {
+    let signals = ShutdownSignals::install()?;
+    let data_dir = config.data_dir.clone();
+    let node = Node::start(config).await?;
+    print_line(&format!(
+        "tandem node ready: grpc={} http={} data_dir={}",
+        node.grpc_address(),
+        node.http_address(),
+        data_dir.display()
+    ));
+    signals.wait().await;
+    node.shutdown().await;
+    print_line("tandem node stopped");
+    Ok(())
+}
+
+fn print_line(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}

@@ -1,0 +1,368 @@
+//! The operations both APIs share, as methods of [`AppState`]: publish with per-message
+//! results, the long-poll lease, subscription creation with defaults, instance listings and
+//! tracking purges. The gRPC and HTTP layers only translate their wire formats to these.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tandem_core::error::Result;
+use tandem_core::ids::HostId;
+use tandem_core::instance::{Instance, InstanceState};
+use tandem_core::message::NewMessage;
+use tandem_core::outcome::{LeasedMessage, PublishReceipt};
+use tandem_core::subscription::{RetryPolicy, Subscription};
+use tandem_core::{Command, Error, ErrorCode, Outcome, limits};
+use tandem_store::{Catalog, InstanceQuery};
+use tokio::time::Instant;
+
+use crate::state::{AppState, now_ms};
+
+/// The longest a lease call may wait for work.
+pub const MAX_LEASE_WAIT: Duration = Duration::from_secs(60);
+/// A waiting lease looks at its queue at least this often, even without a wake-up.
+pub const LEASE_RECHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// Instances listed when the caller gives no limit.
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+/// Attempts at a generated subscription name before giving up (names can race).
+const GENERATED_NAME_ATTEMPTS: usize = 3;
+/// The reason recorded when an operator terminates without giving one.
+pub const DEFAULT_TERMINATE_REASON: &str = "terminated by an operator";
+
+/// A lease request with the wire defaults applied.
+#[derive(Clone, Debug)]
+pub struct LeaseOrder {
+    pub host: String,
+    pub holder: String,
+    pub max_messages: u32,
+    pub lease_duration_ms: u64,
+}
+
+impl LeaseOrder {
+    /// Applies the defaults for zero values: one message, the default lease duration.
+    pub fn new(host: String, holder: String, max_messages: u32, lease_duration_ms: u64) -> Self {
+        LeaseOrder {
+            host,
+            holder,
+            max_messages: if max_messages == 0 { 1 } else { max_messages },
+            lease_duration_ms: lease_duration_or_default(lease_duration_ms),
+        }
+    }
+}
+
+/// Zero means the default lease duration.
+pub fn lease_duration_or_default(lease_duration_ms: u64) -> u64 {
+    if lease_duration_ms == 0 {
+        limits::DEFAULT_LEASE_DURATION_MS
+    } else {
+        lease_duration_ms
+    }
+}
+
+/// A subscription to create, as the caller gave it (empty name and zero priority mean
+/// "choose for me").
+#[derive(Clone, Debug, Default)]
+pub struct SubscriptionOrder {
+    pub name: String,
+    pub host: String,
+    pub filter: String,
+    pub priority: u32,
+    pub retry_count: Option<u32>,
+    pub retry_interval_ms: Option<u64>,
+    pub exponential_backoff: bool,
+}
+
+impl AppState {
+    /// Publishes a batch. Messages refused during conversion keep their slot (and error)
+    /// in the answer but never reach the store.
+    pub async fn publish(
+        &self,
+        publisher: String,
+        messages: Vec<Result<NewMessage>>,
+    ) -> Result<Vec<Result<PublishReceipt>>> {
+        check_batch_size(messages.len())?;
+        let mut accepted = Vec::with_capacity(messages.len());
+        let mut refusals = Vec::with_capacity(messages.len());
+        for message in messages {
+            match message {
+                Ok(message) => {
+                    accepted.push(message);
+                    refusals.push(None);
+                }
+                Err(error) => refusals.push(Some(error)),
+            }
+        }
+        let mut stored = self
+            .publish_accepted(publisher, accepted)
+            .await?
+            .into_iter();
+        let results = refusals
+            .into_iter()
+            .map(|refusal| match refusal {
+                Some(error) => Err(error),
+                None => stored.next().unwrap_or_else(|| {
+                    Err(Error::unavailable(
+                        "the store answered fewer results than messages",
+                    ))
+                }),
+            })
+            .collect();
+        Ok(results)
+    }
+
+    async fn publish_accepted(
+        &self,
+        publisher: String,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Result<PublishReceipt>>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self
+            .execute(Command::Publish {
+                publisher,
+                messages,
+            })
+            .await?
+        {
+            Outcome::Published(results) => Ok(results),
+            _ => Err(unexpected_outcome("publish")),
+        }
+    }
+
+    /// One lease attempt, answering at once.
+    pub async fn lease_now(&self, order: &LeaseOrder) -> Result<Vec<LeasedMessage>> {
+        let command = Command::Lease {
+            host: order.host.clone(),
+            holder: order.holder.clone(),
+            max_messages: order.max_messages,
+            lease_duration_ms: order.lease_duration_ms,
+        };
+        match self.execute(command).await? {
+            Outcome::Leased(messages) => Ok(messages),
+            _ => Err(unexpected_outcome("lease")),
+        }
+    }
+
+    /// Leases, waiting up to `wait` (capped at [`MAX_LEASE_WAIT`]) for work. Wakes on the
+    /// work signal, re-checks every [`LEASE_RECHECK_INTERVAL`], and answers empty at the
+    /// deadline, on shutdown, or when `hang_up` resolves (the caller went away).
+    pub async fn lease_waiting(
+        &self,
+        order: &LeaseOrder,
+        wait: Duration,
+        hang_up: impl Future<Output = ()>,
+    ) -> Result<Vec<LeasedMessage>> {
+        let deadline = Instant::now() + wait.min(MAX_LEASE_WAIT);
+        let mut work = self.watch_work();
+        let mut first_attempt = true;
+        tokio::pin!(hang_up);
+        loop {
+            work.borrow_and_update();
+            // The first attempt always reaches the store so that errors (unknown host,
+            // bad holder) are reported; later ones only when the catalog shows ready work.
+            if first_attempt || self.has_ready_work(&order.host) {
+                let leased = self.lease_now(order).await?;
+                if !leased.is_empty() {
+                    return Ok(leased);
+                }
+            }
+            first_attempt = false;
+            let now = Instant::now();
+            if now >= deadline || self.is_shutting_down() {
+                return Ok(Vec::new());
+            }
+            let recheck_at = deadline.min(now + LEASE_RECHECK_INTERVAL);
+            tokio::select! {
+                changed = work.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep_until(recheck_at).await;
+                    }
+                }
+                () = tokio::time::sleep_until(recheck_at) => {}
+                () = self.shutdown_begun() => {}
+                () = &mut hang_up => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    fn has_ready_work(&self, host: &str) -> bool {
+        self.store
+            .catalog()
+            .host(host)
+            .is_none_or(|host| host.depth.ready > 0)
+    }
+
+    /// Creates a subscription, choosing a name and defaults when the caller gave none.
+    pub async fn create_subscription(&self, order: SubscriptionOrder) -> Result<Subscription> {
+        let priority = subscription_priority(order.priority)?;
+        let defaults = RetryPolicy::default();
+        let retry = RetryPolicy {
+            retry_count: order.retry_count.unwrap_or(defaults.retry_count),
+            retry_interval_ms: order
+                .retry_interval_ms
+                .unwrap_or(defaults.retry_interval_ms),
+            exponential_backoff: order.exponential_backoff,
+        };
+        let name_is_generated = order.name.is_empty();
+        let mut attempts_left = if name_is_generated {
+            GENERATED_NAME_ATTEMPTS
+        } else {
+            1
+        };
+        loop {
+            attempts_left -= 1;
+            let name = if name_is_generated {
+                self.generated_subscription_name(&order.host)
+            } else {
+                order.name.clone()
+            };
+            let command = Command::CreateSubscription {
+                name,
+                host: order.host.clone(),
+                filter: order.filter.clone(),
+                priority,
+                retry,
+            };
+            match self.execute(command).await {
+                Ok(Outcome::SubscriptionCreated(subscription)) => return Ok(subscription),
+                Ok(_) => return Err(unexpected_outcome("create subscription")),
+                Err(error) if error.code == ErrorCode::AlreadyExists && attempts_left > 0 => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn generated_subscription_name(&self, host: &str) -> String {
+        let next_id = self.store.catalog().state.next_subscription_id;
+        format!("{host}-sub-{next_id}")
+    }
+
+    /// Lists instances by host name and state text (both optional: empty means every).
+    pub async fn list_instances(
+        &self,
+        host: &str,
+        state: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Instance>> {
+        let query = InstanceQuery {
+            host: self.optional_host_id(host)?,
+            state: parse_optional_state(state)?,
+            after,
+            limit: list_limit(limit),
+        };
+        self.store.instances(query).await
+    }
+
+    fn optional_host_id(&self, host: &str) -> Result<Option<HostId>> {
+        if host.is_empty() {
+            return Ok(None);
+        }
+        match self.store.catalog().host(host) {
+            Some(found) => Ok(Some(found.id)),
+            None => Err(Error::not_found(format!("host '{host}' does not exist"))),
+        }
+    }
+
+    /// Removes tracking events older than `older_than_ms` (relative to now).
+    pub async fn purge_tracking(&self, older_than_ms: u64) -> Result<u64> {
+        let age_ms = i64::try_from(older_than_ms).unwrap_or(i64::MAX);
+        let before_ms = now_ms().saturating_sub(age_ms);
+        match self.execute(Command::PurgeTracking { before_ms }).await? {
+            Outcome::TrackingPurged { events } => Ok(events),
+            _ => Err(unexpected_outcome("purge tracking")),
+        }
+    }
+}
+
+/// Refuses a batch larger than the store takes, before converting anything.
+pub fn check_batch_size(count: usize) -> Result<()> {
+    if count > limits::MAX_PUBLISH_BATCH {
+        return Err(Error::invalid(format!(
+            "a publish batch holds at most {} messages; this one has {count}",
+            limits::MAX_PUBLISH_BATCH
+        )));
+    }
+    Ok(())
+}
+
+fn subscription_priority(priority: u32) -> Result<u8> {
+    if priority == 0 {
+        return Ok(limits::DEFAULT_PRIORITY);
+    }
+    u8::try_from(priority).map_err(|_| {
+        Error::invalid(format!(
+            "priority {priority} is out of range; use {} (highest) to {} (lowest)",
+            limits::HIGHEST_PRIORITY,
+            limits::LOWEST_PRIORITY
+        ))
+    })
+}
+
+fn parse_optional_state(state: &str) -> Result<Option<InstanceState>> {
+    if state.is_empty() {
+        return Ok(None);
+    }
+    InstanceState::parse(state).map(Some).ok_or_else(|| {
+        Error::invalid(format!(
+            "unknown instance state '{state}'; use ready, delayed, leased or suspended"
+        ))
+    })
+}
+
+fn list_limit(limit: usize) -> usize {
+    if limit == 0 {
+        DEFAULT_LIST_LIMIT
+    } else {
+        limit.min(limits::MAX_LIST_ROWS)
+    }
+}
+
+/// The name of a host by id, empty when unknown (routing failures have no host).
+pub fn host_name(catalog: &Catalog, host: Option<HostId>) -> String {
+    host.and_then(|id| catalog.hosts.iter().find(|candidate| candidate.id == id))
+        .map(|found| found.name.clone())
+        .unwrap_or_default()
+}
+
+/// The store answered a command with the wrong kind of outcome: a bug, reported plainly.
+pub fn unexpected_outcome(operation: &str) -> Error {
+    Error::unavailable(format!(
+        "the store answered {operation} with an unexpected outcome"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_orders_apply_defaults() {
+        let order = LeaseOrder::new("h".into(), "i".into(), 0, 0);
+        assert_eq!(order.max_messages, 1);
+        assert_eq!(order.lease_duration_ms, limits::DEFAULT_LEASE_DURATION_MS);
+    }
+
+    #[test]
+    fn states_parse_or_explain() {
+        assert_eq!(parse_optional_state(""), Ok(None));
+        assert_eq!(
+            parse_optional_state("ready"),
+            Ok(Some(InstanceState::Ready))
+        );
+        assert!(parse_optional_state("done").is_err());
+    }
+
+    #[test]
+    fn limits_default_and_cap() {
+        assert_eq!(list_limit(0), DEFAULT_LIST_LIMIT);
+        assert_eq!(list_limit(5_000), limits::MAX_LIST_ROWS);
+    }
+
+    #[test]
+    fn priorities_default_and_refuse_overflow() {
+        assert_eq!(subscription_priority(0), Ok(limits::DEFAULT_PRIORITY));
+        assert_eq!(subscription_priority(3), Ok(3));
+        assert!(subscription_priority(1_000).is_err());
+    }
+}

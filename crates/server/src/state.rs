@@ -1,0 +1,107 @@
+//! [`AppState`]: what every request handler shares: the store handle, the configuration,
+//! the start time, the work wake-up signal, the shutdown flag and the request counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tandem_core::outcome::PublishReceipt;
+use tandem_core::{Command, Outcome};
+use tandem_store::StoreHandle;
+use tokio::sync::watch;
+
+use crate::NodeConfig;
+use crate::metrics::{Api, RequestCounters};
+use crate::wake_up::{WorkSignal, WorkWatcher};
+
+pub struct AppState {
+    pub store: StoreHandle,
+    pub config: NodeConfig,
+    pub started_at_ms: i64,
+    pub requests: RequestCounters,
+    published_messages: AtomicU64,
+    work_signal: WorkSignal,
+    shutdown: watch::Sender<bool>,
+}
+
+/// The handle request handlers hold.
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub fn new(store: StoreHandle, config: NodeConfig) -> AppState {
+        AppState {
+            store,
+            config,
+            started_at_ms: now_ms(),
+            requests: RequestCounters::default(),
+            published_messages: AtomicU64::new(0),
+            work_signal: WorkSignal::default(),
+            shutdown: watch::Sender::new(false),
+        }
+    }
+
+    /// Executes a command durably and wakes waiting leases when it may have made work ready.
+    pub async fn execute(&self, command: Command) -> tandem_core::error::Result<Outcome> {
+        let outcome = self.store.execute(command).await?;
+        if may_make_work_ready(&outcome) {
+            self.work_signal.notify();
+        }
+        if let Outcome::Published(results) = &outcome {
+            let stored = results.iter().filter(|result| is_stored(result)).count();
+            self.published_messages
+                .fetch_add(stored as u64, Ordering::Relaxed);
+        }
+        Ok(outcome)
+    }
+
+    pub fn count_request(&self, api: Api, operation: &'static str) {
+        self.requests.count(api, operation);
+    }
+
+    pub fn published_messages(&self) -> u64 {
+        self.published_messages.load(Ordering::Relaxed)
+    }
+
+    pub fn watch_work(&self) -> WorkWatcher {
+        self.work_signal.watch()
+    }
+
+    /// Tells long polls, lease streams, servers and the ticker to finish.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn shutdown_begun(&self) {
+        let mut receiver = self.shutdown.subscribe();
+        // The sender lives as long as `self`, so this only returns once the flag is set.
+        let _ = receiver.wait_for(|stopping| *stopping).await;
+    }
+}
+
+fn is_stored(result: &tandem_core::error::Result<PublishReceipt>) -> bool {
+    matches!(result, Ok(receipt) if !receipt.duplicate)
+}
+
+fn may_make_work_ready(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Published(results) => results
+            .iter()
+            .any(|result| matches!(result, Ok(receipt) if !receipt.instances.is_empty())),
+        Outcome::Abandoned | Outcome::Resumed => true,
+        Outcome::Failed { suspended } => !suspended,
+        Outcome::Ticked(report) => report.leases_expired > 0 || report.retries_released > 0,
+        _ => false,
+    }
+}
+
+/// Milliseconds since the Unix epoch by this node's clock (never inside `apply`).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
