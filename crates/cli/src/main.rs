@@ -25,6 +25,7 @@ use clap::{Parser, Subcommand};
 
 use command_context::CommandContext;
 use command_error::CommandError;
+use commands::bench::BenchArgs;
 use commands::consume::ConsumeArgs;
 use commands::host::HostCommand;
 use commands::message::MessageCommand;
@@ -82,6 +83,8 @@ enum Command {
     /// Manage tracking events.
     #[command(subcommand)]
     Tracking(TrackingCommand),
+    /// Measure durable-publish and end-to-end throughput and ack latency on a real node.
+    Bench(BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -118,6 +121,9 @@ async fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Suspended(command) => commands::suspended::run(command, &context).await,
         Command::Message(command) => commands::message::run(command, &context).await,
         Command::Tracking(command) => commands::tracking::run(command, &context).await,
+        Command::Bench(arguments) => commands::bench::run(arguments, cli.json)
+            .await
+            .map_err(CommandError::new),
     }
 }
 

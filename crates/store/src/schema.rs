@@ -92,7 +92,7 @@ pub fn configure(connection: &Connection) -> Result<(), StoreError> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -65536;
+         PRAGMA cache_size = -8192;
          PRAGMA wal_autocheckpoint = 4096;
          PRAGMA busy_timeout = 5000;",
     )?;

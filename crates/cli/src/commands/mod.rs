@@ -1,5 +1,6 @@
 //! One module per command group; each exposes its clap arguments and a `run` function.
 
+pub mod bench;
 pub mod consume;
 pub mod host;
 pub mod message;

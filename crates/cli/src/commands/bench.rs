@@ -1,0 +1,447 @@
+//! `tandem bench`: durable-publish and end-to-end throughput and ack latency, measured against a
+//! real node process. Without `--target` it starts a fresh node on loopback in a temporary data
+//! directory and stops it afterwards. Benchmarks print figures; they assert nothing.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tandem_protocol::v1;
+use tandem_protocol::v1::admin_client::AdminClient;
+use tandem_protocol::v1::message_box_client::MessageBoxClient;
+use tonic::transport::Channel;
+
+/// How long the started node may take to become ready.
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long consumers wait for work per lease call.
+const LEASE_WAIT_MS: u64 = 200;
+/// Give up on a phase that makes no progress for this long.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// gRPC address of a running node to measure; by default a fresh node is started.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Messages per phase.
+    #[arg(long, default_value_t = 100_000)]
+    pub messages: usize,
+    /// Concurrent clients, each with its own connection.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Body size of every message, in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub body_bytes: usize,
+    /// Messages per publish call and per lease call (1 = one at a time).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Data directory for the started node (default: a temporary directory, removed after).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// What one run measured.
+#[derive(Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub messages: usize,
+    pub clients: usize,
+    pub body_bytes: usize,
+    pub batch: usize,
+    pub publish_messages_per_second: f64,
+    pub ack_latency_p50_ms: f64,
+    pub ack_latency_p99_ms: f64,
+    pub end_to_end_messages_per_second: f64,
+}
+
+pub async fn run(args: BenchArgs, json: bool) -> Result<(), String> {
+    let args = BenchArgs {
+        clients: args.clients.max(1),
+        batch: args.batch.clamp(1, 1000),
+        ..args
+    };
+    let (node, target) = match &args.target {
+        Some(target) => (None, normalize(target)),
+        None => {
+            let node = StartedNode::start(args.data_dir.clone())?;
+            let target = format!("http://{}", node.grpc_address);
+            (Some(node), target)
+        }
+    };
+    let run_id = format!("{}", std::process::id());
+    declare_routes(&target, &run_id).await?;
+    eprintln!(
+        "tandem bench: {} messages per phase, {} clients, {}-byte bodies, batch {}",
+        args.messages, args.clients, args.body_bytes, args.batch
+    );
+    let (publish_rate, latencies) = publish_phase(&target, &args, &run_id).await?;
+    let end_to_end_rate = end_to_end_phase(&target, &args, &run_id).await?;
+    drop(node);
+    let report = BenchReport {
+        messages: args.messages,
+        clients: args.clients,
+        body_bytes: args.body_bytes,
+        batch: args.batch,
+        publish_messages_per_second: publish_rate,
+        ack_latency_p50_ms: percentile_ms(&latencies, 0.50),
+        ack_latency_p99_ms: percentile_ms(&latencies, 0.99),
+        end_to_end_messages_per_second: end_to_end_rate,
+    };
+    print_report(&report, json);
+    Ok(())
+}
+
+fn normalize(target: &str) -> String {
+    if target.contains("://") {
+        target.to_string()
+    } else {
+        format!("http://{target}")
+    }
+}
+
+async fn declare_routes(target: &str, run_id: &str) -> Result<(), String> {
+    let mut admin = AdminClient::connect(target.to_string())
+        .await
+        .map_err(connect_error)?;
+    for phase in ["publish", "e2e"] {
+        let host = format!("bench-{phase}-{run_id}");
+        admin
+            .create_host(v1::CreateHostRequest { name: host.clone() })
+            .await
+            .map_err(status_error)?;
+        let filter = format!("BenchRun == \"{run_id}\" and BenchPhase == \"{phase}\"");
+        let subscription = v1::CreateSubscriptionRequest {
+            name: host.clone(),
+            host,
+            filter,
+            ..Default::default()
+        };
+        admin
+            .create_subscription(subscription)
+            .await
+            .map_err(status_error)?;
+    }
+    Ok(())
+}
+
+/// Publishes `messages` from `clients` concurrent connections; returns msgs/s and call latencies.
+async fn publish_phase(
+    target: &str,
+    args: &BenchArgs,
+    run_id: &str,
+) -> Result<(f64, Vec<Duration>), String> {
+    eprintln!("  durable publish ...");
+    let started = Instant::now();
+    let latencies = publish_all(target, args, run_id, "publish", args.clients).await?;
+    Ok((
+        args.messages as f64 / started.elapsed().as_secs_f64(),
+        latencies,
+    ))
+}
+
+/// Publishers and consumers at once: publish → route → lease → complete for every message.
+async fn end_to_end_phase(target: &str, args: &BenchArgs, run_id: &str) -> Result<f64, String> {
+    eprintln!("  end to end (publish -> lease -> complete) ...");
+    let consumers = args.clients.div_ceil(2);
+    let publishers = (args.clients - consumers).max(1);
+    let completed = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut consumer_tasks = tokio::task::JoinSet::new();
+    for consumer in 0..consumers {
+        let client = MessageBoxClient::connect(target.to_string())
+            .await
+            .map_err(connect_error)?;
+        let host = format!("bench-e2e-{run_id}");
+        let (completed, total, batch) = (completed.clone(), args.messages, args.batch);
+        consumer_tasks.spawn(consume(
+            client,
+            host,
+            format!("bench-{consumer}"),
+            batch,
+            completed,
+            total,
+        ));
+    }
+    publish_all(target, args, run_id, "e2e", publishers).await?;
+    while let Some(result) = consumer_tasks.join_next().await {
+        result.map_err(|error| format!("consumer task failed: {error}"))??;
+    }
+    Ok(args.messages as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn publish_all(
+    target: &str,
+    args: &BenchArgs,
+    run_id: &str,
+    phase: &str,
+    clients: usize,
+) -> Result<Vec<Duration>, String> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let body = Arc::new(vec![b'x'; args.body_bytes]);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let client = MessageBoxClient::connect(target.to_string())
+            .await
+            .map_err(connect_error)?;
+        let plan = PublishPlan {
+            next: next.clone(),
+            total: args.messages,
+            batch: args.batch,
+            body: body.clone(),
+            run_id: run_id.to_string(),
+            phase: phase.to_string(),
+        };
+        tasks.spawn(publish_worker(client, plan));
+    }
+    let mut latencies = Vec::with_capacity(args.messages / args.batch + 1);
+    while let Some(result) = tasks.join_next().await {
+        latencies.extend(result.map_err(|error| format!("publisher task failed: {error}"))??);
+    }
+    Ok(latencies)
+}
+
+struct PublishPlan {
+    next: Arc<AtomicUsize>,
+    total: usize,
+    batch: usize,
+    body: Arc<Vec<u8>>,
+    run_id: String,
+    phase: String,
+}
+
+async fn publish_worker(
+    mut client: MessageBoxClient<Channel>,
+    plan: PublishPlan,
+) -> Result<Vec<Duration>, String> {
+    let mut latencies = Vec::new();
+    loop {
+        let first = plan.next.fetch_add(plan.batch, Ordering::Relaxed);
+        if first >= plan.total {
+            return Ok(latencies);
+        }
+        let messages = (first..(first + plan.batch).min(plan.total))
+            .map(|index| bench_message(&plan, index))
+            .collect();
+        let request = v1::PublishRequest {
+            publisher: "bench".into(),
+            messages,
+        };
+        let started = Instant::now();
+        let response = client
+            .publish(request)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        latencies.push(started.elapsed());
+        if let Some(error) = response
+            .results
+            .iter()
+            .find_map(|result| result.error.as_ref())
+        {
+            return Err(format!(
+                "publish refused: {}: {}",
+                error.code, error.message
+            ));
+        }
+    }
+}
+
+fn bench_message(plan: &PublishPlan, index: usize) -> v1::PublishMessage {
+    let property = |name: &str, value: &str| v1::Property {
+        name: name.as_bytes().to_vec(),
+        value: Some(v1::property::Value::StringValue(value.to_string())),
+        written: false,
+    };
+    v1::PublishMessage {
+        message_id: format!("bench-{}-{}-{index}", plan.run_id, plan.phase),
+        body: plan.body.to_vec(),
+        properties: vec![
+            property("BenchRun", &plan.run_id),
+            property("BenchPhase", &plan.phase),
+        ],
+    }
+}
+
+async fn consume(
+    mut client: MessageBoxClient<Channel>,
+    host: String,
+    holder: String,
+    batch: usize,
+    completed: Arc<AtomicUsize>,
+    total: usize,
+) -> Result<(), String> {
+    let mut last_progress = Instant::now();
+    while completed.load(Ordering::Relaxed) < total {
+        if last_progress.elapsed() > STALL_TIMEOUT {
+            return Err(format!(
+                "no message completed for {STALL_TIMEOUT:?}; giving up"
+            ));
+        }
+        let request = v1::LeaseRequest {
+            host: host.clone(),
+            holder: holder.clone(),
+            max_messages: batch as u32,
+            lease_duration_ms: 30_000,
+            wait_ms: LEASE_WAIT_MS,
+        };
+        let leased = client
+            .lease(request)
+            .await
+            .map_err(status_error)?
+            .into_inner()
+            .messages;
+        if leased.is_empty() {
+            continue;
+        }
+        let count = leased.len();
+        complete_all(&client, leased).await?;
+        completed.fetch_add(count, Ordering::Relaxed);
+        last_progress = Instant::now();
+    }
+    Ok(())
+}
+
+async fn complete_all(
+    client: &MessageBoxClient<Channel>,
+    leased: Vec<v1::LeasedMessage>,
+) -> Result<(), String> {
+    let mut completions = tokio::task::JoinSet::new();
+    for message in leased {
+        let mut client = client.clone();
+        completions.spawn(async move {
+            client
+                .complete(v1::SettleRequest {
+                    instance: message.instance,
+                    token: message.token,
+                })
+                .await
+        });
+    }
+    while let Some(result) = completions.join_next().await {
+        result
+            .map_err(|error| format!("complete task failed: {error}"))?
+            .map_err(status_error)?;
+    }
+    Ok(())
+}
+
+fn percentile_ms(latencies: &[Duration], quantile: f64) -> f64 {
+    if latencies.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    let index = ((sorted.len() - 1) as f64 * quantile).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+fn print_report(report: &BenchReport, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
+        return;
+    }
+    println!(
+        "durable publish : {:>10.0} msgs/s   ack latency p50 {:.2} ms, p99 {:.2} ms (per call of {})",
+        report.publish_messages_per_second,
+        report.ack_latency_p50_ms,
+        report.ack_latency_p99_ms,
+        report.batch
+    );
+    println!(
+        "end to end      : {:>10.0} msgs/s   publish -> route -> lease -> complete",
+        report.end_to_end_messages_per_second
+    );
+}
+
+fn connect_error(error: tonic::transport::Error) -> String {
+    format!("cannot connect to the node: {error}")
+}
+
+fn status_error(status: tonic::Status) -> String {
+    format!("{}: {}", status.code(), status.message())
+}
+
+/// A node process started for the benchmark; killed and its temporary data removed on drop.
+struct StartedNode {
+    child: Child,
+    grpc_address: String,
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl StartedNode {
+    fn start(data_dir: Option<PathBuf>) -> Result<StartedNode, String> {
+        let temporary = match data_dir {
+            Some(_) => None,
+            None => Some(
+                tempfile::tempdir()
+                    .map_err(|error| format!("cannot create a temp dir: {error}"))?,
+            ),
+        };
+        let data_dir = data_dir.unwrap_or_else(|| {
+            temporary
+                .as_ref()
+                .map(|dir| dir.path().to_path_buf())
+                .unwrap_or_default()
+        });
+        let executable = std::env::current_exe()
+            .map_err(|error| format!("cannot find the tandem binary: {error}"))?;
+        let mut child = Command::new(executable)
+            .args([
+                "node",
+                "start",
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--throttle-message-count", "1000000000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|error| format!("cannot start a node: {error}"))?;
+        let grpc_address = read_ready_line(&mut child)?;
+        eprintln!(
+            "tandem bench: started a node at {grpc_address} with data in {}",
+            data_dir.display()
+        );
+        Ok(StartedNode {
+            child,
+            grpc_address,
+            _temporary: temporary,
+        })
+    }
+}
+
+fn read_ready_line(child: &mut Child) -> Result<String, String> {
+    let stdout = child.stdout.take().ok_or("the node has no stdout")?;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(address) = line
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix("grpc="))
+            {
+                let _ = sender.send(address.to_string());
+            }
+        }
+    });
+    receiver.recv_timeout(NODE_READY_TIMEOUT).map_err(|_| {
+        let _ = child.kill();
+        format!("the node did not become ready within {NODE_READY_TIMEOUT:?}")
+    })
+}
+
+impl Drop for StartedNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
