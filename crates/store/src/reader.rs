@@ -1,7 +1,7 @@
 //! Read-only queries for operators (suspended lists, message history). They run on their
 //! own connection, so they never wait for, or delay, the committer.
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use tandem_core::ids::{HostId, InstanceId, MessageId};
 use tandem_core::instance::{Instance, InstanceState};
@@ -57,17 +57,26 @@ impl Reader {
 
     pub fn instances(&self, query: &InstanceQuery) -> Result<Vec<Instance>, StoreError> {
         let limit = query.limit.clamp(1, limits::MAX_LIST_ROWS) as i64;
-        let state = query.state.map(state_code);
-        let sql = instance_select(
-            "WHERE (?1 IS NULL OR host_id = ?1) AND (?2 IS NULL OR state = ?2) AND id > ?3 \
-             ORDER BY id LIMIT ?4",
-        );
+        // The state is written into the SQL as a literal so that SQLite can use the partial
+        // index of that state (e.g. a host's suspended queue).
+        let mut conditions = vec!["id > ?1".to_string()];
+        if let Some(state) = query.state {
+            conditions.push(format!("state = {}", state_code(state)));
+        }
+        if query.host.is_some() {
+            conditions.push("host_id = ?3".to_string());
+        }
+        let sql = instance_select(&format!(
+            "WHERE {} ORDER BY id LIMIT ?2",
+            conditions.join(" AND ")
+        ));
         let mut statement = self.connection.prepare_cached(&sql)?;
+        let mut parameters: Vec<i64> = vec![query.after as i64, limit];
+        if let Some(host) = query.host {
+            parameters.push(host as i64);
+        }
         let rows = statement
-            .query_map(
-                params![query.host, state, query.after, limit],
-                instance_from_row,
-            )?
+            .query_map(rusqlite::params_from_iter(parameters), instance_from_row)?
             .collect::<rusqlite::Result<Vec<Instance>>>()?;
         Ok(rows)
     }
@@ -90,7 +99,8 @@ impl Reader {
             })
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut instances = self.connection.prepare_cached(&instance_select(&format!(
-            "WHERE message_id = ?1 ORDER BY id LIMIT {}",
+            "WHERE message_seq IN (SELECT seq FROM messages WHERE message_id = ?1) \
+             ORDER BY id LIMIT {}",
             limits::MAX_LIST_ROWS
         )))?;
         let instances = instances

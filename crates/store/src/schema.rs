@@ -66,7 +66,7 @@ CREATE TABLE instances (
 CREATE INDEX instances_ready ON instances(host_id, priority, id) WHERE state = 0;
 CREATE INDEX instances_delayed ON instances(visible_at_ms, id) WHERE state = 1;
 CREATE INDEX instances_leased ON instances(lease_expires_at_ms, id) WHERE state = 2;
-CREATE INDEX instances_by_host_state ON instances(host_id, state, id);
+CREATE INDEX instances_suspended ON instances(host_id, id) WHERE state = 3;
 CREATE INDEX instances_by_message ON instances(message_seq);
 CREATE TABLE dedupe (
     message_id TEXT PRIMARY KEY,
@@ -84,8 +84,8 @@ CREATE TABLE tracking (
 CREATE INDEX tracking_by_message ON tracking(message_id);
 ";
 
-/// Pragmas for every connection. `synchronous = FULL` in WAL mode fsyncs the log on every
-/// commit: a commit that returned is on disk.
+/// Pragmas for the committer's connection. `synchronous = FULL` in WAL mode fsyncs the log on
+/// every commit: a commit that returned is on disk. Checkpoints are the checkpointer's job.
 pub fn configure(connection: &Connection) -> Result<(), StoreError> {
     connection.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -93,7 +93,7 @@ pub fn configure(connection: &Connection) -> Result<(), StoreError> {
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -8192;
-         PRAGMA wal_autocheckpoint = 4096;
+         PRAGMA wal_autocheckpoint = 0;
          PRAGMA busy_timeout = 5000;",
     )?;
     Ok(())

@@ -314,12 +314,28 @@ impl Tables for SqliteTables<'_> {
         );
     }
 
+    /// Tracking ids grow with time (the machine's clock never runs backwards), so the
+    /// events to purge are a prefix in id order: read from the oldest and stop at the first
+    /// event that is recent enough. The cost is the number purged, not the table's size.
     fn purge_tracking_before(&mut self, before_ms: i64, limit: usize) -> u64 {
-        self.execute(
-            "DELETE FROM tracking WHERE id IN (SELECT id FROM tracking WHERE at_ms < ?1 \
-             ORDER BY id LIMIT ?2)",
-            params![before_ms, limit as i64],
-        )
+        let last_old_id = self
+            .connection
+            .prepare_cached("SELECT id, at_ms FROM tracking ORDER BY id LIMIT ?1")
+            .and_then(|mut statement| {
+                let mut rows = statement.query([limit as i64])?;
+                let mut last_old_id = None;
+                while let Some(row) = rows.next()? {
+                    if row.get::<_, i64>(1)? >= before_ms {
+                        break;
+                    }
+                    last_old_id = Some(row.get::<_, i64>(0)?);
+                }
+                Ok(last_old_id)
+            });
+        match self.record(last_old_id) {
+            Some(last_old_id) => self.execute("DELETE FROM tracking WHERE id <= ?1", [last_old_id]),
+            None => 0,
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
 use crate::catalog::{Catalog, CatalogCell};
+use crate::checkpointer::Checkpointer;
 use crate::committer::{Committer, QUEUE_CAPACITY, Request};
 use crate::loader::load_machine;
 use crate::metrics::StoreMetrics;
@@ -26,6 +27,7 @@ pub const LOCK_FILE: &str = "node.lock";
 pub struct Store {
     handle: StoreHandle,
     committer: Option<JoinHandle<()>>,
+    checkpointer: Checkpointer,
     _lock: File,
 }
 
@@ -75,6 +77,7 @@ impl Store {
         let store = Store {
             handle,
             committer: Some(thread),
+            checkpointer: Checkpointer::start(&database)?,
             _lock: lock,
         };
         store.apply_settings(settings)?;
@@ -90,6 +93,7 @@ impl Store {
         self.stop();
     }
 
+    /// The committer finishes first; the checkpointer stops after its last commit.
     fn stop(&mut self) {
         if let Some(thread) = self.committer.take() {
             let requests = &self.handle.requests;
@@ -98,6 +102,7 @@ impl Store {
             });
             let _ = thread.join();
         }
+        self.checkpointer.stop();
     }
 
     fn apply_settings(&self, settings: Settings) -> std::result::Result<(), StoreError> {
