@@ -149,6 +149,19 @@ impl TandemClient {
         self.finish(call, Duration::ZERO).await
     }
 
+    /// Settles many leased messages in one call (complete, abandon or fail each, up to
+    /// `tandem_core::limits::MAX_LEASE_BATCH`). The call succeeds when the batch is well
+    /// formed; each settlement's own refusal is in its result's `error`, in request order.
+    pub async fn settle(
+        &self,
+        settlements: Vec<v1::Settlement>,
+    ) -> Result<v1::SettleBatchResponse, ClientError> {
+        let request = v1::SettleBatchRequest { settlements };
+        let mut client = self.connection.message_box();
+        let call = client.settle(self.request(request, Duration::ZERO));
+        self.finish(call, Duration::ZERO).await
+    }
+
     // ----- Admin -----
 
     pub async fn create_host(

@@ -1,12 +1,14 @@
 //! The operations both APIs share, as methods of [`AppState`]: publish with per-message
-//! results, the long-poll lease, subscription creation with defaults, instance listings and
-//! tracking purges. The gRPC and HTTP layers only translate their wire formats to these.
+//! results, the long-poll lease, batch settlement, subscription creation with defaults,
+//! instance listings and tracking purges. The gRPC and HTTP layers only translate their wire formats to these.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use tandem_core::error::Result;
-use tandem_core::ids::HostId;
+use tandem_core::ids::{HostId, InstanceId, LeaseToken};
 use tandem_core::instance::{Instance, InstanceState};
 use tandem_core::message::NewMessage;
 use tandem_core::outcome::{LeasedMessage, PublishReceipt};
@@ -56,6 +58,44 @@ pub fn lease_duration_or_default(lease_duration_ms: u64) -> u64 {
     } else {
         lease_duration_ms
     }
+}
+
+/// What to do with one leased message in a batch settle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Complete,
+    Abandon,
+    /// Failed delivery, with the reason recorded.
+    Fail(String),
+}
+
+/// One settlement of a batch: the leased instance, its fencing token and the verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    pub instance: InstanceId,
+    pub token: LeaseToken,
+    pub verdict: Verdict,
+}
+
+impl Settlement {
+    fn command(self) -> Command {
+        let (instance, token) = (self.instance, self.token);
+        match self.verdict {
+            Verdict::Complete => Command::Complete { instance, token },
+            Verdict::Abandon => Command::Abandon { instance, token },
+            Verdict::Fail(reason) => Command::Fail {
+                instance,
+                token,
+                reason,
+            },
+        }
+    }
+}
+
+/// A settlement that was carried out; `suspended` only for a fail that exhausted retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settled {
+    pub suspended: bool,
 }
 
 /// A subscription to create, as the caller gave it (empty name and zero priority mean
@@ -185,6 +225,27 @@ impl AppState {
         }
     }
 
+    /// Settles a batch of leases. Every settlement is submitted to the store at once, in
+    /// request order, so that they share a group commit; each succeeds or is refused on
+    /// its own. Settlements refused before reaching the store (e.g. a verdict the caller
+    /// could not name) keep their slot and error. Waiting leases are woken as for the
+    /// single-settlement calls.
+    pub async fn settle_batch(
+        &self,
+        settlements: Vec<Result<Settlement>>,
+    ) -> Result<Vec<Result<Settled>>> {
+        check_settle_batch_size(settlements.len())?;
+        let pending = settlements.into_iter().map(|settlement| async move {
+            let command = settlement?.command();
+            match self.execute(command).await? {
+                Outcome::Completed | Outcome::Abandoned => Ok(Settled { suspended: false }),
+                Outcome::Failed { suspended } => Ok(Settled { suspended }),
+                _ => Err(unexpected_outcome("settle")),
+            }
+        });
+        Ok(join_in_order(pending).await)
+    }
+
     fn has_ready_work(&self, host: &str) -> bool {
         self.store
             .catalog()
@@ -286,6 +347,42 @@ pub fn check_batch_size(count: usize) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a settle batch larger than a lease batch, before submitting anything.
+pub fn check_settle_batch_size(count: usize) -> Result<()> {
+    let limit = limits::MAX_LEASE_BATCH as usize;
+    if count > limit {
+        return Err(Error::invalid(format!(
+            "a settle batch holds at most {limit} settlements; this one has {count}"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the futures concurrently and answers their outputs in the given order. Each is
+/// first polled in order, so their commands reach the store's queue in request order.
+async fn join_in_order<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|context| {
+        let mut finished = true;
+        for (future, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(context) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => finished = false,
+                }
+            }
+        }
+        if finished {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
 fn subscription_priority(priority: u32) -> Result<u8> {
     if priority == 0 {
         return Ok(limits::DEFAULT_PRIORITY);
@@ -357,6 +454,25 @@ mod tests {
     fn limits_default_and_cap() {
         assert_eq!(list_limit(0), DEFAULT_LIST_LIMIT);
         assert_eq!(list_limit(5_000), limits::MAX_LIST_ROWS);
+    }
+
+    #[test]
+    fn settle_batches_are_capped_at_the_lease_batch() {
+        let limit = limits::MAX_LEASE_BATCH as usize;
+        assert!(check_settle_batch_size(limit).is_ok());
+        let error = check_settle_batch_size(limit + 1).expect_err("too many");
+        assert_eq!(error.code, ErrorCode::InvalidArgument);
+        assert!(error.message.contains("at most 1000"), "{}", error.message);
+    }
+
+    #[tokio::test]
+    async fn joined_futures_answer_in_order() {
+        let delays = [30_u64, 0, 10];
+        let futures = delays.iter().map(|&delay| async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            delay
+        });
+        assert_eq!(join_in_order(futures).await, delays);
     }
 
     #[test]

@@ -141,7 +141,8 @@ async fn publish_phase(
     ))
 }
 
-/// Publishers and consumers at once: publish → route → lease → complete for every message.
+/// Publishers and consumers at once: publish → route → lease → complete for every message
+/// (each leased batch completed with one `Settle` call).
 async fn end_to_end_phase(target: &str, args: &BenchArgs, run_id: &str) -> Result<f64, String> {
     eprintln!("  end to end (publish -> lease -> complete) ...");
     let consumers = args.clients.div_ceil(2);
@@ -296,35 +297,50 @@ async fn consume(
             continue;
         }
         let count = leased.len();
-        complete_all(&client, leased).await?;
+        settle_all(&mut client, leased).await?;
         completed.fetch_add(count, Ordering::Relaxed);
         last_progress = Instant::now();
     }
     Ok(())
 }
 
-async fn complete_all(
-    client: &MessageBoxClient<Channel>,
+/// Completes a leased batch with one `Settle` call; any refused settlement fails the run.
+async fn settle_all(
+    client: &mut MessageBoxClient<Channel>,
     leased: Vec<v1::LeasedMessage>,
 ) -> Result<(), String> {
-    let mut completions = tokio::task::JoinSet::new();
-    for message in leased {
-        let mut client = client.clone();
-        completions.spawn(async move {
-            client
-                .complete(v1::SettleRequest {
-                    instance: message.instance,
-                    token: message.token,
-                })
-                .await
-        });
+    let count = leased.len();
+    let settlements = leased
+        .into_iter()
+        .map(|message| v1::Settlement {
+            instance: message.instance,
+            token: message.token,
+            verdict: v1::Verdict::Complete as i32,
+            reason: String::new(),
+        })
+        .collect();
+    let response = client
+        .settle(v1::SettleBatchRequest { settlements })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if response.results.len() != count {
+        return Err(format!(
+            "settle answered {} results for {count} settlements",
+            response.results.len()
+        ));
     }
-    while let Some(result) = completions.join_next().await {
-        result
-            .map_err(|error| format!("complete task failed: {error}"))?
-            .map_err(status_error)?;
+    match response
+        .results
+        .iter()
+        .find_map(|result| result.error.as_ref().map(|error| (result.instance, error)))
+    {
+        Some((instance, error)) => Err(format!(
+            "settle refused for instance {instance}: {}: {}",
+            error.code, error.message
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn percentile_ms(latencies: &[Duration], quantile: f64) -> f64 {

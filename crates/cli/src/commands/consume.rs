@@ -1,5 +1,6 @@
 //! `tandem consume`: act as a host instance from the command line — lease messages,
-//! print them, and complete (or fail, or abandon) each one.
+//! print them, and complete (or fail, or abandon) each one. A leased batch of more than one
+//! message is settled with one `Settle` call.
 
 use clap::Args;
 use serde_json::{Value as Json, json};
@@ -74,9 +75,18 @@ pub async fn run(arguments: ConsumeArgs, context: &CommandContext) -> Result<(),
         if leased.messages.is_empty() && arguments.exit_when_empty {
             break;
         }
-        for message in leased.messages {
-            let outcome = settle(&client, &message, &settlement).await?;
-            print_message(&message, &outcome, &arguments, context);
+        let results = if leased.messages.len() > 1 {
+            settle_batch(&client, &leased.messages, &settlement).await?
+        } else {
+            let mut results = Vec::with_capacity(leased.messages.len());
+            for message in &leased.messages {
+                results.push(settle(&client, message, &settlement).await);
+            }
+            results
+        };
+        for (message, result) in leased.messages.iter().zip(results) {
+            let outcome = outcome_of(message, &settlement, result)?;
+            print_message(message, &outcome, &arguments, context);
             consumed += 1;
         }
     }
@@ -116,13 +126,13 @@ fn lease_failure(error: ClientError, host: &str) -> CommandError {
     }
 }
 
-/// Settles one message; a lease that ran out or was superseded is reported, not fatal.
+/// Settles one message; answers whether it was suspended (a failure past its retries).
 async fn settle(
     client: &TandemClient,
     message: &v1::LeasedMessage,
     settlement: &Settlement,
-) -> Result<String, CommandError> {
-    let result = match settlement {
+) -> Result<bool, ClientError> {
+    let response = match settlement {
         Settlement::Complete => client.complete(settle_request(message)).await,
         Settlement::Abandon => client.abandon(settle_request(message)).await,
         Settlement::Fail(reason) => {
@@ -134,8 +144,62 @@ async fn settle(
             client.fail(request).await
         }
     };
+    response.map(|response| response.suspended)
+}
+
+/// Settles a leased batch the same way in one call; one result per message, in order.
+/// Only a failure of the call itself is an error here.
+async fn settle_batch(
+    client: &TandemClient,
+    messages: &[v1::LeasedMessage],
+    settlement: &Settlement,
+) -> Result<Vec<Result<bool, ClientError>>, CommandError> {
+    let (verdict, reason) = match settlement {
+        Settlement::Complete => (v1::Verdict::Complete, String::new()),
+        Settlement::Abandon => (v1::Verdict::Abandon, String::new()),
+        Settlement::Fail(reason) => (v1::Verdict::Fail, reason.clone()),
+    };
+    let settlements = messages
+        .iter()
+        .map(|message| v1::Settlement {
+            instance: message.instance,
+            token: message.token,
+            verdict: verdict as i32,
+            reason: reason.clone(),
+        })
+        .collect();
+    let response = client.settle(settlements).await?;
+    if response.results.len() != messages.len() {
+        return Err(ClientError::new(
+            "internal",
+            format!(
+                "the node answered {} results for a settle batch of {}",
+                response.results.len(),
+                messages.len()
+            ),
+        )
+        .into());
+    }
+    let results = response
+        .results
+        .into_iter()
+        .map(|result| match result.error {
+            Some(error) => Err(ClientError::from(error)),
+            None => Ok(result.suspended),
+        })
+        .collect();
+    Ok(results)
+}
+
+/// What happened to one message; a lease that ran out or was superseded is reported, not
+/// fatal.
+fn outcome_of(
+    message: &v1::LeasedMessage,
+    settlement: &Settlement,
+    result: Result<bool, ClientError>,
+) -> Result<String, CommandError> {
     match result {
-        Ok(response) => Ok(outcome_name(settlement, response.suspended).to_string()),
+        Ok(suspended) => Ok(outcome_name(settlement, suspended).to_string()),
         Err(error) if error.is_code("lease_expired") || error.is_code("lease_mismatch") => {
             eprintln!("warning: instance {}: {error}", message.instance);
             Ok(format!("not settled ({})", error.code))

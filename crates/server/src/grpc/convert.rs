@@ -13,7 +13,7 @@ use tandem_store::reader::MessageSummary;
 
 use crate::errors::to_wire_error;
 use crate::message_id::generate_message_id;
-use crate::operations::host_name;
+use crate::operations::{Settled, Settlement, Verdict, host_name};
 
 /// A published message's id (given or generated) and the message, or why its properties
 /// could not be read.
@@ -50,6 +50,42 @@ pub fn publish_result(message_id: String, result: Result<PublishReceipt>) -> v1:
             message_id,
             error: Some(to_wire_error(&error)),
             ..v1::PublishResult::default()
+        },
+    }
+}
+
+/// A wire settlement as the store's, or why it cannot be carried out (an unknown verdict).
+pub fn settlement(settlement: v1::Settlement) -> Result<Settlement> {
+    let verdict = match v1::Verdict::try_from(settlement.verdict) {
+        Ok(v1::Verdict::Complete) => Verdict::Complete,
+        Ok(v1::Verdict::Abandon) => Verdict::Abandon,
+        Ok(v1::Verdict::Fail) => Verdict::Fail(settlement.reason),
+        Err(_) => {
+            return Err(Error::invalid(format!(
+                "message instance {}: unknown verdict {}; use VERDICT_COMPLETE, \
+                 VERDICT_ABANDON or VERDICT_FAIL",
+                settlement.instance, settlement.verdict
+            )));
+        }
+    };
+    Ok(Settlement {
+        instance: settlement.instance,
+        token: settlement.token,
+        verdict,
+    })
+}
+
+pub fn settlement_result(instance: u64, result: Result<Settled>) -> v1::SettlementResult {
+    match result {
+        Ok(settled) => v1::SettlementResult {
+            instance,
+            suspended: settled.suspended,
+            error: None,
+        },
+        Err(error) => v1::SettlementResult {
+            instance,
+            suspended: false,
+            error: Some(to_wire_error(&error)),
         },
     }
 }
@@ -169,5 +205,30 @@ mod tests {
         assert!(!message_id.is_empty());
         let error = converted.expect_err("invalid UTF-8");
         assert!(error.message.contains("UTF-8"), "{}", error.message);
+    }
+
+    #[test]
+    fn settlements_convert_and_unknown_verdicts_are_refused() {
+        let fail = v1::Settlement {
+            instance: 7,
+            token: 9,
+            verdict: v1::Verdict::Fail as i32,
+            reason: "boom".into(),
+        };
+        assert_eq!(
+            settlement(fail),
+            Ok(Settlement {
+                instance: 7,
+                token: 9,
+                verdict: Verdict::Fail("boom".into()),
+            })
+        );
+        let unknown = v1::Settlement {
+            instance: 7,
+            verdict: 42,
+            ..Default::default()
+        };
+        let error = settlement(unknown).expect_err("unknown verdict");
+        assert!(error.message.contains("verdict 42"), "{}", error.message);
     }
 }

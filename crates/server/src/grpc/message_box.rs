@@ -1,5 +1,5 @@
 //! [`MessageBoxService`]: the gRPC data plane (publish, lease, lease stream, renew,
-//! complete, abandon, fail) over the store.
+//! complete, abandon, fail, batch settle) over the store.
 
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ use crate::errors::to_status;
 use crate::grpc::convert;
 use crate::metrics::Api;
 use crate::operations::{
-    LeaseOrder, MAX_LEASE_WAIT, check_batch_size, lease_duration_or_default, unexpected_outcome,
+    LeaseOrder, MAX_LEASE_WAIT, check_batch_size, check_settle_batch_size,
+    lease_duration_or_default, unexpected_outcome,
 };
 use crate::state::SharedState;
 
@@ -37,7 +38,7 @@ impl MessageBoxService {
         self.state.count_request(Api::Grpc, operation);
     }
 
-    async fn settle(&self, command: Command) -> Result<Outcome, Status> {
+    async fn execute(&self, command: Command) -> Result<Outcome, Status> {
         self.state
             .execute(command)
             .await
@@ -129,7 +130,7 @@ impl MessageBox for MessageBoxService {
             token: request.token,
             lease_duration_ms: lease_duration_or_default(request.lease_duration_ms),
         };
-        match self.settle(command).await? {
+        match self.execute(command).await? {
             Outcome::LeaseRenewed { expires_at_ms } => {
                 Ok(Response::new(v1::RenewLeaseResponse { expires_at_ms }))
             }
@@ -147,7 +148,7 @@ impl MessageBox for MessageBoxService {
             instance: request.instance,
             token: request.token,
         };
-        self.settle(command).await?;
+        self.execute(command).await?;
         Ok(Response::new(v1::SettleResponse { suspended: false }))
     }
 
@@ -161,7 +162,7 @@ impl MessageBox for MessageBoxService {
             instance: request.instance,
             token: request.token,
         };
-        self.settle(command).await?;
+        self.execute(command).await?;
         Ok(Response::new(v1::SettleResponse { suspended: false }))
     }
 
@@ -176,10 +177,40 @@ impl MessageBox for MessageBoxService {
             token: request.token,
             reason: request.reason,
         };
-        match self.settle(command).await? {
+        match self.execute(command).await? {
             Outcome::Failed { suspended } => Ok(Response::new(v1::SettleResponse { suspended })),
             _ => Err(to_status(&unexpected_outcome("fail"))),
         }
+    }
+
+    async fn settle(
+        &self,
+        request: Request<v1::SettleBatchRequest>,
+    ) -> Result<Response<v1::SettleBatchResponse>, Status> {
+        self.count("settle");
+        let request = request.into_inner();
+        check_settle_batch_size(request.settlements.len()).map_err(|error| to_status(&error))?;
+        let instances: Vec<u64> = request
+            .settlements
+            .iter()
+            .map(|settlement| settlement.instance)
+            .collect();
+        let settlements = request
+            .settlements
+            .into_iter()
+            .map(convert::settlement)
+            .collect();
+        let results = self
+            .state
+            .settle_batch(settlements)
+            .await
+            .map_err(|error| to_status(&error))?;
+        let results = instances
+            .into_iter()
+            .zip(results)
+            .map(|(instance, result)| convert::settlement_result(instance, result))
+            .collect();
+        Ok(Response::new(v1::SettleBatchResponse { results }))
     }
 }
 

@@ -1,6 +1,6 @@
-//! The gRPC services: [`message_box::MessageBoxService`] (publish, lease, settle) and
-//! [`admin::AdminService`] (hosts, subscriptions, instances, history, status), plus the
-//! conversions between core types and wire messages in [`convert`].
+//! The gRPC services: [`message_box::MessageBoxService`] (publish, lease, settle one or a
+//! batch) and [`admin::AdminService`] (hosts, subscriptions, instances, history, status),
+//! plus the conversions between core types and wire messages in [`convert`].
 
 pub mod admin;
 pub mod convert;

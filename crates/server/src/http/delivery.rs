@@ -1,5 +1,5 @@
-//! Leases and their verdicts over HTTP: `POST /v1/hosts/{host}/lease` and
-//! `POST /v1/instances/{id}/renew|complete|abandon|fail`.
+//! Leases and their verdicts over HTTP: `POST /v1/hosts/{host}/lease`,
+//! `POST /v1/instances/{id}/renew|complete|abandon|fail` and `POST /v1/settle` (a batch).
 
 use std::time::Duration;
 
@@ -9,11 +9,14 @@ use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 use tandem_core::{Command, Outcome};
 
-use crate::errors::ApiError;
+use crate::errors::{ApiError, to_json};
 use crate::http::extract::{JsonBody, PathParam};
 use crate::http::views;
 use crate::metrics::Api;
-use crate::operations::{LeaseOrder, lease_duration_or_default, unexpected_outcome};
+use crate::operations::{
+    LeaseOrder, Settled, Settlement, Verdict, check_settle_batch_size, lease_duration_or_default,
+    unexpected_outcome,
+};
 use crate::state::SharedState;
 
 /// The lease holder recorded when an HTTP caller names none.
@@ -127,5 +130,122 @@ pub async fn fail(
     match state.execute(command).await? {
         Outcome::Failed { suspended } => Ok(Json(json!({ "suspended": suspended }))),
         _ => Err(ApiError(unexpected_outcome("fail"))),
+    }
+}
+
+/// `POST /v1/settle`: `{"settlements":[{"instance":1,"token":2,"verdict":"complete"}]}`,
+/// verdict `complete`, `abandon` or `fail` (with `reason`). Answers
+/// `{"results":[{"instance":1,"suspended":false}, {"instance":3,"error":{...}}]}` in
+/// request order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettleBatchRequest {
+    pub settlements: Vec<SettlementRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementRequest {
+    pub instance: u64,
+    pub token: u64,
+    pub verdict: VerdictName,
+    /// For `fail`: why the delivery failed. Ignored otherwise.
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerdictName {
+    Complete,
+    Abandon,
+    Fail,
+}
+
+impl SettlementRequest {
+    fn settlement(self) -> Settlement {
+        let verdict = match self.verdict {
+            VerdictName::Complete => Verdict::Complete,
+            VerdictName::Abandon => Verdict::Abandon,
+            VerdictName::Fail => Verdict::Fail(self.reason.unwrap_or_default()),
+        };
+        Settlement {
+            instance: self.instance,
+            token: self.token,
+            verdict,
+        }
+    }
+}
+
+pub async fn settle(
+    State(state): State<SharedState>,
+    JsonBody(request): JsonBody<SettleBatchRequest>,
+) -> JsonResult {
+    state.count_request(Api::Http, "settle");
+    check_settle_batch_size(request.settlements.len())?;
+    let instances: Vec<u64> = request
+        .settlements
+        .iter()
+        .map(|settlement| settlement.instance)
+        .collect();
+    let settlements = request
+        .settlements
+        .into_iter()
+        .map(|settlement| Ok(settlement.settlement()))
+        .collect();
+    let results = state.settle_batch(settlements).await?;
+    let results: Vec<JsonValue> = instances
+        .into_iter()
+        .zip(results)
+        .map(|(instance, result)| settlement_result(instance, result))
+        .collect();
+    Ok(Json(json!({ "results": results })))
+}
+
+fn settlement_result(instance: u64, result: tandem_core::error::Result<Settled>) -> JsonValue {
+    match result {
+        Ok(settled) => json!({ "instance": instance, "suspended": settled.suspended }),
+        Err(error) => json!({ "instance": instance, "error": to_json(&error) }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::extract::parse_json;
+    use axum::http::HeaderValue;
+
+    fn parse(body: &str) -> Result<SettleBatchRequest, ApiError> {
+        parse_json(
+            Some(&HeaderValue::from_static("application/json")),
+            body.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn verdicts_parse_by_name() {
+        let request = parse(
+            r#"{"settlements":[{"instance":1,"token":2,"verdict":"fail","reason":"r"},
+                               {"instance":3,"token":4,"verdict":"abandon"}]}"#,
+        )
+        .expect("valid");
+        let settlements: Vec<Settlement> = request
+            .settlements
+            .into_iter()
+            .map(SettlementRequest::settlement)
+            .collect();
+        assert_eq!(settlements[0].verdict, Verdict::Fail("r".into()));
+        assert_eq!(settlements[1].verdict, Verdict::Abandon);
+    }
+
+    #[test]
+    fn unknown_verdicts_are_explained() {
+        let error = parse(r#"{"settlements":[{"instance":1,"token":2,"verdict":"done"}]}"#)
+            .expect_err("refused")
+            .0;
+        assert!(
+            error.message.contains("unknown variant `done`"),
+            "{}",
+            error.message
+        );
     }
 }

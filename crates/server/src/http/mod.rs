@@ -4,7 +4,7 @@
 //!
 //! - [`extract`]: JSON body, path and query extractors with JSON rejections.
 //! - [`messages`]: publish and message history.
-//! - [`delivery`]: lease, renew, complete, abandon, fail.
+//! - [`delivery`]: lease, renew, complete, abandon, fail, batch settle.
 //! - [`admin`]: hosts, subscriptions, instances, tracking purge, status.
 //! - [`observe`]: health, metrics, unknown routes.
 //! - [`views`]: core types as JSON; [`properties`]: context properties as JSON.
@@ -58,6 +58,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/instances/{id}/complete", post(delivery::complete))
         .route("/v1/instances/{id}/abandon", post(delivery::abandon))
         .route("/v1/instances/{id}/fail", post(delivery::fail))
+        .route("/v1/settle", post(delivery::settle))
         .route("/v1/instances/{id}/resume", post(admin::resume))
         .route("/v1/instances/{id}/terminate", post(admin::terminate))
         .route("/v1/tracking/purge", post(admin::purge_tracking))

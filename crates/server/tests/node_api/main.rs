@@ -8,5 +8,6 @@ mod bad_input;
 mod grpc_happy_path;
 mod http_happy_path;
 mod long_poll;
+mod settle_batch;
 #[cfg(unix)]
 mod signals;
