@@ -10,7 +10,6 @@
 //! - [`sqlite_tables`]: core's `Tables` trait on a SQLite transaction.
 //! - [`loader`]: rebuilds the state machine from disk.
 //! - [`committer`]: the group-commit thread.
-//! - [`checkpointer`]: moves the WAL into the database file off the commit path.
 //! - [`catalog`]: the read-only catalog view published after each commit.
 //! - [`reader`]: operator queries on a separate read connection.
 //! - [`store`]: opening a data directory, its lock, and the handle servers use.
@@ -18,7 +17,6 @@
 //! - [`metrics`]: commit counters.
 
 pub mod catalog;
-pub mod checkpointer;
 pub mod committer;
 pub mod integrity;
 pub mod loader;

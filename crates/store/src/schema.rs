@@ -85,7 +85,10 @@ CREATE INDEX tracking_by_message ON tracking(message_id);
 ";
 
 /// Pragmas for the committer's connection. `synchronous = FULL` in WAL mode fsyncs the log on
-/// every commit: a commit that returned is on disk. Checkpoints are the checkpointer's job.
+/// every commit: a commit that returned is on disk. The committer checkpoints the WAL into the
+/// database file every 4,096 pages (16 MiB), which keeps the WAL small and hot in the page
+/// cache. (A separate checkpoint thread was tried: under sustained load it never caught up
+/// with the committer, the WAL grew past 400 MiB, and throughput did not improve.)
 pub fn configure(connection: &Connection) -> Result<(), StoreError> {
     connection.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -93,7 +96,7 @@ pub fn configure(connection: &Connection) -> Result<(), StoreError> {
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -8192;
-         PRAGMA wal_autocheckpoint = 0;
+         PRAGMA wal_autocheckpoint = 4096;
          PRAGMA busy_timeout = 5000;",
     )?;
     Ok(())

@@ -13,9 +13,37 @@ use tandem_core::subscription::Subscription;
 use tandem_core::tables::Tables;
 use tandem_core::tracking::TrackingEvent;
 
-const INSTANCE_COLUMNS: &str = "id, message_seq, message_id, subscription_id, host_id, priority, \
-    state, attempts, visible_at_ms, lease_token, lease_holder, lease_expires_at_ms, last_error, \
-    enqueued_at_ms";
+/// The instance columns in `instance_from_row` order, as a literal so that statements can be
+/// built at compile time (the committer runs them thousands of times a second).
+macro_rules! instance_columns {
+    () => {
+        "id, message_seq, message_id, subscription_id, host_id, priority, state, attempts, \
+         visible_at_ms, lease_token, lease_holder, lease_expires_at_ms, last_error, enqueued_at_ms"
+    };
+}
+
+macro_rules! select_instances {
+    ($condition:literal $(,)?) => {
+        concat!(
+            "SELECT ",
+            instance_columns!(),
+            " FROM instances ",
+            $condition
+        )
+    };
+}
+
+macro_rules! select_messages {
+    ($condition:literal $(,)?) => {
+        concat!(
+            "SELECT seq, message_id, body, context, received_at_ms, publisher FROM messages ",
+            $condition
+        )
+    };
+}
+
+/// Statements the committer prepares once and keeps (rusqlite's default keeps 16).
+pub const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 pub struct SqliteTables<'connection> {
     connection: &'connection Connection,
@@ -87,7 +115,7 @@ fn state_from_code(code: i64) -> rusqlite::Result<InstanceState> {
 }
 
 pub fn instance_select(condition: &str) -> String {
-    format!("SELECT {INSTANCE_COLUMNS} FROM instances {condition}")
+    format!("SELECT {} FROM instances {condition}", instance_columns!())
 }
 
 pub fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<Instance> {
@@ -124,8 +152,7 @@ pub fn message_from_row(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     })
 }
 
-pub const MESSAGE_SELECT: &str =
-    "SELECT seq, message_id, body, context, received_at_ms, publisher FROM messages";
+pub const MESSAGE_SELECT: &str = select_messages!("");
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("core types always serialize to JSON")
@@ -142,8 +169,10 @@ impl Tables for SqliteTables<'_> {
     fn save_host(&mut self, host: &Host) {
         let depth = host.depth;
         self.execute(
-            "INSERT OR REPLACE INTO hosts (id, name, created_at_ms, ready, delayed, leased, \
-             suspended) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO hosts (id, name, created_at_ms, ready, delayed, leased, suspended) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET \
+             ready = excluded.ready, delayed = excluded.delayed, leased = excluded.leased, \
+             suspended = excluded.suspended",
             params![
                 host.id,
                 host.name,
@@ -225,7 +254,7 @@ impl Tables for SqliteTables<'_> {
     fn load_message(&mut self, seq: MessageSeq) -> Option<StoredMessage> {
         let result = self
             .connection
-            .prepare_cached(&format!("{MESSAGE_SELECT} WHERE seq = ?1"))
+            .prepare_cached(select_messages!("WHERE seq = ?1"))
             .and_then(|mut statement| statement.query_row([seq], message_from_row).optional());
         self.record(result)
     }
@@ -236,9 +265,10 @@ impl Tables for SqliteTables<'_> {
 
     fn insert_instance(&mut self, instance: &Instance) {
         self.execute(
-            &format!(
-                "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            concat!(
+                "INSERT INTO instances (",
+                instance_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
             ),
             instance_parameters(instance),
         );
@@ -259,13 +289,13 @@ impl Tables for SqliteTables<'_> {
     }
 
     fn load_instance(&mut self, id: InstanceId) -> Option<Instance> {
-        self.instances(&instance_select("WHERE id = ?1"), [id])
+        self.instances(select_instances!("WHERE id = ?1"), [id])
             .pop()
     }
 
     fn ready_instances(&mut self, host: HostId, limit: usize) -> Vec<Instance> {
         self.instances(
-            &instance_select(
+            select_instances!(
                 "INDEXED BY instances_ready WHERE state = 0 AND host_id = ?1 \
                  ORDER BY priority, id LIMIT ?2",
             ),
@@ -275,7 +305,7 @@ impl Tables for SqliteTables<'_> {
 
     fn expired_leases(&mut self, now_ms: i64, limit: usize) -> Vec<Instance> {
         self.instances(
-            &instance_select(
+            select_instances!(
                 "WHERE state = 2 AND lease_expires_at_ms <= ?1 \
                  ORDER BY lease_expires_at_ms, id LIMIT ?2",
             ),
@@ -285,7 +315,7 @@ impl Tables for SqliteTables<'_> {
 
     fn due_retries(&mut self, now_ms: i64, limit: usize) -> Vec<Instance> {
         self.instances(
-            &instance_select(
+            select_instances!(
                 "WHERE state = 1 AND visible_at_ms <= ?1 ORDER BY visible_at_ms, id LIMIT ?2",
             ),
             params![now_ms, limit as i64],

@@ -14,7 +14,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
 use crate::catalog::{Catalog, CatalogCell};
-use crate::checkpointer::Checkpointer;
 use crate::committer::{Committer, QUEUE_CAPACITY, Request};
 use crate::loader::load_machine;
 use crate::metrics::StoreMetrics;
@@ -27,7 +26,6 @@ pub const LOCK_FILE: &str = "node.lock";
 pub struct Store {
     handle: StoreHandle,
     committer: Option<JoinHandle<()>>,
-    checkpointer: Checkpointer,
     _lock: File,
 }
 
@@ -52,6 +50,8 @@ impl Store {
         let database = data_dir.join(schema::DATABASE_FILE);
         let mut connection = Connection::open(&database)?;
         schema::configure(&connection)?;
+        connection
+            .set_prepared_statement_cache_capacity(crate::sqlite_tables::STATEMENT_CACHE_CAPACITY);
         schema::create_or_check(&mut connection)?;
         let machine = load_machine(&connection)?;
         let catalog = Arc::new(CatalogCell::new(Catalog::from_machine(&machine, None)));
@@ -77,7 +77,6 @@ impl Store {
         let store = Store {
             handle,
             committer: Some(thread),
-            checkpointer: Checkpointer::start(&database)?,
             _lock: lock,
         };
         store.apply_settings(settings)?;
@@ -93,7 +92,6 @@ impl Store {
         self.stop();
     }
 
-    /// The committer finishes first; the checkpointer stops after its last commit.
     fn stop(&mut self) {
         if let Some(thread) = self.committer.take() {
             let requests = &self.handle.requests;
@@ -102,7 +100,6 @@ impl Store {
             });
             let _ = thread.join();
         }
-        self.checkpointer.stop();
     }
 
     fn apply_settings(&self, settings: Settings) -> std::result::Result<(), StoreError> {
