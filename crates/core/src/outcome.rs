@@ -69,4 +69,5 @@ pub struct TickReport {
     pub retries_released: u64,
     pub suspended: u64,
     pub dedupe_entries_forgotten: u64,
+    pub tracking_events_purged: u64,
 }

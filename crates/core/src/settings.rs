@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::limits;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Settings {
     pub max_body_bytes: u64,
     pub dedupe_window_ms: u64,
@@ -16,6 +17,9 @@ pub struct Settings {
     pub routing_failure_queue: bool,
     /// Record tracking events (message history).
     pub tracking: bool,
+    /// Tracking events older than this are purged by the maintenance tick; 0 keeps them
+    /// until `PurgeTracking` removes them.
+    pub tracking_retention_ms: u64,
 }
 
 impl Default for Settings {
@@ -26,6 +30,7 @@ impl Default for Settings {
             throttle_message_count: limits::DEFAULT_THROTTLE_MESSAGE_COUNT,
             routing_failure_queue: false,
             tracking: true,
+            tracking_retention_ms: limits::DEFAULT_TRACKING_RETENTION_MS,
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct NodeConfig {
     pub throttle_message_count: u64,
     pub routing_failure_queue: bool,
     pub tracking: bool,
+    /// Tracking events older than this are purged automatically; 0 keeps them.
+    pub tracking_retention_ms: u64,
     /// How often the node applies `Command::Tick` (lease expiry, due retries).
     pub tick_interval_ms: u64,
 }
@@ -47,6 +49,7 @@ impl Default for NodeConfig {
             throttle_message_count: limits::DEFAULT_THROTTLE_MESSAGE_COUNT,
             routing_failure_queue: false,
             tracking: true,
+            tracking_retention_ms: limits::DEFAULT_TRACKING_RETENTION_MS,
             tick_interval_ms: DEFAULT_TICK_INTERVAL_MS,
         }
     }
@@ -81,6 +84,7 @@ impl NodeConfig {
             throttle_message_count: self.throttle_message_count,
             routing_failure_queue: self.routing_failure_queue,
             tracking: self.tracking,
+            tracking_retention_ms: self.tracking_retention_ms,
         }
     }
 

@@ -5,6 +5,7 @@ mod common;
 
 use tandem_core::command::Command;
 use tandem_core::outcome::Outcome;
+use tandem_core::settings::Settings;
 use tandem_core::tracking::TrackingKind;
 use tandem_store::integrity;
 
@@ -73,4 +74,47 @@ fn history_shows_each_step_and_purge_removes_only_old_events() {
     let report = integrity::check(directory.path()).expect("check");
     assert!(report.is_healthy(), "{:?}", report.problems);
     assert_eq!(report.tracking_events, 0);
+}
+
+#[test]
+fn the_tick_purges_events_past_their_retention() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let store = open(directory.path());
+    let handle = store.handle();
+    runtime().block_on(async {
+        create_catalog(&handle).await;
+        let retention = Settings {
+            tracking_retention_ms: 50,
+            ..Settings::default()
+        };
+        assert_eq!(
+            handle.execute(Command::Configure(retention)).await,
+            Ok(Outcome::Configured)
+        );
+        handle.execute(publish("old", "b")).await.expect("publish");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        handle.execute(publish("new", "b")).await.expect("publish");
+        let Ok(Outcome::Ticked(report)) = handle.execute(Command::Tick).await else {
+            panic!("tick failed");
+        };
+        assert_eq!(report.tracking_events_purged, 1, "{report:?}");
+        assert!(
+            handle
+                .message_history("old".into())
+                .await
+                .unwrap()
+                .events
+                .is_empty()
+        );
+        assert_eq!(
+            handle
+                .message_history("new".into())
+                .await
+                .unwrap()
+                .events
+                .len(),
+            1
+        );
+    });
+    store.close();
 }

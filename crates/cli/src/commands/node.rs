@@ -62,6 +62,10 @@ pub struct StartArgs {
     /// Do not record tracking events. [TOML: tracking = false]
     #[arg(long)]
     no_tracking: bool,
+    /// Purge tracking events older than this automatically; 0 keeps them (e.g. 7d).
+    /// [TOML: tracking_retention_ms, in milliseconds]
+    #[arg(long, value_name = "DURATION", value_parser = parse_milliseconds)]
+    tracking_retention: Option<u64>,
     /// How often maintenance runs: expired leases, due retries, dedupe cleanup (e.g. 1s).
     /// [TOML: tick_interval_ms, in milliseconds]
     #[arg(long, value_name = "DURATION", value_parser = parse_milliseconds)]
@@ -119,6 +123,9 @@ fn apply_flags(config: &mut NodeConfig, arguments: StartArgs) {
     if arguments.no_tracking {
         config.tracking = false;
     }
+    if let Some(tracking_retention_ms) = arguments.tracking_retention {
+        config.tracking_retention_ms = tracking_retention_ms;
+    }
     if let Some(tick_interval_ms) = arguments.tick_interval {
         config.tick_interval_ms = tick_interval_ms;
     }
@@ -167,6 +174,11 @@ fn configuration_help() -> String {
             "tracking",
             defaults.tracking.to_string(),
             "record tracking events",
+        ),
+        (
+            "tracking_retention_ms",
+            defaults.tracking_retention_ms.to_string(),
+            "purge older tracking events; 0 keeps them",
         ),
         (
             "tick_interval_ms",

@@ -63,6 +63,14 @@ fn print_settings(settings: &v1::Settings) {
         settings.routing_failure_queue
     );
     println!("  tracking:               {}", settings.tracking);
+    println!(
+        "  tracking_retention:     {}",
+        if settings.tracking_retention_ms == 0 {
+            "forever".to_string()
+        } else {
+            format_milliseconds(settings.tracking_retention_ms)
+        }
+    );
 }
 
 fn yes_or_no(flag: bool) -> &'static str {
@@ -78,6 +86,7 @@ fn status_json(status: &v1::StatusResponse) -> Json {
             "throttle_message_count": settings.throttle_message_count,
             "routing_failure_queue": settings.routing_failure_queue,
             "tracking": settings.tracking,
+            "tracking_retention_ms": settings.tracking_retention_ms,
         })
     });
     json!({

@@ -97,7 +97,8 @@ impl MessageBox {
         Ok(Outcome::Terminated)
     }
 
-    /// Expires leases, releases due retries and forgets old dedupe entries, each bounded.
+    /// Expires leases, releases due retries, forgets old dedupe entries and purges tracking
+    /// events past their retention, each bounded.
     pub(super) fn tick(&mut self, tables: &mut impl Tables, now_ms: i64) -> Outcome {
         let mut report = TickReport::default();
         for mut instance in tables.expired_leases(now_ms, limits::MAX_SWEEP_PER_TICK) {
@@ -130,6 +131,13 @@ impl MessageBox {
         let window_ms = self.state.settings.dedupe_window_ms as i64;
         report.dedupe_entries_forgotten = tables
             .forget_dedupe_before(now_ms.saturating_sub(window_ms), limits::MAX_SWEEP_PER_TICK);
+        let retention_ms = self.state.settings.tracking_retention_ms as i64;
+        if retention_ms > 0 {
+            report.tracking_events_purged = tables.purge_tracking_before(
+                now_ms.saturating_sub(retention_ms),
+                limits::MAX_SWEEP_PER_TICK,
+            );
+        }
         Outcome::Ticked(report)
     }
 

@@ -182,6 +182,7 @@ pub fn settings(settings: &tandem_core::settings::Settings) -> v1::Settings {
         throttle_message_count: settings.throttle_message_count,
         routing_failure_queue: settings.routing_failure_queue,
         tracking: settings.tracking,
+        tracking_retention_ms: settings.tracking_retention_ms,
     }
 }
 
