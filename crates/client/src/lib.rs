@@ -22,17 +22,16 @@
 //!   node lists, finding the active and failover will live).
 //! - [`lease_stream`]: [`LeaseStream`], leased messages pushed by the node.
 //! - [`error`]: [`ClientError`], a stable code and a message a person can read.
-//! - [`message_id`]: [`new_message_id`], unique idempotency keys for publishes.
+//! - [`new_message_id`] (from the protocol crate): unique idempotency keys for publishes.
 
 pub mod client;
 pub mod connection;
 pub mod error;
 pub mod lease_stream;
-pub mod message_id;
 
 pub use client::TandemClient;
 pub use connection::Connection;
 pub use error::ClientError;
 pub use lease_stream::LeaseStream;
-pub use message_id::new_message_id;
+pub use tandem_protocol::message_id::new_message_id;
 pub use tandem_protocol::v1;

@@ -7,8 +7,10 @@
 //!
 //! - [`v1`]: messages and the `MessageBox` and `Admin` services (clients and servers).
 //! - [`convert`]: wire properties <-> core's typed properties.
+//! - [`message_id`]: new unique message ids.
 
 pub mod convert;
+pub mod message_id;
 
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {

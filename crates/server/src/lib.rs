@@ -14,7 +14,6 @@
 //! - [`state`]: the state every request handler shares (store handle, wake-ups, counters).
 //! - [`operations`]: the operations both APIs share (publish, long-poll lease, listings).
 //! - [`wake_up`]: the signal that wakes long-polling leases when work becomes ready.
-//! - [`message_id`]: unique message ids for publishes that bring none.
 //! - [`errors`]: the one place that maps core errors to gRPC statuses and HTTP responses.
 //! - [`grpc`]: the `MessageBox` and `Admin` gRPC services.
 //! - [`http`]: the HTTP/JSON API, `/health` and `/metrics`.
@@ -25,7 +24,6 @@ pub mod config;
 pub mod errors;
 pub mod grpc;
 pub mod http;
-pub mod message_id;
 pub mod metrics;
 pub mod node;
 pub mod operations;

@@ -12,14 +12,14 @@ use tandem_store::Catalog;
 use tandem_store::reader::MessageSummary;
 
 use crate::errors::to_wire_error;
-use crate::message_id::generate_message_id;
 use crate::operations::{Settled, Settlement, Verdict, host_name};
+use tandem_protocol::message_id::new_message_id;
 
 /// A published message's id (given or generated) and the message, or why its properties
 /// could not be read.
 pub fn new_message(message: v1::PublishMessage) -> (String, Result<NewMessage>) {
     let message_id = if message.message_id.is_empty() {
-        generate_message_id()
+        new_message_id()
     } else {
         message.message_id
     };

@@ -15,9 +15,9 @@ use tandem_core::{Error, MessageId};
 use crate::errors::{ApiError, to_json};
 use crate::http::extract::{JsonBody, PathParam};
 use crate::http::{base64, properties, views};
-use crate::message_id::generate_message_id;
 use crate::metrics::Api;
 use crate::state::SharedState;
+use tandem_protocol::message_id::new_message_id;
 
 /// One message in JSON. `body` is UTF-8 text; `body_base64` carries any bytes.
 #[derive(Debug, Default, Deserialize)]
@@ -118,7 +118,7 @@ fn batch_result(message_id: &str, result: Result<PublishReceipt>) -> JsonValue {
 
 /// The message's id (given or generated) and the message, or why it cannot be published.
 fn new_message(request: MessageRequest) -> (String, Result<NewMessage>) {
-    let message_id = request.message_id.unwrap_or_else(generate_message_id);
+    let message_id = request.message_id.unwrap_or_else(new_message_id);
     let message = message_body(request.body, request.body_base64)
         .and_then(|body| {
             let properties = properties::from_json(request.properties.unwrap_or_default())?;

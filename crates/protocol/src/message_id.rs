@@ -1,4 +1,5 @@
-//! [`new_message_id`]: idempotency keys for publishes, unique without a uuid crate.
+//! [`new_message_id`]: idempotency keys for publishes, unique without a uuid crate. Shared by
+//! the client (ids it reuses across retries) and the server (ids for publishes that bring none).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
