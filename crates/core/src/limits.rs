@@ -44,6 +44,9 @@ pub const MAX_REASON_BYTES: usize = 4096;
 /// Messages in one publish batch, and messages in one lease.
 pub const MAX_PUBLISH_BATCH: usize = 1000;
 pub const MAX_LEASE_BATCH: u32 = 1000;
+/// Body bytes one lease hands out at most (it always hands out at least one message), so that
+/// a batch of large messages cannot build an unbounded response.
+pub const MAX_LEASE_BYTES: usize = 16 * 1024 * 1024;
 /// Subscriptions in one message box.
 pub const MAX_SUBSCRIPTIONS: usize = 100_000;
 

@@ -33,10 +33,15 @@ impl MessageBox {
         validate_lease_duration(lease_duration_ms)?;
         let expires_at_ms = now_ms.saturating_add(lease_duration_ms as i64);
         let mut leased = Vec::new();
+        let mut leased_bytes = 0;
         for mut instance in tables.ready_instances(host_id, max_messages as usize) {
             let Some(message) = tables.load_message(instance.message_seq) else {
                 continue;
             };
+            leased_bytes += message.body.len();
+            if !leased.is_empty() && leased_bytes > limits::MAX_LEASE_BYTES {
+                break;
+            }
             instance.attempts += 1;
             instance.lease_token = Self::take_counter(&mut self.state.next_lease_token);
             instance.lease_holder = holder.to_string();
@@ -278,4 +283,94 @@ fn validate_lease_duration(lease_duration_ms: u64) -> Result<()> {
         limits::MIN_LEASE_DURATION_MS,
         limits::MAX_LEASE_DURATION_MS
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::MessageBox;
+    use crate::command::Command;
+    use crate::context::Property;
+    use crate::ids::MessageId;
+    use crate::limits;
+    use crate::memory_tables::MemoryTables;
+    use crate::message::NewMessage;
+    use crate::outcome::Outcome;
+    use crate::settings::Settings;
+    use crate::subscription::RetryPolicy;
+    use crate::value::Value;
+
+    fn big_message(id: &str, bytes: usize) -> NewMessage {
+        NewMessage {
+            message_id: MessageId(id.to_string()),
+            body: vec![0; bytes],
+            properties: vec![Property {
+                name: "Kind".into(),
+                value: Value::String("big".into()),
+                promoted: true,
+            }],
+        }
+    }
+
+    fn leased_count(machine: &mut MessageBox, tables: &mut MemoryTables) -> usize {
+        let lease = Command::Lease {
+            host: "h".into(),
+            holder: "worker".into(),
+            max_messages: 10,
+            lease_duration_ms: 30_000,
+        };
+        match machine.apply(tables, lease, 2) {
+            Ok(Outcome::Leased(messages)) => messages.len(),
+            other => panic!("lease failed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_lease_stops_at_its_byte_budget_but_always_hands_out_one_message() {
+        let mut machine = MessageBox::new();
+        let mut tables = MemoryTables::default();
+        let body_bytes = limits::MAX_LEASE_BYTES * 2 / 5;
+        let settings = Settings {
+            max_body_bytes: limits::MAX_LEASE_BYTES as u64 * 2,
+            ..Settings::default()
+        };
+        let setup = [
+            Command::Configure(settings),
+            Command::CreateHost { name: "h".into() },
+            Command::CreateSubscription {
+                name: "s".into(),
+                host: "h".into(),
+                filter: "Kind == \"big\"".into(),
+                priority: 5,
+                retry: RetryPolicy::default(),
+            },
+            Command::Publish {
+                publisher: "test".into(),
+                messages: vec![
+                    big_message("a", body_bytes),
+                    big_message("b", body_bytes),
+                    big_message("c", body_bytes),
+                    big_message("d", limits::MAX_LEASE_BYTES + 1),
+                ],
+            },
+        ];
+        for command in setup {
+            machine.apply(&mut tables, command, 1).expect("setup");
+        }
+        assert_eq!(
+            leased_count(&mut machine, &mut tables),
+            2,
+            "two fit in the budget"
+        );
+        assert_eq!(
+            leased_count(&mut machine, &mut tables),
+            1,
+            "the third alone"
+        );
+        assert_eq!(
+            leased_count(&mut machine, &mut tables),
+            1,
+            "one over the budget still goes"
+        );
+        assert_eq!(leased_count(&mut machine, &mut tables), 0);
+    }
 }
