@@ -1,6 +1,8 @@
-//! kill -9 of a node under concurrent publish load, twenty times in a row. After every crash
-//! the store passes its integrity check; at the end every acknowledged message is stored, and
-//! nothing is stored that was never published.
+//! kill -9 of a node under concurrent publish and consume load, twenty times in a row. After
+//! every crash the store passes its integrity check. At the end: every acknowledged publish is
+//! stored unless a completion of it was attempted (a completion whose answer the crash swallowed
+//! may or may not have happened), no acknowledged completion comes back, and nothing is stored
+//! that was never published.
 
 mod support;
 
@@ -11,21 +13,31 @@ use std::time::Duration;
 
 use support::{NodeProcess, check_data_dir};
 use tandem_protocol::v1;
+use tandem_protocol::v1::message_box_client::MessageBoxClient;
+use tonic::transport::Channel;
 
 const CRASHES: usize = 20;
-const PUBLISHERS: usize = 8;
+const PUBLISHERS: usize = 6;
+const CONSUMERS: usize = 2;
 const MESSAGES_PER_CALL: usize = 4;
-/// The load must be real: fewer acknowledged publishes than this would prove nothing.
-const MINIMUM_ACKNOWLEDGED: usize = 1000;
+const HOST: &str = "crash";
+/// The load must be real: fewer acknowledgements than these would prove nothing.
+const MINIMUM_PUBLISHES_ACKNOWLEDGED: usize = 1000;
+const MINIMUM_COMPLETIONS_ACKNOWLEDGED: usize = 100;
+/// No call may hang a test: a node that does not answer within this is as good as dead.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What the clients saw: each operation attempted and each acknowledged.
 #[derive(Default)]
 struct History {
-    attempted: BTreeSet<String>,
-    acknowledged: BTreeSet<String>,
+    publishes_attempted: BTreeSet<String>,
+    publishes_acknowledged: BTreeSet<String>,
+    completions_attempted: BTreeSet<String>,
+    completions_acknowledged: BTreeSet<String>,
 }
 
 #[test]
-fn acknowledged_publishes_survive_repeated_kill_nine() {
+fn acknowledged_publishes_and_completions_survive_repeated_kill_nine() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -39,7 +51,7 @@ fn acknowledged_publishes_survive_repeated_kill_nine() {
             runtime.block_on(declare_route(&node));
         }
         let load_ms = 150 + (round as u64 * 53) % 350;
-        runtime.block_on(publish_until_killed(
+        runtime.block_on(load_until_killed(
             &mut node,
             round,
             load_ms,
@@ -53,45 +65,63 @@ fn acknowledged_publishes_survive_repeated_kill_nine() {
     }
     let node = NodeProcess::start(data.path(), &[]);
     let stored = runtime.block_on(stored_message_ids(&node));
-    let history = history.lock().unwrap();
-    let lost: Vec<&String> = history.acknowledged.difference(&stored).collect();
-    let unexpected: Vec<&String> = stored.difference(&history.attempted).collect();
+    check_history(&history.lock().unwrap(), &stored);
+}
+
+fn check_history(history: &History, stored: &BTreeSet<String>) {
     eprintln!(
-        "crash test: {CRASHES} crashes, {} publishes attempted, {} acknowledged, {} stored",
-        history.attempted.len(),
-        history.acknowledged.len(),
+        "crash test: {CRASHES} crashes; publishes: {} attempted, {} acknowledged; \
+         completions acknowledged: {}; stored at the end: {}",
+        history.publishes_attempted.len(),
+        history.publishes_acknowledged.len(),
+        history.completions_acknowledged.len(),
         stored.len()
     );
-    assert!(
-        history.acknowledged.len() >= MINIMUM_ACKNOWLEDGED,
-        "too little load to prove anything: {} acknowledged",
-        history.acknowledged.len()
-    );
+    assert!(history.publishes_acknowledged.len() >= MINIMUM_PUBLISHES_ACKNOWLEDGED);
+    assert!(history.completions_acknowledged.len() >= MINIMUM_COMPLETIONS_ACKNOWLEDGED);
+    let lost: Vec<&String> = history
+        .publishes_acknowledged
+        .iter()
+        .filter(|id| !stored.contains(*id) && !history.completions_attempted.contains(*id))
+        .collect();
+    let resurrected: Vec<&String> = history
+        .completions_acknowledged
+        .intersection(stored)
+        .collect();
+    let unexpected: Vec<&String> = stored.difference(&history.publishes_attempted).collect();
     assert!(
         lost.is_empty(),
-        "{} acknowledged messages lost, e.g. {:?}",
+        "{} acknowledged publishes lost: {:?}",
         lost.len(),
-        &lost[..lost.len().min(5)]
+        first(&lost)
+    );
+    assert!(
+        resurrected.is_empty(),
+        "{} acknowledged completions came back: {:?}",
+        resurrected.len(),
+        first(&resurrected)
     );
     assert!(
         unexpected.is_empty(),
-        "{} messages stored that were never published",
-        unexpected.len()
+        "stored but never published: {:?}",
+        first(&unexpected)
     );
+}
+
+fn first<'a>(ids: &'a [&'a String]) -> &'a [&'a String] {
+    &ids[..ids.len().min(5)]
 }
 
 async fn declare_route(node: &NodeProcess) {
     let mut admin = node.admin().await;
     admin
-        .create_host(v1::CreateHostRequest {
-            name: "crash".into(),
-        })
+        .create_host(v1::CreateHostRequest { name: HOST.into() })
         .await
         .unwrap();
     admin
         .create_subscription(v1::CreateSubscriptionRequest {
             name: "crash-all".into(),
-            host: "crash".into(),
+            host: HOST.into(),
             filter: "Kind == \"crash-test\"".into(),
             ..Default::default()
         })
@@ -99,31 +129,40 @@ async fn declare_route(node: &NodeProcess) {
         .unwrap();
 }
 
-/// Runs publishers against the node for `load_ms`, then kills it with SIGKILL mid-load.
-async fn publish_until_killed(
+/// Runs publishers and consumers against the node for `load_ms`, then kills it with SIGKILL.
+async fn load_until_killed(
     node: &mut NodeProcess,
     round: usize,
     load_ms: u64,
     history: Arc<Mutex<History>>,
 ) {
     let stop = Arc::new(AtomicBool::new(false));
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|publisher| {
-            let (url, stop, history) = (node.grpc_url(), stop.clone(), history.clone());
-            tokio::spawn(async move {
-                publish_loop(url, format!("r{round}-p{publisher}"), stop, history).await
-            })
-        })
-        .collect();
+    let mut clients = tokio::task::JoinSet::new();
+    for publisher in 0..PUBLISHERS {
+        let (url, stop, history) = (node.grpc_url(), stop.clone(), history.clone());
+        let prefix = format!("r{round}-p{publisher}");
+        clients.spawn(async move { publish_loop(url, prefix, stop, history).await });
+    }
+    for consumer in 0..CONSUMERS {
+        let (url, stop, history) = (node.grpc_url(), stop.clone(), history.clone());
+        let holder = format!("r{round}-c{consumer}");
+        clients.spawn(async move { consume_loop(url, holder, stop, history).await });
+    }
     tokio::time::sleep(Duration::from_millis(load_ms)).await;
     node.kill_hard();
     stop.store(true, Ordering::SeqCst);
-    for publisher in publishers {
-        tokio::time::timeout(Duration::from_secs(30), publisher)
-            .await
-            .expect("publisher stops")
-            .unwrap();
-    }
+    let all_stopped = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(result) = clients.join_next().await {
+            result.unwrap();
+        }
+    });
+    all_stopped
+        .await
+        .expect("clients stop once the node is gone");
+}
+
+async fn connect(url: String) -> Option<MessageBoxClient<Channel>> {
+    MessageBoxClient::connect(url).await.ok()
 }
 
 async fn publish_loop(
@@ -132,26 +171,28 @@ async fn publish_loop(
     stop: Arc<AtomicBool>,
     history: Arc<Mutex<History>>,
 ) {
-    let Ok(mut client) = v1::message_box_client::MessageBoxClient::connect(url).await else {
+    let Some(mut client) = connect(url).await else {
         return;
     };
     let mut sequence = 0;
     while !stop.load(Ordering::SeqCst) {
-        let ids: Vec<String> = (0..MESSAGES_PER_CALL)
-            .map(|offset| format!("{prefix}-{}", sequence + offset))
+        let ids: Vec<String> = (sequence..sequence + MESSAGES_PER_CALL)
+            .map(|number| format!("{prefix}-{number}"))
             .collect();
         sequence += MESSAGES_PER_CALL;
         history
             .lock()
             .unwrap()
-            .attempted
+            .publishes_attempted
             .extend(ids.iter().cloned());
         let request = v1::PublishRequest {
             publisher: prefix.clone(),
             messages: ids.iter().map(|id| crash_message(id)).collect(),
         };
-        let call = tokio::time::timeout(Duration::from_secs(10), client.publish(request)).await;
-        let Ok(Ok(response)) = call else { return };
+        let Ok(Ok(response)) = tokio::time::timeout(CALL_TIMEOUT, client.publish(request)).await
+        else {
+            return;
+        };
         let mut history = history.lock().unwrap();
         for result in response.into_inner().results {
             assert!(
@@ -159,7 +200,57 @@ async fn publish_loop(
                 "publish refused: {:?}",
                 result.error
             );
-            history.acknowledged.insert(result.message_id);
+            history.publishes_acknowledged.insert(result.message_id);
+        }
+    }
+}
+
+/// Leases a few messages at a time and completes them in one settle call.
+async fn consume_loop(
+    url: String,
+    holder: String,
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<History>>,
+) {
+    let Some(mut client) = connect(url).await else {
+        return;
+    };
+    while !stop.load(Ordering::SeqCst) {
+        let lease = v1::LeaseRequest {
+            host: HOST.into(),
+            holder: holder.clone(),
+            max_messages: 8,
+            lease_duration_ms: 60_000,
+            wait_ms: 50,
+        };
+        let Ok(Ok(leased)) = tokio::time::timeout(CALL_TIMEOUT, client.lease(lease)).await else {
+            return;
+        };
+        let leased = leased.into_inner().messages;
+        let ids = leased.iter().map(|message| message.message_id.clone());
+        history.lock().unwrap().completions_attempted.extend(ids);
+        let settlements = leased
+            .iter()
+            .map(|message| v1::Settlement {
+                instance: message.instance,
+                token: message.token,
+                ..Default::default()
+            })
+            .collect();
+        let settle = client.settle(v1::SettleBatchRequest { settlements });
+        let Ok(Ok(settled)) = tokio::time::timeout(CALL_TIMEOUT, settle).await else {
+            return;
+        };
+        let mut history = history.lock().unwrap();
+        for (message, result) in leased.iter().zip(settled.into_inner().results) {
+            assert!(
+                result.error.is_none(),
+                "complete refused: {:?}",
+                result.error
+            );
+            history
+                .completions_acknowledged
+                .insert(message.message_id.clone());
         }
     }
 }
@@ -182,7 +273,7 @@ async fn stored_message_ids(node: &NodeProcess) -> BTreeSet<String> {
     let mut after = 0;
     for _page in 0..10_000 {
         let request = v1::ListInstancesRequest {
-            host: "crash".into(),
+            host: HOST.into(),
             state: String::new(),
             after,
             limit: 1000,
