@@ -60,11 +60,15 @@ impl Tables for MemoryTables {
     }
 
     fn find_dedupe(&mut self, message_id: &MessageId) -> Option<i64> {
-        self.dedupe.get(message_id).copied()
-    }
-
-    fn save_dedupe(&mut self, message_id: &MessageId, published_at_ms: i64) {
-        self.dedupe.insert(message_id.clone(), published_at_ms);
+        let stored = self
+            .messages
+            .values()
+            .filter(|message| &message.message_id == message_id);
+        let entry = self.dedupe.get(message_id).copied();
+        stored
+            .map(|message| message.received_at_ms)
+            .chain(entry)
+            .max()
     }
 
     fn forget_dedupe_before(&mut self, before_ms: i64, limit: usize) -> u64 {
@@ -91,7 +95,13 @@ impl Tables for MemoryTables {
     }
 
     fn delete_message(&mut self, seq: MessageSeq) {
-        self.messages.remove(&seq);
+        if let Some(message) = self.messages.remove(&seq) {
+            let entry = self
+                .dedupe
+                .entry(message.message_id)
+                .or_insert(message.received_at_ms);
+            *entry = (*entry).max(message.received_at_ms);
+        }
     }
 
     fn insert_instance(&mut self, instance: &Instance) {

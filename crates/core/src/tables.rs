@@ -20,15 +20,16 @@ pub trait Tables {
     fn save_subscription(&mut self, subscription: &Subscription);
     fn delete_subscription(&mut self, id: SubscriptionId);
 
-    /// When a message with this id was last published, if the store still remembers it.
+    /// When a message with this id was last published: the latest of the stored messages
+    /// with this id and the dedupe entry its deletion left behind, if any.
     fn find_dedupe(&mut self, message_id: &MessageId) -> Option<i64>;
-    /// Insert or replace.
-    fn save_dedupe(&mut self, message_id: &MessageId, published_at_ms: i64);
-    /// Forget up to `limit` entries published before `before_ms`, oldest first.
+    /// Forget up to `limit` dedupe entries published before `before_ms`, oldest first.
     fn forget_dedupe_before(&mut self, before_ms: i64, limit: usize) -> u64;
 
     fn insert_message(&mut self, message: &StoredMessage);
     fn load_message(&mut self, seq: MessageSeq) -> Option<StoredMessage>;
+    /// Deletes a message, leaving a dedupe entry (its id and publish time; a later time
+    /// already there is kept) so that a retried publish is still recognised.
     fn delete_message(&mut self, seq: MessageSeq);
 
     fn insert_instance(&mut self, instance: &Instance);

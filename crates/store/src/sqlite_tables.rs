@@ -209,23 +209,20 @@ impl Tables for SqliteTables<'_> {
         self.execute("DELETE FROM subscriptions WHERE id = ?1", [id]);
     }
 
+    /// A stored message is its own dedupe entry (no row written per publish); the dedupe
+    /// table holds only what deleted messages left behind.
     fn find_dedupe(&mut self, message_id: &MessageId) -> Option<i64> {
         let result = self
             .connection
-            .prepare_cached("SELECT published_at_ms FROM dedupe WHERE message_id = ?1")
+            .prepare_cached(
+                "SELECT MAX(published_at_ms) FROM ( \
+                 SELECT received_at_ms AS published_at_ms FROM messages WHERE message_id = ?1 \
+                 UNION ALL SELECT published_at_ms FROM dedupe WHERE message_id = ?1)",
+            )
             .and_then(|mut statement| {
-                statement
-                    .query_row([message_id.as_str()], |row| row.get(0))
-                    .optional()
+                statement.query_row([message_id.as_str()], |row| row.get::<_, Option<i64>>(0))
             });
         self.record(result)
-    }
-
-    fn save_dedupe(&mut self, message_id: &MessageId, published_at_ms: i64) {
-        self.execute(
-            "INSERT OR REPLACE INTO dedupe (message_id, published_at_ms) VALUES (?1, ?2)",
-            params![message_id.as_str(), published_at_ms],
-        );
     }
 
     fn forget_dedupe_before(&mut self, before_ms: i64, limit: usize) -> u64 {
@@ -260,6 +257,13 @@ impl Tables for SqliteTables<'_> {
     }
 
     fn delete_message(&mut self, seq: MessageSeq) {
+        self.execute(
+            "INSERT INTO dedupe (message_id, published_at_ms) \
+             SELECT message_id, received_at_ms FROM messages WHERE seq = ?1 \
+             ON CONFLICT (message_id) DO UPDATE \
+             SET published_at_ms = MAX(published_at_ms, excluded.published_at_ms)",
+            [seq],
+        );
         self.execute("DELETE FROM messages WHERE seq = ?1", [seq]);
     }
 

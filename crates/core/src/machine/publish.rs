@@ -79,7 +79,6 @@ impl MessageBox {
             publisher: publisher.to_string(),
         };
         tables.insert_message(&stored);
-        tables.save_dedupe(&stored.message_id, now_ms);
         self.state.message_count += 1;
         self.state_dirty = true;
         if matches.is_empty() {

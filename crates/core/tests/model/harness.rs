@@ -300,8 +300,8 @@ impl Harness {
             .collect();
         assert_eq!(
             dedupe,
-            self.model.dedupe,
-            "dedupe entries: machine (left) vs model (right); history:\n{}",
+            self.model.tombstones,
+            "dedupe entries of deleted messages: machine (left) vs model (right); history:\n{}",
             history()
         );
     }

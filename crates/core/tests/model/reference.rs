@@ -81,6 +81,7 @@ pub struct ModelInstance {
 pub struct ModelMessage {
     pub message_id: String,
     pub body: Vec<u8>,
+    pub published_at_ms: i64,
 }
 
 /// What became of every instance ever created.
@@ -140,7 +141,11 @@ pub struct Model {
     pub next_lease_token: u64,
     pub messages: BTreeMap<u64, ModelMessage>,
     pub instances: BTreeMap<u64, ModelInstance>,
+    /// The latest publish time of every message id within the window: what de-duplicates.
     pub dedupe: BTreeMap<String, i64>,
+    /// What the tables must hold for ids whose messages were deleted: the latest publish
+    /// time of a deleted message with that id (a stored message is its own entry).
+    pub tombstones: BTreeMap<String, i64>,
     pub fates: BTreeMap<u64, Fate>,
     /// Every token ever granted per instance, oldest first.
     pub tokens: BTreeMap<u64, Vec<u64>>,
@@ -180,6 +185,7 @@ impl Model {
             messages: BTreeMap::new(),
             instances: BTreeMap::new(),
             dedupe: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
             fates: BTreeMap::new(),
             tokens: BTreeMap::new(),
         }
@@ -361,6 +367,7 @@ impl Model {
             ModelMessage {
                 message_id: id.to_string(),
                 body: message.body.clone(),
+                published_at_ms: now,
             },
         );
         self.dedupe.insert(id.to_string(), now);
@@ -494,9 +501,10 @@ impl Model {
             }
         }
         let forget_before = now - self.setup.dedupe_window_ms as i64;
-        let before = self.dedupe.len();
         self.dedupe.retain(|_, at| *at >= forget_before);
-        report.dedupe_entries_forgotten = (before - self.dedupe.len()) as u64;
+        let before = self.tombstones.len();
+        self.tombstones.retain(|_, at| *at >= forget_before);
+        report.dedupe_entries_forgotten = (before - self.tombstones.len()) as u64;
         report
     }
 
@@ -506,7 +514,15 @@ impl Model {
         self.fates.insert(id, fate);
         let seq = instance.message_seq;
         if !self.instances.values().any(|i| i.message_seq == seq) {
-            self.messages.remove(&seq);
+            let message = self
+                .messages
+                .remove(&seq)
+                .expect("an instance's message is stored");
+            let tombstone = self
+                .tombstones
+                .entry(message.message_id)
+                .or_insert(i64::MIN);
+            *tombstone = (*tombstone).max(message.published_at_ms);
         }
     }
 }
