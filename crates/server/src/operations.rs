@@ -230,20 +230,26 @@ impl AppState {
     /// its own. Settlements refused before reaching the store (e.g. a verdict the caller
     /// could not name) keep their slot and error. Waiting leases are woken as for the
     /// single-settlement calls.
+    /// Settles every (instance, settlement) pair at once so they share a group commit; a
+    /// settlement that did not convert from the wire is answered with its error. Results come
+    /// back in request order, each with its instance.
     pub async fn settle_batch(
         &self,
-        settlements: Vec<Result<Settlement>>,
-    ) -> Result<Vec<Result<Settled>>> {
+        settlements: Vec<(InstanceId, Result<Settlement>)>,
+    ) -> Result<Vec<(InstanceId, Result<Settled>)>> {
         check_settle_batch_size(settlements.len())?;
-        let pending = settlements.into_iter().map(|settlement| async move {
-            let command = settlement?.command();
-            match self.execute(command).await? {
-                Outcome::Completed | Outcome::Abandoned => Ok(Settled { suspended: false }),
-                Outcome::Failed { suspended } => Ok(Settled { suspended }),
-                _ => Err(unexpected_outcome("settle")),
-            }
-        });
+        let pending = settlements
+            .into_iter()
+            .map(|(instance, settlement)| async move { (instance, self.settle(settlement).await) });
         Ok(join_in_order(pending).await)
+    }
+
+    async fn settle(&self, settlement: Result<Settlement>) -> Result<Settled> {
+        match self.execute(settlement?.command()).await? {
+            Outcome::Completed | Outcome::Abandoned => Ok(Settled { suspended: false }),
+            Outcome::Failed { suspended } => Ok(Settled { suspended }),
+            _ => Err(unexpected_outcome("settle")),
+        }
     }
 
     fn has_ready_work(&self, host: &str) -> bool {

@@ -15,8 +15,7 @@ use crate::errors::to_status;
 use crate::grpc::convert;
 use crate::metrics::Api;
 use crate::operations::{
-    LeaseOrder, MAX_LEASE_WAIT, check_batch_size, check_settle_batch_size,
-    lease_duration_or_default, unexpected_outcome,
+    LeaseOrder, MAX_LEASE_WAIT, check_batch_size, lease_duration_or_default, unexpected_outcome,
 };
 use crate::state::SharedState;
 
@@ -188,26 +187,19 @@ impl MessageBox for MessageBoxService {
         request: Request<v1::SettleBatchRequest>,
     ) -> Result<Response<v1::SettleBatchResponse>, Status> {
         self.count("settle");
-        let request = request.into_inner();
-        check_settle_batch_size(request.settlements.len()).map_err(|error| to_status(&error))?;
-        let instances: Vec<u64> = request
-            .settlements
-            .iter()
-            .map(|settlement| settlement.instance)
-            .collect();
         let settlements = request
+            .into_inner()
             .settlements
             .into_iter()
-            .map(convert::settlement)
+            .map(|settlement| (settlement.instance, convert::settlement(settlement)))
             .collect();
         let results = self
             .state
             .settle_batch(settlements)
             .await
             .map_err(|error| to_status(&error))?;
-        let results = instances
+        let results = results
             .into_iter()
-            .zip(results)
             .map(|(instance, result)| convert::settlement_result(instance, result))
             .collect();
         Ok(Response::new(v1::SettleBatchResponse { results }))

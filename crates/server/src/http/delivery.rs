@@ -14,8 +14,7 @@ use crate::http::extract::{JsonBody, PathParam};
 use crate::http::views;
 use crate::metrics::Api;
 use crate::operations::{
-    LeaseOrder, Settled, Settlement, Verdict, check_settle_batch_size, lease_duration_or_default,
-    unexpected_outcome,
+    LeaseOrder, Settled, Settlement, Verdict, lease_duration_or_default, unexpected_outcome,
 };
 use crate::state::SharedState;
 
@@ -181,21 +180,15 @@ pub async fn settle(
     JsonBody(request): JsonBody<SettleBatchRequest>,
 ) -> JsonResult {
     state.count_request(Api::Http, "settle");
-    check_settle_batch_size(request.settlements.len())?;
-    let instances: Vec<u64> = request
-        .settlements
-        .iter()
-        .map(|settlement| settlement.instance)
-        .collect();
     let settlements = request
         .settlements
         .into_iter()
-        .map(|settlement| Ok(settlement.settlement()))
+        .map(|settlement| (settlement.instance, Ok(settlement.settlement())))
         .collect();
-    let results = state.settle_batch(settlements).await?;
-    let results: Vec<JsonValue> = instances
+    let results: Vec<JsonValue> = state
+        .settle_batch(settlements)
+        .await?
         .into_iter()
-        .zip(results)
         .map(|(instance, result)| settlement_result(instance, result))
         .collect();
     Ok(Json(json!({ "results": results })))
