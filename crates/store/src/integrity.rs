@@ -30,10 +30,7 @@ impl IntegrityReport {
 pub fn check(data_dir: &Path) -> Result<IntegrityReport, StoreError> {
     let path = data_dir.join(schema::DATABASE_FILE);
     if !path.exists() {
-        return Err(StoreError::Format(format!(
-            "{} does not exist",
-            path.display()
-        )));
+        return Err(StoreError::Missing(path));
     }
     let mut connection = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     connection.execute_batch("PRAGMA busy_timeout = 5000;")?;

@@ -42,6 +42,8 @@ pub enum StoreError {
     },
     /// Another node process holds the data directory.
     Locked(PathBuf),
+    /// There is no store where one was expected.
+    Missing(PathBuf),
     /// Written by another format version or not by Tandem.
     Format(String),
     /// The data does not make sense.
@@ -68,6 +70,13 @@ impl std::fmt::Display for StoreError {
                 dir.display(),
                 store::LOCK_FILE
             ),
+            StoreError::Missing(path) => {
+                write!(
+                    formatter,
+                    "no Tandem store here: {} does not exist",
+                    path.display()
+                )
+            }
             StoreError::Format(reason) => write!(formatter, "unsupported data format: {reason}"),
             StoreError::Corrupt(reason) => write!(formatter, "corrupt store: {reason}"),
             StoreError::Settings(reason) => write!(formatter, "invalid settings: {reason}"),
