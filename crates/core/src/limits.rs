@@ -55,5 +55,23 @@ pub const MAX_SUBSCRIPTIONS: usize = 100_000;
 pub const MAX_SWEEP_PER_TICK: usize = 2000;
 /// Tracking events one purge command removes at most.
 pub const MAX_TRACKING_PURGE_PER_COMMAND: usize = 10_000;
-/// Rows one listing query returns at most.
+/// Rows one listing query returns at most, and by default.
 pub const MAX_LIST_ROWS: usize = 1000;
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+
+/// Commands, and published messages, the store's committer puts in one transaction at most.
+pub const MAX_COMMANDS_PER_COMMIT: usize = 4096;
+pub const MAX_MESSAGES_PER_COMMIT: usize = 8192;
+/// Requests waiting for the committer at most; callers wait for room beyond that.
+pub const COMMIT_QUEUE_CAPACITY: usize = 16_384;
+
+/// The longest a lease call may wait for work, and how often a waiting lease re-checks its
+/// queue even without a wake-up.
+pub const MAX_LEASE_WAIT_MS: u64 = 60_000;
+pub const LEASE_RECHECK_INTERVAL_MS: u64 = 250;
+/// Leased messages a lease stream buffers for a slow reader.
+pub const LEASE_STREAM_BUFFER: usize = 16;
+/// The slowest maintenance tick a node may be configured with.
+pub const MAX_TICK_INTERVAL_MS: u64 = 60_000;
+/// How long in-flight requests may run on after a node's shutdown begins.
+pub const SHUTDOWN_GRACE_MS: u64 = 5_000;

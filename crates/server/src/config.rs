@@ -19,7 +19,6 @@ pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:7401";
 /// How often the node applies `Command::Tick` by default.
 pub const DEFAULT_TICK_INTERVAL_MS: u64 = 200;
 /// The slowest tick allowed: leases must expire within a reasonable delay.
-pub const MAX_TICK_INTERVAL_MS: u64 = 60_000;
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -90,10 +89,11 @@ impl NodeConfig {
 
     /// Checks what the store does not: the node's own values.
     pub fn validate(&self) -> Result<(), ServerError> {
-        if self.tick_interval_ms == 0 || self.tick_interval_ms > MAX_TICK_INTERVAL_MS {
+        if self.tick_interval_ms == 0 || self.tick_interval_ms > limits::MAX_TICK_INTERVAL_MS {
             return Err(ServerError::InvalidConfig(format!(
-                "tick_interval_ms is {}; it must be between 1 and {MAX_TICK_INTERVAL_MS}",
-                self.tick_interval_ms
+                "tick_interval_ms is {}; it must be between 1 and {}",
+                self.tick_interval_ms,
+                limits::MAX_TICK_INTERVAL_MS
             )));
         }
         tandem_core::validate::settings(&self.settings())

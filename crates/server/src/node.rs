@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tandem_core::limits;
 use tandem_protocol::v1::admin_server::AdminServer;
 use tandem_protocol::v1::message_box_server::MessageBoxServer;
 use tandem_store::Store;
@@ -21,9 +22,6 @@ use crate::shutdown_signal::ShutdownSignals;
 use crate::state::{AppState, SharedState};
 use crate::ticker::run_ticker;
 use crate::{NodeConfig, ServerError};
-
-/// How long in-flight requests may run on after shutdown begins.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Node {
     state: SharedState,
@@ -69,7 +67,7 @@ impl Node {
         self.http_address
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to [`SHUTDOWN_GRACE`]), stops the
+    /// Stops accepting, lets in-flight requests finish (up to `limits::SHUTDOWN_GRACE_MS`), stops the
     /// ticker, then closes the store after the commands already queued.
     pub async fn shutdown(mut self) {
         eprintln!("tandem: shutting down");
@@ -78,10 +76,13 @@ impl Node {
             let _ = (&mut self.grpc_task).await;
             let _ = (&mut self.http_task).await;
         };
-        if tokio::time::timeout(SHUTDOWN_GRACE, servers).await.is_err() {
+        if tokio::time::timeout(Duration::from_millis(limits::SHUTDOWN_GRACE_MS), servers)
+            .await
+            .is_err()
+        {
             eprintln!(
                 "tandem: requests still running after {} s; closing them",
-                SHUTDOWN_GRACE.as_secs()
+                limits::SHUTDOWN_GRACE_MS / 1000
             );
             self.grpc_task.abort();
             self.http_task.abort();

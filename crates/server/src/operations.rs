@@ -20,11 +20,9 @@ use tokio::time::Instant;
 use crate::state::{AppState, now_ms};
 
 /// The longest a lease call may wait for work.
-pub const MAX_LEASE_WAIT: Duration = Duration::from_secs(60);
+const MAX_LEASE_WAIT: Duration = Duration::from_millis(limits::MAX_LEASE_WAIT_MS);
 /// A waiting lease looks at its queue at least this often, even without a wake-up.
-pub const LEASE_RECHECK_INTERVAL: Duration = Duration::from_millis(250);
-/// Instances listed when the caller gives no limit.
-pub const DEFAULT_LIST_LIMIT: usize = 100;
+const LEASE_RECHECK_INTERVAL: Duration = Duration::from_millis(limits::LEASE_RECHECK_INTERVAL_MS);
 /// Attempts at a generated subscription name before giving up (names can race).
 const GENERATED_NAME_ATTEMPTS: usize = 3;
 /// The reason recorded when an operator terminates without giving one.
@@ -415,7 +413,7 @@ fn parse_optional_state(state: &str) -> Result<Option<InstanceState>> {
 
 fn list_limit(limit: usize) -> usize {
     if limit == 0 {
-        DEFAULT_LIST_LIMIT
+        limits::DEFAULT_LIST_LIMIT
     } else {
         limit.min(limits::MAX_LIST_ROWS)
     }
@@ -458,7 +456,7 @@ mod tests {
 
     #[test]
     fn limits_default_and_cap() {
-        assert_eq!(list_limit(0), DEFAULT_LIST_LIMIT);
+        assert_eq!(list_limit(0), limits::DEFAULT_LIST_LIMIT);
         assert_eq!(list_limit(5_000), limits::MAX_LIST_ROWS);
     }
 

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, TransactionBehavior};
 use tandem_core::error::{Error, Result};
+use tandem_core::limits;
 use tandem_core::{Command, MessageBox, Outcome};
 use tokio::sync::{mpsc, oneshot};
 
@@ -16,13 +17,6 @@ use crate::catalog::{Catalog, CatalogCell};
 use crate::loader::load_machine;
 use crate::metrics::StoreMetrics;
 use crate::sqlite_tables::SqliteTables;
-
-/// Commands one transaction holds at most.
-pub const MAX_COMMANDS_PER_COMMIT: usize = 4096;
-/// Published messages one transaction holds at most (a publish command may carry many).
-pub const MAX_MESSAGES_PER_COMMIT: usize = 8192;
-/// Requests waiting for the committer at most; callers wait for room beyond that.
-pub const QUEUE_CAPACITY: usize = 16_384;
 
 pub enum Request {
     Execute {
@@ -150,7 +144,9 @@ fn gather(first: Request, requests: &mut mpsc::Receiver<Request>) -> Batch {
                 batch.replies.push(reply);
             }
         }
-        if batch.commands.len() >= MAX_COMMANDS_PER_COMMIT || messages >= MAX_MESSAGES_PER_COMMIT {
+        if batch.commands.len() >= limits::MAX_COMMANDS_PER_COMMIT
+            || messages >= limits::MAX_MESSAGES_PER_COMMIT
+        {
             break;
         }
         next = requests.try_recv().ok();

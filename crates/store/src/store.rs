@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
 use crate::catalog::{Catalog, CatalogCell};
-use crate::committer::{Committer, QUEUE_CAPACITY, Request};
+use crate::committer::{Committer, Request};
 use crate::loader::load_machine;
 use crate::metrics::StoreMetrics;
 use crate::reader::{InstanceQuery, MessageHistory, Reader};
@@ -56,7 +56,7 @@ impl Store {
         let machine = load_machine(&connection)?;
         let catalog = Arc::new(CatalogCell::new(Catalog::from_machine(&machine, None)));
         let metrics = Arc::new(StoreMetrics::default());
-        let (requests, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let (requests, receiver) = mpsc::channel(tandem_core::limits::COMMIT_QUEUE_CAPACITY);
         let committer = Committer {
             connection,
             machine,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tandem_core::outcome::LeasedMessage;
-use tandem_core::{Command, Outcome};
+use tandem_core::{Command, Outcome, limits};
 use tandem_protocol::v1;
 use tandem_protocol::v1::message_box_server::MessageBox;
 use tokio::sync::mpsc;
@@ -15,12 +15,11 @@ use crate::errors::to_status;
 use crate::grpc::convert;
 use crate::metrics::Api;
 use crate::operations::{
-    LeaseOrder, MAX_LEASE_WAIT, check_batch_size, lease_duration_or_default, unexpected_outcome,
+    LeaseOrder, check_batch_size, lease_duration_or_default, unexpected_outcome,
 };
 use crate::state::SharedState;
 
 /// Leased messages a lease stream buffers ahead of a slow reader.
-pub const LEASE_STREAM_BUFFER: usize = 16;
 /// The lease holder recorded when a gRPC caller names none.
 pub const DEFAULT_GRPC_HOLDER: &str = "grpc";
 
@@ -113,7 +112,7 @@ impl MessageBox for MessageBoxService {
             .lease_now(&order)
             .await
             .map_err(|error| to_status(&error))?;
-        let (sender, receiver) = mpsc::channel(LEASE_STREAM_BUFFER);
+        let (sender, receiver) = mpsc::channel(limits::LEASE_STREAM_BUFFER);
         tokio::spawn(stream_leases(self.state.clone(), order, first, sender));
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
@@ -233,7 +232,11 @@ async fn stream_leases(
             return;
         }
         match state
-            .lease_waiting(&order, MAX_LEASE_WAIT, sender.closed())
+            .lease_waiting(
+                &order,
+                Duration::from_millis(limits::MAX_LEASE_WAIT_MS),
+                sender.closed(),
+            )
             .await
         {
             Ok(next) => batch = next,
