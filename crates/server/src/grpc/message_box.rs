@@ -19,7 +19,6 @@ use crate::operations::{
 };
 use crate::state::SharedState;
 
-/// Leased messages a lease stream buffers ahead of a slow reader.
 /// The lease holder recorded when a gRPC caller names none.
 pub const DEFAULT_GRPC_HOLDER: &str = "grpc";
 
