@@ -7,29 +7,20 @@ use tandem_protocol::v1::admin_server::Admin;
 use tonic::{Request, Response, Status};
 
 use crate::errors::to_status;
+use crate::grpc::GrpcBackend;
 use crate::grpc::convert;
-use crate::metrics::Api;
 use crate::operations::{DEFAULT_TERMINATE_REASON, SubscriptionOrder, unexpected_outcome};
 use crate::state::{AppState, SharedState};
 
 pub struct AdminService {
-    state: SharedState,
+    backend: GrpcBackend,
 }
 
 impl AdminService {
     pub fn new(state: SharedState) -> AdminService {
-        AdminService { state }
-    }
-
-    fn count(&self, operation: &'static str) {
-        self.state.count_request(Api::Grpc, operation);
-    }
-
-    async fn execute(&self, command: Command) -> Result<Outcome, Status> {
-        self.state
-            .execute(command)
-            .await
-            .map_err(|error| to_status(&error))
+        AdminService {
+            backend: GrpcBackend::new(state),
+        }
     }
 }
 
@@ -39,9 +30,9 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::CreateHostRequest>,
     ) -> Result<Response<v1::Host>, Status> {
-        self.count("create_host");
+        self.backend.count("create_host");
         let name = request.into_inner().name;
-        match self.execute(Command::CreateHost { name }).await? {
+        match self.backend.execute(Command::CreateHost { name }).await? {
             Outcome::HostCreated(host) => Ok(Response::new(convert::host(&host))),
             _ => Err(to_status(&unexpected_outcome("create host"))),
         }
@@ -51,8 +42,8 @@ impl Admin for AdminService {
         &self,
         _request: Request<v1::ListHostsRequest>,
     ) -> Result<Response<v1::ListHostsResponse>, Status> {
-        self.count("list_hosts");
-        let catalog = self.state.store.catalog();
+        self.backend.count("list_hosts");
+        let catalog = self.backend.store.catalog();
         let hosts = catalog.hosts.iter().map(convert::host).collect();
         Ok(Response::new(v1::ListHostsResponse { hosts }))
     }
@@ -61,7 +52,7 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::CreateSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
-        self.count("create_subscription");
+        self.backend.count("create_subscription");
         let request = request.into_inner();
         let order = SubscriptionOrder {
             name: request.name,
@@ -73,11 +64,11 @@ impl Admin for AdminService {
             exponential_backoff: request.exponential_backoff,
         };
         let subscription = self
-            .state
+            .backend
             .create_subscription(order)
             .await
             .map_err(|error| to_status(&error))?;
-        let catalog = self.state.store.catalog();
+        let catalog = self.backend.store.catalog();
         Ok(Response::new(convert::subscription(
             &subscription,
             &catalog,
@@ -88,8 +79,8 @@ impl Admin for AdminService {
         &self,
         _request: Request<v1::ListSubscriptionsRequest>,
     ) -> Result<Response<v1::ListSubscriptionsResponse>, Status> {
-        self.count("list_subscriptions");
-        let catalog = self.state.store.catalog();
+        self.backend.count("list_subscriptions");
+        let catalog = self.backend.store.catalog();
         let subscriptions = catalog
             .subscriptions
             .iter()
@@ -104,9 +95,11 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::DeleteSubscriptionRequest>,
     ) -> Result<Response<v1::DeleteSubscriptionResponse>, Status> {
-        self.count("delete_subscription");
+        self.backend.count("delete_subscription");
         let id = request.into_inner().id;
-        self.execute(Command::DeleteSubscription { id }).await?;
+        self.backend
+            .execute(Command::DeleteSubscription { id })
+            .await?;
         Ok(Response::new(v1::DeleteSubscriptionResponse {}))
     }
 
@@ -114,15 +107,15 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::ListInstancesRequest>,
     ) -> Result<Response<v1::ListInstancesResponse>, Status> {
-        self.count("list_instances");
+        self.backend.count("list_instances");
         let request = request.into_inner();
         let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
         let instances = self
-            .state
+            .backend
             .list_instances(&request.host, &request.state, request.after, limit)
             .await
             .map_err(|error| to_status(&error))?;
-        let catalog = self.state.store.catalog();
+        let catalog = self.backend.store.catalog();
         let instances = instances
             .iter()
             .map(|instance| convert::instance(instance, &catalog))
@@ -134,9 +127,9 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::ResumeRequest>,
     ) -> Result<Response<v1::ResumeResponse>, Status> {
-        self.count("resume");
+        self.backend.count("resume");
         let instance = request.into_inner().instance;
-        self.execute(Command::Resume { instance }).await?;
+        self.backend.execute(Command::Resume { instance }).await?;
         Ok(Response::new(v1::ResumeResponse {}))
     }
 
@@ -144,7 +137,7 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::TerminateRequest>,
     ) -> Result<Response<v1::TerminateResponse>, Status> {
-        self.count("terminate");
+        self.backend.count("terminate");
         let request = request.into_inner();
         let reason = if request.reason.is_empty() {
             DEFAULT_TERMINATE_REASON.to_string()
@@ -155,7 +148,7 @@ impl Admin for AdminService {
             instance: request.instance,
             reason,
         };
-        self.execute(command).await?;
+        self.backend.execute(command).await?;
         Ok(Response::new(v1::TerminateResponse {}))
     }
 
@@ -163,15 +156,15 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::MessageHistoryRequest>,
     ) -> Result<Response<v1::MessageHistoryResponse>, Status> {
-        self.count("message_history");
+        self.backend.count("message_history");
         let message_id = request.into_inner().message_id;
         let history = self
-            .state
+            .backend
             .store
             .message_history(message_id)
             .await
             .map_err(|error| to_status(&error))?;
-        let catalog = self.state.store.catalog();
+        let catalog = self.backend.store.catalog();
         Ok(Response::new(v1::MessageHistoryResponse {
             messages: history
                 .messages
@@ -191,10 +184,10 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::PurgeTrackingRequest>,
     ) -> Result<Response<v1::PurgeTrackingResponse>, Status> {
-        self.count("purge_tracking");
+        self.backend.count("purge_tracking");
         let older_than_ms = request.into_inner().older_than_ms;
         let events = self
-            .state
+            .backend
             .purge_tracking(older_than_ms)
             .await
             .map_err(|error| to_status(&error))?;
@@ -205,8 +198,8 @@ impl Admin for AdminService {
         &self,
         _request: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
-        self.count("status");
-        Ok(Response::new(status(&self.state)))
+        self.backend.count("status");
+        Ok(Response::new(status(&self.backend)))
     }
 }
 

@@ -12,34 +12,25 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::errors::to_status;
+use crate::grpc::GrpcBackend;
 use crate::grpc::convert;
-use crate::metrics::Api;
 use crate::operations::{
     LeaseOrder, check_batch_size, lease_duration_or_default, unexpected_outcome,
 };
-use crate::state::SharedState;
+use crate::state::{AppState, SharedState};
 
 /// The lease holder recorded when a gRPC caller names none.
 pub const DEFAULT_GRPC_HOLDER: &str = "grpc";
 
 pub struct MessageBoxService {
-    state: SharedState,
+    backend: GrpcBackend,
 }
 
 impl MessageBoxService {
     pub fn new(state: SharedState) -> MessageBoxService {
-        MessageBoxService { state }
-    }
-
-    fn count(&self, operation: &'static str) {
-        self.state.count_request(Api::Grpc, operation);
-    }
-
-    async fn execute(&self, command: Command) -> Result<Outcome, Status> {
-        self.state
-            .execute(command)
-            .await
-            .map_err(|error| to_status(&error))
+        MessageBoxService {
+            backend: GrpcBackend::new(state),
+        }
     }
 }
 
@@ -51,7 +42,7 @@ impl MessageBox for MessageBoxService {
         &self,
         request: Request<v1::PublishRequest>,
     ) -> Result<Response<v1::PublishResponse>, Status> {
-        self.count("publish");
+        self.backend.count("publish");
         let peer = request.remote_addr();
         let request = request.into_inner();
         check_batch_size(request.messages.len()).map_err(|error| to_status(&error))?;
@@ -69,7 +60,7 @@ impl MessageBox for MessageBoxService {
             .map(convert::new_message)
             .unzip();
         let results = self
-            .state
+            .backend
             .publish(publisher, messages)
             .await
             .map_err(|error| to_status(&error))?;
@@ -85,11 +76,11 @@ impl MessageBox for MessageBoxService {
         &self,
         request: Request<v1::LeaseRequest>,
     ) -> Result<Response<v1::LeaseResponse>, Status> {
-        self.count("lease");
+        self.backend.count("lease");
         let request = request.into_inner();
         let wait = Duration::from_millis(request.wait_ms);
         let leased = self
-            .state
+            .backend
             .lease_waiting(&lease_order(request), wait, std::future::pending())
             .await
             .map_err(|error| to_status(&error))?;
@@ -103,16 +94,16 @@ impl MessageBox for MessageBoxService {
         &self,
         request: Request<v1::LeaseRequest>,
     ) -> Result<Response<LeaseStream>, Status> {
-        self.count("lease_stream");
+        self.backend.count("lease_stream");
         let order = lease_order(request.into_inner());
         // The first lease answers at once, so an unknown host fails the call itself.
         let first = self
-            .state
+            .backend
             .lease_now(&order)
             .await
             .map_err(|error| to_status(&error))?;
         let (sender, receiver) = mpsc::channel(limits::LEASE_STREAM_BUFFER);
-        tokio::spawn(stream_leases(self.state.clone(), order, first, sender));
+        tokio::spawn(stream_leases(self.backend.clone(), order, first, sender));
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
@@ -120,14 +111,14 @@ impl MessageBox for MessageBoxService {
         &self,
         request: Request<v1::RenewLeaseRequest>,
     ) -> Result<Response<v1::RenewLeaseResponse>, Status> {
-        self.count("renew_lease");
+        self.backend.count("renew_lease");
         let request = request.into_inner();
         let command = Command::RenewLease {
             instance: request.instance,
             token: request.token,
             lease_duration_ms: lease_duration_or_default(request.lease_duration_ms),
         };
-        match self.execute(command).await? {
+        match self.backend.execute(command).await? {
             Outcome::LeaseRenewed { expires_at_ms } => {
                 Ok(Response::new(v1::RenewLeaseResponse { expires_at_ms }))
             }
@@ -139,13 +130,13 @@ impl MessageBox for MessageBoxService {
         &self,
         request: Request<v1::SettleRequest>,
     ) -> Result<Response<v1::SettleResponse>, Status> {
-        self.count("complete");
+        self.backend.count("complete");
         let request = request.into_inner();
         let command = Command::Complete {
             instance: request.instance,
             token: request.token,
         };
-        self.execute(command).await?;
+        self.backend.execute(command).await?;
         Ok(Response::new(v1::SettleResponse { suspended: false }))
     }
 
@@ -153,13 +144,13 @@ impl MessageBox for MessageBoxService {
         &self,
         request: Request<v1::SettleRequest>,
     ) -> Result<Response<v1::SettleResponse>, Status> {
-        self.count("abandon");
+        self.backend.count("abandon");
         let request = request.into_inner();
         let command = Command::Abandon {
             instance: request.instance,
             token: request.token,
         };
-        self.execute(command).await?;
+        self.backend.execute(command).await?;
         Ok(Response::new(v1::SettleResponse { suspended: false }))
     }
 
@@ -167,14 +158,14 @@ impl MessageBox for MessageBoxService {
         &self,
         request: Request<v1::FailRequest>,
     ) -> Result<Response<v1::SettleResponse>, Status> {
-        self.count("fail");
+        self.backend.count("fail");
         let request = request.into_inner();
         let command = Command::Fail {
             instance: request.instance,
             token: request.token,
             reason: request.reason,
         };
-        match self.execute(command).await? {
+        match self.backend.execute(command).await? {
             Outcome::Failed { suspended } => Ok(Response::new(v1::SettleResponse { suspended })),
             _ => Err(to_status(&unexpected_outcome("fail"))),
         }
@@ -184,7 +175,7 @@ impl MessageBox for MessageBoxService {
         &self,
         request: Request<v1::SettleBatchRequest>,
     ) -> Result<Response<v1::SettleBatchResponse>, Status> {
-        self.count("settle");
+        self.backend.count("settle");
         let settlements = request
             .into_inner()
             .settlements
@@ -192,7 +183,7 @@ impl MessageBox for MessageBoxService {
             .map(|settlement| (settlement.instance, convert::settlement(settlement)))
             .collect();
         let results = self
-            .state
+            .backend
             .settle_batch(settlements)
             .await
             .map_err(|error| to_status(&error))?;
@@ -220,7 +211,7 @@ fn lease_order(request: v1::LeaseRequest) -> LeaseOrder {
 
 /// Feeds a lease stream until the caller hangs up, the node shuts down, or a lease fails.
 async fn stream_leases(
-    state: SharedState,
+    state: GrpcBackend,
     order: LeaseOrder,
     first: Vec<LeasedMessage>,
     sender: mpsc::Sender<Result<v1::LeasedMessage, Status>>,
@@ -254,7 +245,7 @@ async fn stream_leases(
 /// Sends every message in order; if the caller is gone (or the node stops) the messages
 /// not delivered are abandoned so that another host instance gets them at once.
 async fn send_all(
-    state: &SharedState,
+    state: &AppState,
     batch: Vec<LeasedMessage>,
     sender: &mpsc::Sender<Result<v1::LeasedMessage, Status>>,
 ) -> bool {
@@ -274,13 +265,13 @@ async fn send_all(
     true
 }
 
-async fn give_back(state: &SharedState, messages: Vec<LeasedMessage>) {
+async fn give_back(state: &AppState, messages: Vec<LeasedMessage>) {
     for message in messages {
         abandon(state, (message.instance, message.token)).await;
     }
 }
 
-async fn abandon(state: &SharedState, (instance, token): (u64, u64)) {
+async fn abandon(state: &AppState, (instance, token): (u64, u64)) {
     // Best effort: if this fails the lease simply expires.
     let _ = state.execute(Command::Abandon { instance, token }).await;
 }
