@@ -9,6 +9,7 @@ use crate::ids::{MessageId, MessageSeq};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewMessage {
     pub message_id: MessageId,
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     pub properties: Vec<Property>,
 }
@@ -18,6 +19,7 @@ pub struct NewMessage {
 pub struct StoredMessage {
     pub seq: MessageSeq,
     pub message_id: MessageId,
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     pub context: Context,
     pub received_at_ms: i64,
