@@ -34,7 +34,9 @@ where
             format!("frame of {} bytes exceeds {MAX_FRAME_BYTES}", bytes.len()),
         ));
     }
-    writer.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    writer
+        .write_all(&(bytes.len() as u32).to_be_bytes())
+        .await?;
     writer.write_all(&bytes).await?;
     writer.flush().await
 }
@@ -79,7 +81,9 @@ mod tests {
     #[tokio::test]
     async fn frames_round_trip_and_refuse_oversized_lengths() {
         let mut buffer = Vec::new();
-        write_frame(&mut buffer, &"hello".to_string()).await.unwrap();
+        write_frame(&mut buffer, &"hello".to_string())
+            .await
+            .unwrap();
         let mut reader = &buffer[..];
         let text: Option<String> = read_frame(&mut reader).await.unwrap();
         assert_eq!(text.as_deref(), Some("hello"));

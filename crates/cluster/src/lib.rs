@@ -9,9 +9,60 @@
 //! - [`types`]: the openraft type configuration: entries, results, members.
 //! - [`codec`]: binary encoding and length-prefixed frames.
 //! - [`log_store`]: the durable Raft log and vote (SQLite, fsync per append).
+//! - [`state_machine`]: the node's store as openraft's state machine; snapshots.
 //! - [`network`]: replication RPCs over TCP with hard timeouts.
+//! - [`proposer`]: many commands per log entry, stamped with the active's clock.
+//! - [`failover`]: the failover history the new active writes into the log.
+//! - [`status`]: roles, terms, indexes and lag, from openraft's metrics.
+//! - [`settings`]: node identity and replication timings.
+//! - [`replica`]: [`Replica`], what the node uses: execute, status, membership.
 
 pub mod codec;
+pub mod failover;
 pub mod log_store;
 pub mod network;
+pub mod proposer;
+pub mod replica;
+pub mod settings;
+pub mod state_machine;
+pub mod status;
 pub mod types;
+
+pub use proposer::Acknowledged;
+pub use replica::Replica;
+pub use settings::ReplicaSettings;
+pub use status::{MemberStatus, ReplicaStatus, Role};
+pub use types::{FailoverRecord, Member, NodeId};
+
+/// Why replication could not start.
+#[derive(Debug)]
+pub enum ClusterError {
+    Storage(String),
+    Settings(String),
+    Raft(String),
+}
+
+impl std::fmt::Display for ClusterError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClusterError::Storage(reason) => {
+                write!(formatter, "cannot open replication storage: {reason}")
+            }
+            ClusterError::Settings(reason) => {
+                write!(formatter, "invalid replication settings: {reason}")
+            }
+            ClusterError::Raft(reason) => write!(formatter, "cannot start replication: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ClusterError {}
+
+/// The active's clock in ms since the epoch, stamped into entries; replicas never read
+/// their own clock while applying.
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}

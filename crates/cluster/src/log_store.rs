@@ -1,1 +1,468 @@
-//! (being written)
+//! The durable Raft log of one node: the entries, the vote, the committed log id and the last
+//! purged log id, in one SQLite file ([`LOG_DATABASE_FILE`]) in the node's data directory.
+//!
+//! The file runs in WAL mode with `synchronous = FULL`: every append, vote and purge is
+//! fsynced before it is reported done, which is what lets the active acknowledge an entry once
+//! a majority holds it. SQLite calls block, so they run on tokio's blocking threads; each
+//! method awaits its call before returning, so writes reach the file in the order openraft
+//! issued them. [`LogStore`] writes through one connection; every [`LogReader`] reads through
+//! a second, read-only one, so replication reads do not wait behind an fsync.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use openraft::OptionalSend;
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{decode, encode};
+use crate::types::{Entry, LogId, TypeConfig, Vote};
+
+/// The log's file name inside the node's data directory.
+pub const LOG_DATABASE_FILE: &str = "raft-log.db";
+
+/// The on-disk format, kept in `PRAGMA user_version`. A file with another version is refused.
+pub const LOG_FORMAT_VERSION: i64 = 1;
+
+/// After a checkpoint, SQLite truncates a WAL file larger than this, so one large append (a
+/// follower catching up) does not leave a large file behind.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+
+const SCHEMA: &str = "
+CREATE TABLE log (
+    log_index INTEGER PRIMARY KEY,
+    entry BLOB NOT NULL
+);
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+";
+
+/// The keys of the `meta` table.
+const VOTE_KEY: &str = "vote";
+const COMMITTED_KEY: &str = "committed";
+const LAST_PURGED_KEY: &str = "last_purged";
+
+/// The Raft log storage handed to openraft.
+pub struct LogStore {
+    writer: Arc<Database>,
+    reader: Arc<Database>,
+}
+
+/// Reads entries and the vote for replication and apply; cheap to clone.
+#[derive(Clone)]
+pub struct LogReader {
+    database: Arc<Database>,
+}
+
+/// One connection to the log file, and the file's path for error messages.
+struct Database {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+/// Why an operation failed, before the file and the operation are named.
+enum Failure {
+    Sqlite(rusqlite::Error),
+    Io(io::Error),
+}
+
+impl LogStore {
+    /// Opens `directory/`[`LOG_DATABASE_FILE`], creating the directory and the file if they are
+    /// missing. Refuses a file written with another [`LOG_FORMAT_VERSION`] or by another program.
+    pub fn open(directory: &Path) -> io::Result<LogStore> {
+        fs::create_dir_all(directory).map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!(
+                    "cannot create the directory {}: {error}",
+                    directory.display()
+                ),
+            )
+        })?;
+        let path = directory.join(LOG_DATABASE_FILE);
+        let mut connection =
+            Connection::open(&path).map_err(|error| describe(&path, "open", error.into()))?;
+        create_or_check_schema(&mut connection)
+            .map_err(|failure| describe(&path, "open", failure))?;
+        let reader = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|error| describe(&path, "open for reading", error.into()))?;
+        Ok(LogStore {
+            writer: Arc::new(Database {
+                path: path.clone(),
+                connection: Mutex::new(connection),
+            }),
+            reader: Arc::new(Database {
+                path,
+                connection: Mutex::new(reader),
+            }),
+        })
+    }
+
+    /// The bytes the log occupies on disk: the database file and its WAL.
+    /// A file that does not exist (yet) counts as zero.
+    pub fn disk_bytes(&self) -> u64 {
+        let database = &self.writer.path;
+        let mut wal = database.clone().into_os_string();
+        wal.push("-wal");
+        [database.as_path(), Path::new(&wal)]
+            .iter()
+            .map(|path| fs::metadata(path).map_or(0, |metadata| metadata.len()))
+            .sum()
+    }
+}
+
+/// Checks the format version of an existing file, or creates the tables in a new one, and sets
+/// the durability pragmas.
+fn create_or_check_schema(connection: &mut Connection) -> Result<(), Failure> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let is_new = version == 0;
+    if is_new {
+        let table: Option<String> = connection
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(table) = table {
+            return Err(invalid_data(format!(
+                "the file has tables (e.g. '{table}') but no format version; it is not a Tandem \
+                 raft log"
+            )));
+        }
+    } else if version != LOG_FORMAT_VERSION {
+        return Err(invalid_data(format!(
+            "the file holds raft log format version {version}; this binary reads version \
+             {LOG_FORMAT_VERSION}"
+        )));
+    }
+    let journal_mode: String =
+        connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !journal_mode.eq_ignore_ascii_case("wal") {
+        return Err(Failure::Io(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("the file system does not support WAL mode (journal mode is {journal_mode})"),
+        )));
+    }
+    connection.execute_batch(&format!(
+        "PRAGMA synchronous = FULL; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
+    ))?;
+    if is_new {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(SCHEMA)?;
+        transaction.pragma_update(None, "user_version", LOG_FORMAT_VERSION)?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogReader;
+
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+        self.writer
+            .run("read the log state", |connection| {
+                let last_purged_log_id: Option<LogId> = read_meta(connection, LAST_PURGED_KEY)?;
+                let last_entry: Option<Vec<u8>> = connection
+                    .query_row(
+                        "SELECT entry FROM log ORDER BY log_index DESC LIMIT 1",
+                        [],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                let last_log_id = match last_entry {
+                    Some(bytes) => Some(decode::<Entry>(&bytes)?.log_id()),
+                    None => last_purged_log_id,
+                };
+                Ok(LogState {
+                    last_purged_log_id,
+                    last_log_id,
+                })
+            })
+            .await
+    }
+
+    async fn get_log_reader(&mut self) -> LogReader {
+        LogReader {
+            database: Arc::clone(&self.reader),
+        }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        let vote = *vote;
+        self.writer
+            .run("save the vote", move |connection| {
+                write_meta(connection, VOTE_KEY, Some(&vote))
+            })
+            .await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
+        self.writer
+            .run("save the committed log id", move |connection| {
+                write_meta(connection, COMMITTED_KEY, committed.as_ref())
+            })
+            .await
+    }
+
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
+        self.writer
+            .run("read the committed log id", |connection| {
+                read_meta(connection, COMMITTED_KEY)
+            })
+            .await
+    }
+
+    /// Writes all `entries` in one transaction and reports to `callback` once it is fsynced,
+    /// from the blocking thread, so the report is made even if this future is dropped.
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let operation = match (entries.first(), entries.last()) {
+            (Some(first), Some(last)) => {
+                format!("append entries {}..={}", first.index(), last.index())
+            }
+            _ => "append no entries".to_string(),
+        };
+        let database = Arc::clone(&self.writer);
+        spawn_blocking(move || {
+            let result = database.locked(&operation, |connection| {
+                insert_entries(connection, &entries)
+            });
+            let report = match &result {
+                Ok(()) => Ok(()),
+                Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
+            };
+            callback.io_completed(report);
+            result
+        })
+        .await
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
+        let operation = match &last_log_id {
+            Some(log_id) => format!("delete the entries after index {}", log_id.index()),
+            None => "delete every entry".to_string(),
+        };
+        self.writer
+            .run(operation, move |connection| {
+                match last_log_id {
+                    Some(log_id) => connection.execute(
+                        "DELETE FROM log WHERE log_index > ?1",
+                        [sql_index(log_id.index())?],
+                    )?,
+                    None => connection.execute("DELETE FROM log", [])?,
+                };
+                Ok(())
+            })
+            .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        let operation = format!("purge the entries up to index {}", log_id.index());
+        self.writer
+            .run(operation, move |connection| {
+                let transaction = connection.transaction()?;
+                transaction.execute(
+                    "DELETE FROM log WHERE log_index <= ?1",
+                    [sql_index(log_id.index())?],
+                )?;
+                write_meta(&transaction, LAST_PURGED_KEY, Some(&log_id))?;
+                transaction.commit()?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogReader {
+    /// Returns the entries of `range` that the log holds, in order. A gap between two of them
+    /// (which a correct log never has) is an error, not a short answer.
+    async fn try_get_log_entries<RB>(&mut self, range: RB) -> io::Result<Vec<Entry>>
+    where
+        RB: RangeBounds<u64> + Clone + fmt::Debug + OptionalSend,
+    {
+        let operation = format!("read the entries {range:?}");
+        let Some((first_index, last_index)) = sql_bounds(&range) else {
+            return Ok(Vec::new());
+        };
+        self.database
+            .run(operation, move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT log_index, entry FROM log
+                     WHERE log_index BETWEEN ?1 AND ?2 ORDER BY log_index",
+                )?;
+                let mut rows = statement.query([first_index, last_index])?;
+                let mut entries: Vec<Entry> = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let row_index = row.get::<_, i64>(0)? as u64;
+                    let bytes = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+                    let entry: Entry = decode(bytes)?;
+                    let expected_index = entries.last().map(|previous| previous.index() + 1);
+                    let follows = expected_index.is_none_or(|expected| expected == row_index);
+                    if entry.index() != row_index || !follows {
+                        return Err(invalid_data(format!(
+                            "row {row_index} holds entry {} after entry {expected_index:?}",
+                            entry.index()
+                        )));
+                    }
+                    entries.push(entry);
+                }
+                Ok(entries)
+            })
+            .await
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        self.database
+            .run("read the vote", |connection| {
+                read_meta(connection, VOTE_KEY)
+            })
+            .await
+    }
+}
+
+impl Database {
+    /// Runs `work` on a blocking thread and awaits it.
+    async fn run<T, W>(self: &Arc<Self>, operation: impl Into<String>, work: W) -> io::Result<T>
+    where
+        T: Send + 'static,
+        W: FnOnce(&mut Connection) -> Result<T, Failure> + Send + 'static,
+    {
+        let database = Arc::clone(self);
+        let operation = operation.into();
+        spawn_blocking(move || database.locked(&operation, work)).await
+    }
+
+    /// Runs `work` on this thread with the connection locked; errors name the file and
+    /// `operation`.
+    fn locked<T>(
+        &self,
+        operation: &str,
+        work: impl FnOnce(&mut Connection) -> Result<T, Failure>,
+    ) -> io::Result<T> {
+        let mut connection = self.connection.lock().map_err(|_| {
+            let cause = io::Error::other("an earlier operation panicked while holding the file");
+            describe(&self.path, operation, Failure::Io(cause))
+        })?;
+        work(&mut connection).map_err(|failure| describe(&self.path, operation, failure))
+    }
+}
+
+async fn spawn_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| io::Error::other(format!("raft log task failed: {error}")))?
+}
+
+fn insert_entries(connection: &mut Connection, entries: &[Entry]) -> Result<(), Failure> {
+    let transaction = connection.transaction()?;
+    {
+        let mut statement = transaction
+            .prepare_cached("INSERT OR REPLACE INTO log (log_index, entry) VALUES (?1, ?2)")?;
+        for entry in entries {
+            statement.execute((sql_index(entry.index())?, encode(entry)?))?;
+        }
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+fn read_meta<T: DeserializeOwned>(
+    connection: &Connection,
+    key: &str,
+) -> Result<Option<T>, Failure> {
+    let bytes: Option<Vec<u8>> = connection
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    Ok(bytes.map(|bytes| decode(&bytes)).transpose()?)
+}
+
+/// Stores `value` under `key`, or removes the key when `value` is `None`.
+fn write_meta<T: Serialize>(
+    connection: &Connection,
+    key: &str,
+    value: Option<&T>,
+) -> Result<(), Failure> {
+    match value {
+        Some(value) => connection.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            (key, encode(value)?),
+        )?,
+        None => connection.execute("DELETE FROM meta WHERE key = ?1", [key])?,
+    };
+    Ok(())
+}
+
+/// A log index as an SQLite integer.
+fn sql_index(index: u64) -> Result<i64, Failure> {
+    i64::try_from(index).map_err(|_| {
+        Failure::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("log index {index} is beyond SQLite's integer range"),
+        ))
+    })
+}
+
+/// The first and last index of `range` as SQLite integers, or `None` when it is empty.
+fn sql_bounds(range: &impl RangeBounds<u64>) -> Option<(i64, i64)> {
+    let first = match range.start_bound() {
+        Bound::Included(&index) => index,
+        Bound::Excluded(&index) => index.checked_add(1)?,
+        Bound::Unbounded => 0,
+    };
+    let last = match range.end_bound() {
+        Bound::Included(&index) => index,
+        Bound::Excluded(&index) => index.checked_sub(1)?,
+        Bound::Unbounded => u64::MAX,
+    };
+    let first = i64::try_from(first).ok()?;
+    let last = i64::try_from(last).unwrap_or(i64::MAX);
+    (first <= last).then_some((first, last))
+}
+
+fn invalid_data(message: String) -> Failure {
+    Failure::Io(io::Error::new(io::ErrorKind::InvalidData, message))
+}
+
+fn describe(path: &Path, operation: &str, failure: Failure) -> io::Error {
+    let (kind, cause) = match failure {
+        Failure::Sqlite(error) => (io::ErrorKind::Other, error.to_string()),
+        Failure::Io(error) => (error.kind(), error.to_string()),
+    };
+    io::Error::new(
+        kind,
+        format!("raft log {}: cannot {operation}: {cause}", path.display()),
+    )
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(error: rusqlite::Error) -> Failure {
+        Failure::Sqlite(error)
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(error: io::Error) -> Failure {
+        Failure::Io(error)
+    }
+}

@@ -24,6 +24,7 @@ pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
 pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
 pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>;
 
 /// How to reach one member: the replication port and the two client-facing ports.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +65,11 @@ impl fmt::Display for Proposal {
                 commands,
             } => write!(formatter, "{} commands at {timestamp_ms}", commands.len()),
             Proposal::Failover(record) => {
-                write!(formatter, "failover to node {} in term {}", record.to, record.term)
+                write!(
+                    formatter,
+                    "failover to node {} in term {}",
+                    record.to, record.term
+                )
             }
         }
     }
@@ -95,3 +100,4 @@ pub struct ProposalResult {
 pub struct SnapshotFile {
     pub path: std::path::PathBuf,
 }
+pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachine>;

@@ -25,9 +25,14 @@ pub enum ErrorCode {
     LeaseExpired,
     /// The message instance is not in a state that allows the operation.
     InvalidState,
-    /// The node cannot serve the request now (storage failure, shutting down); nothing
-    /// was acknowledged, retrying is safe.
+    /// The node cannot serve the request now (storage failure, shutting down, election
+    /// under way); retrying is safe.
     Unavailable,
+    /// This node is passive: writes go to the active, named in the error's redirect.
+    NotActive,
+    /// The active could not replicate to a majority of voters in time. Writes stop rather
+    /// than fall back to asynchronous replication; retrying is safe.
+    NoQuorum,
 }
 
 impl ErrorCode {
@@ -43,6 +48,8 @@ impl ErrorCode {
             ErrorCode::LeaseExpired => "lease_expired",
             ErrorCode::InvalidState => "invalid_state",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotActive => "not_active",
+            ErrorCode::NoQuorum => "no_quorum",
         }
     }
 }
@@ -54,6 +61,16 @@ pub struct Error {
     pub message: String,
     /// For [`ErrorCode::Throttled`]: when to try again.
     pub retry_after_ms: Option<u64>,
+    /// For [`ErrorCode::NotActive`]: where the active node is, when known.
+    pub redirect: Option<Redirect>,
+}
+
+/// How to reach the active node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redirect {
+    pub node_id: u64,
+    pub grpc_address: String,
+    pub http_address: String,
 }
 
 impl Error {
@@ -62,6 +79,7 @@ impl Error {
             code,
             message: message.into(),
             retry_after_ms: None,
+            redirect: None,
         }
     }
 
@@ -75,6 +93,14 @@ impl Error {
 
     pub fn unavailable(message: impl Into<String>) -> Error {
         Error::new(ErrorCode::Unavailable, message)
+    }
+
+    /// This node is passive; the active is at `redirect`.
+    pub fn not_active(message: impl Into<String>, redirect: Redirect) -> Error {
+        Error {
+            redirect: Some(redirect),
+            ..Error::new(ErrorCode::NotActive, message)
+        }
     }
 }
 

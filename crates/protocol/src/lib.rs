@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //!
-//! - [`v1`]: messages and the `MessageBox` and `Admin` services (clients and servers).
+//! - [`v1`]: messages and the `MessageBox`, `Admin` and `Cluster` services (clients and
+//!   servers).
 //! - [`convert`]: wire properties <-> core's typed properties.
 //! - [`message_id`]: new unique message ids.
 
@@ -21,3 +22,7 @@ pub mod v1 {
 pub const ERROR_CODE_METADATA: &str = "tandem-error-code";
 /// The gRPC metadata key carrying a throttled call's retry hint in milliseconds.
 pub const RETRY_AFTER_METADATA: &str = "retry-after-ms";
+/// On a `not_active` error: the active node's gRPC address, to retry there.
+pub const ACTIVE_GRPC_METADATA: &str = "tandem-active-grpc";
+/// On a `not_active` error: the active node's HTTP address.
+pub const ACTIVE_HTTP_METADATA: &str = "tandem-active-http";

@@ -1,10 +1,13 @@
 //! [`NodeConfig`]: everything a node needs to start, loaded from a TOML file. Every field
 //! has a default, so an empty file (or no file) gives a working node on localhost.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tandem_cluster::settings::{self, ReplicaSettings};
+use tandem_cluster::{Member, NodeId};
 use tandem_core::limits;
 use tandem_core::settings::Settings;
 
@@ -16,6 +19,8 @@ pub const DEFAULT_DATA_DIR: &str = "./tandem-data";
 pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:7400";
 /// The HTTP/JSON API's default address.
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:7401";
+/// The default address replication between members listens on.
+pub const DEFAULT_RAFT_LISTEN: &str = "127.0.0.1:7402";
 /// How often the node applies `Command::Tick` by default.
 pub const DEFAULT_TICK_INTERVAL_MS: u64 = 200;
 /// The slowest tick allowed: leases must expire within a reasonable delay.
@@ -35,6 +40,28 @@ pub struct NodeConfig {
     pub tracking_retention_ms: u64,
     /// How often the node applies `Command::Tick` (lease expiry, due retries).
     pub tick_interval_ms: u64,
+    /// This node's id in its replica set: unique, and never reused after a removal.
+    pub node_id: u64,
+    /// Where replication between members listens.
+    pub raft_listen: SocketAddr,
+    /// The host other members and clients use to reach this node; by default the host of
+    /// each listen address (set it when listening on 0.0.0.0).
+    pub advertise_host: Option<String>,
+    /// On first start, with nothing in its log, form a one-node replica set. Turn it off on
+    /// nodes that `tandem cluster init` forms together or that join an existing set.
+    pub bootstrap: bool,
+    /// Replication timings (see `tandem node start --help`).
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// A write that has not reached a majority after this long answers `no_quorum`.
+    pub write_timeout_ms: u64,
+    /// A snapshot is taken (and the log before it purged) every this many log entries.
+    pub snapshot_every_entries: u64,
+    /// Peers this node dials at another replication address than the one they advertise,
+    /// by node id (`[peer_routes]` table: `2 = "10.0.0.7:7402"`): for tunnels and NATs, and
+    /// for the fault-injecting proxies of the partition tests.
+    pub peer_routes: BTreeMap<String, String>,
 }
 
 impl Default for NodeConfig {
@@ -50,6 +77,16 @@ impl Default for NodeConfig {
             tracking: true,
             tracking_retention_ms: limits::DEFAULT_TRACKING_RETENTION_MS,
             tick_interval_ms: DEFAULT_TICK_INTERVAL_MS,
+            node_id: 1,
+            raft_listen: default_address(DEFAULT_RAFT_LISTEN, 7402),
+            advertise_host: None,
+            bootstrap: true,
+            heartbeat_interval_ms: settings::DEFAULT_HEARTBEAT_INTERVAL_MS,
+            election_timeout_min_ms: settings::DEFAULT_ELECTION_TIMEOUT_MIN_MS,
+            election_timeout_max_ms: settings::DEFAULT_ELECTION_TIMEOUT_MAX_MS,
+            write_timeout_ms: settings::DEFAULT_WRITE_TIMEOUT_MS,
+            snapshot_every_entries: settings::DEFAULT_SNAPSHOT_EVERY_ENTRIES,
+            peer_routes: BTreeMap::new(),
         }
     }
 }
@@ -87,8 +124,57 @@ impl NodeConfig {
         }
     }
 
+    /// Who this node is in its replica set, given the addresses it actually listens on.
+    pub fn replica_settings(
+        &self,
+        grpc: SocketAddr,
+        http: SocketAddr,
+        raft: SocketAddr,
+    ) -> ReplicaSettings {
+        let advertised = |address: SocketAddr| match &self.advertise_host {
+            Some(host) => format!("{host}:{}", address.port()),
+            None => address.to_string(),
+        };
+        let member = Member {
+            raft_address: advertised(raft),
+            grpc_address: advertised(grpc),
+            http_address: advertised(http),
+        };
+        ReplicaSettings {
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            election_timeout_min_ms: self.election_timeout_min_ms,
+            election_timeout_max_ms: self.election_timeout_max_ms,
+            write_timeout_ms: self.write_timeout_ms,
+            snapshot_every_entries: self.snapshot_every_entries,
+            peer_routes: self
+                .peer_routes
+                .iter()
+                .filter_map(|(node, address)| Some((node.parse().ok()?, address.clone())))
+                .collect(),
+            ..ReplicaSettings::new(self.node_id as NodeId, member)
+        }
+    }
+
     /// Checks what the store does not: the node's own values.
     pub fn validate(&self) -> Result<(), ServerError> {
+        if self.node_id == 0 {
+            return Err(ServerError::InvalidConfig(
+                "node_id must be at least 1".into(),
+            ));
+        }
+        if let Some(node) = self
+            .peer_routes
+            .keys()
+            .find(|node| node.parse::<u64>().is_err())
+        {
+            return Err(ServerError::InvalidConfig(format!(
+                "peer_routes: '{node}' is not a node id (a number)"
+            )));
+        }
+        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
+        self.replica_settings(unbound, unbound, unbound)
+            .raft_config()
+            .map_err(|error| ServerError::InvalidConfig(error.to_string()))?;
         if self.tick_interval_ms == 0 || self.tick_interval_ms > limits::MAX_TICK_INTERVAL_MS {
             return Err(ServerError::InvalidConfig(format!(
                 "tick_interval_ms is {}; it must be between 1 and {}",

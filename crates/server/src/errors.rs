@@ -4,13 +4,19 @@
 //!
 //! HTTP error bodies always have this shape:
 //! `{"error":{"code":"not_found","message":"host 'x' does not exist","retry_after_ms":1000}}`
-//! (`retry_after_ms` only when the caller should retry later).
+//! (`retry_after_ms` only when the caller should retry later). A write sent to a passive
+//! node answers `not_active`: over gRPC with the active's addresses in the
+//! `tandem-active-grpc` and `tandem-active-http` metadata, over HTTP as a
+//! `307 Temporary Redirect` to the same path on the active, with an `active` object in the
+//! body.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tandem_core::{Error, ErrorCode};
 use tandem_protocol::v1;
-use tandem_protocol::{ERROR_CODE_METADATA, RETRY_AFTER_METADATA};
+use tandem_protocol::{
+    ACTIVE_GRPC_METADATA, ACTIVE_HTTP_METADATA, ERROR_CODE_METADATA, RETRY_AFTER_METADATA,
+};
 use tonic::metadata::MetadataValue;
 
 /// Milliseconds per second, for the HTTP `Retry-After` header (whole seconds).
@@ -27,7 +33,9 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::LeaseExpired
         | ErrorCode::InvalidState => tonic::Code::FailedPrecondition,
         ErrorCode::Throttled => tonic::Code::ResourceExhausted,
-        ErrorCode::Unavailable => tonic::Code::Unavailable,
+        ErrorCode::Unavailable | ErrorCode::NotActive | ErrorCode::NoQuorum => {
+            tonic::Code::Unavailable
+        }
     }
 }
 
@@ -43,7 +51,9 @@ pub fn http_status(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidState => StatusCode::CONFLICT,
         ErrorCode::NoRoute => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::Throttled => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable | ErrorCode::NoQuorum => StatusCode::SERVICE_UNAVAILABLE,
+        // The Location header is added by `http::redirect_to_active`, which knows the path.
+        ErrorCode::NotActive => StatusCode::TEMPORARY_REDIRECT,
     }
 }
 
@@ -57,6 +67,17 @@ pub fn to_status(error: &Error) -> tonic::Status {
     );
     if let Some(retry_after_ms) = error.retry_after_ms {
         metadata.insert(RETRY_AFTER_METADATA, MetadataValue::from(retry_after_ms));
+    }
+    if let Some(redirect) = &error.redirect {
+        let addresses = [
+            (ACTIVE_GRPC_METADATA, &redirect.grpc_address),
+            (ACTIVE_HTTP_METADATA, &redirect.http_address),
+        ];
+        for (key, address) in addresses {
+            if let Ok(value) = MetadataValue::try_from(address.as_str()) {
+                metadata.insert(key, value);
+            }
+        }
     }
     status
 }
@@ -79,8 +100,19 @@ pub fn to_json(error: &Error) -> serde_json::Value {
     if let Some(retry_after_ms) = error.retry_after_ms {
         object["retry_after_ms"] = serde_json::json!(retry_after_ms);
     }
+    if let Some(redirect) = &error.redirect {
+        object["active"] = serde_json::json!({
+            "node_id": redirect.node_id,
+            "grpc_address": redirect.grpc_address,
+            "http_address": redirect.http_address,
+        });
+    }
     object
 }
+
+/// Set on an HTTP error response that must redirect to the active node's HTTP address.
+#[derive(Clone, Debug)]
+pub struct ActiveHttpAddress(pub String);
 
 /// An error answered over HTTP: status from the code, JSON body, `Retry-After` when set.
 #[derive(Debug)]
@@ -113,6 +145,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if let Some(redirect) = error.redirect {
+            response
+                .extensions_mut()
+                .insert(ActiveHttpAddress(redirect.http_address));
+        }
         response
     }
 }
@@ -126,6 +163,7 @@ mod tests {
             code: ErrorCode::Throttled,
             message: "full".into(),
             retry_after_ms: Some(1500),
+            redirect: None,
         }
     }
 

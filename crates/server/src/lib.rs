@@ -2,8 +2,9 @@
 //!
 //! The composition root of a Tandem node: configuration, node lifecycle with ordered
 //! shutdown, the gRPC data plane and admin API (tonic), the HTTP/JSON API with health and
-//! Prometheus metrics (axum), and the maintenance ticker. Every request ends up as a
-//! [`tandem_core::Command`] executed durably by the store.
+//! Prometheus metrics (axum), and the maintenance ticker. Every write ends up as a
+//! [`tandem_core::Command`] replicated through the node's replica (`tandem-cluster`) and
+//! applied by the store.
 //!
 //! # Layout
 //!
@@ -13,6 +14,7 @@
 //! - [`shutdown_signal`]: SIGINT and SIGTERM, installed before the node reports ready.
 //! - [`state`]: the state every request handler shares (store handle, wake-ups, counters).
 //! - [`operations`]: the operations both APIs share (publish, long-poll lease, listings).
+//! - [`cluster`]: the replica-set view and health verdicts both APIs share.
 //! - [`wake_up`]: the signal that wakes long-polling leases when work becomes ready.
 //! - [`errors`]: the one place that maps core errors to gRPC statuses and HTTP responses.
 //! - [`grpc`]: the `MessageBox` and `Admin` gRPC services.
@@ -20,6 +22,7 @@
 //! - [`metrics`]: request counters and the Prometheus text rendering.
 //! - [`ticker`]: the task that applies `Command::Tick` (lease expiry, due retries).
 
+pub mod cluster;
 pub mod config;
 pub mod errors;
 pub mod grpc;

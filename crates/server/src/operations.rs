@@ -109,6 +109,22 @@ pub struct SubscriptionOrder {
     pub exponential_backoff: bool,
 }
 
+/// What a publish answers: one result per message, and the acknowledgement (absent when no
+/// message reached the log).
+#[derive(Debug)]
+pub struct Published {
+    pub results: Vec<Result<PublishReceipt>>,
+    pub acknowledgement: Option<Acknowledgement>,
+}
+
+/// Which active, in which term, committed a write, and where in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acknowledgement {
+    pub term: u64,
+    pub log_index: u64,
+    pub node_id: u64,
+}
+
 impl AppState {
     /// Publishes a batch. Messages refused during conversion keep their slot (and error)
     /// in the answer but never reach the store.
@@ -116,7 +132,7 @@ impl AppState {
         &self,
         publisher: String,
         messages: Vec<Result<NewMessage>>,
-    ) -> Result<Vec<Result<PublishReceipt>>> {
+    ) -> Result<Published> {
         check_batch_size(messages.len())?;
         let mut accepted = Vec::with_capacity(messages.len());
         let mut refusals = Vec::with_capacity(messages.len());
@@ -129,10 +145,8 @@ impl AppState {
                 Err(error) => refusals.push(Some(error)),
             }
         }
-        let mut stored = self
-            .publish_accepted(publisher, accepted)
-            .await?
-            .into_iter();
+        let (stored, acknowledgement) = self.publish_accepted(publisher, accepted).await?;
+        let mut stored = stored.into_iter();
         let results = refusals
             .into_iter()
             .map(|refusal| match refusal {
@@ -144,25 +158,33 @@ impl AppState {
                 }),
             })
             .collect();
-        Ok(results)
+        Ok(Published {
+            results,
+            acknowledgement,
+        })
     }
 
     async fn publish_accepted(
         &self,
         publisher: String,
         messages: Vec<NewMessage>,
-    ) -> Result<Vec<Result<PublishReceipt>>> {
+    ) -> Result<(Vec<Result<PublishReceipt>>, Option<Acknowledgement>)> {
         if messages.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
-        match self
-            .execute(Command::Publish {
+        let acknowledged = self
+            .execute_acknowledged(Command::Publish {
                 publisher,
                 messages,
             })
-            .await?
-        {
-            Outcome::Published(results) => Ok(results),
+            .await?;
+        let acknowledgement = Acknowledgement {
+            term: acknowledged.term,
+            log_index: acknowledged.log_index,
+            node_id: self.replica.node_id(),
+        };
+        match acknowledged.outcome {
+            Outcome::Published(results) => Ok((results, Some(acknowledgement))),
             _ => Err(unexpected_outcome("publish")),
         }
     }

@@ -28,6 +28,8 @@ pub enum ServerError {
         data_dir: PathBuf,
         source: StoreError,
     },
+    /// Replication could not start.
+    Replication(String),
     /// Waiting for SIGINT or SIGTERM failed.
     Signal(std::io::Error),
     /// A task the node needs could not run.
@@ -64,6 +66,7 @@ impl std::fmt::Display for ServerError {
                 "cannot open the store in {}: {source}",
                 data_dir.display()
             ),
+            ServerError::Replication(message) => write!(formatter, "replication: {message}"),
             ServerError::Signal(source) => {
                 write!(formatter, "cannot wait for shutdown signals: {source}")
             }

@@ -1,9 +1,11 @@
-//! [`AppState`]: what every request handler shares: the store handle, the configuration,
-//! the start time, the work wake-up signal, the shutdown flag and the request counters.
+//! [`AppState`]: what every request handler shares: the replica (writes go through its
+//! log), the store handle (reads), the configuration, the start time, the work wake-up
+//! signal, the shutdown flag and the request counters.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tandem_cluster::{Acknowledged, Replica};
 use tandem_core::outcome::PublishReceipt;
 use tandem_core::{Command, Outcome};
 use tandem_store::StoreHandle;
@@ -14,6 +16,7 @@ use crate::metrics::{Api, RequestCounters};
 use crate::wake_up::{WorkSignal, WorkWatcher};
 
 pub struct AppState {
+    pub replica: Arc<Replica>,
     pub store: StoreHandle,
     pub config: NodeConfig,
     pub started_at_ms: i64,
@@ -27,8 +30,9 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
-    pub fn new(store: StoreHandle, config: NodeConfig) -> AppState {
+    pub fn new(replica: Arc<Replica>, store: StoreHandle, config: NodeConfig) -> AppState {
         AppState {
+            replica,
             store,
             config,
             started_at_ms: now_ms(),
@@ -39,18 +43,30 @@ impl AppState {
         }
     }
 
-    /// Executes a command durably and wakes waiting leases when it may have made work ready.
+    /// Executes a command through the replicated log and wakes waiting leases when it may
+    /// have made work ready.
     pub async fn execute(&self, command: Command) -> tandem_core::error::Result<Outcome> {
-        let outcome = self.store.execute(command).await?;
-        if may_make_work_ready(&outcome) {
+        self.execute_acknowledged(command)
+            .await
+            .map(|acknowledged| acknowledged.outcome)
+    }
+
+    /// [`AppState::execute`], with the term and log index that acknowledged the command.
+    pub async fn execute_acknowledged(
+        &self,
+        command: Command,
+    ) -> tandem_core::error::Result<Acknowledged> {
+        let acknowledged = self.replica.execute(command).await?;
+        let outcome = &acknowledged.outcome;
+        if may_make_work_ready(outcome) {
             self.work_signal.notify();
         }
-        if let Outcome::Published(results) = &outcome {
+        if let Outcome::Published(results) = outcome {
             let stored = results.iter().filter(|result| is_stored(result)).count();
             self.published_messages
                 .fetch_add(stored as u64, Ordering::Relaxed);
         }
-        Ok(outcome)
+        Ok(acknowledged)
     }
 
     pub fn count_request(&self, api: Api, operation: &'static str) {

@@ -1,6 +1,8 @@
-//! The maintenance ticker: applies `Command::Tick` every `tick_interval_ms` so that expired
-//! leases return to their queues and due retries become ready. Quiet on empty ticks; a
-//! failure is logged once until ticks succeed again.
+//! The maintenance ticker: on the active, applies `Command::Tick` every `tick_interval_ms`
+//! so that expired leases return to their queues and due retries become ready, and brings
+//! the replicated settings in line with this node's configuration. Passive nodes skip: the
+//! ticks reach them through the log. Quiet on empty ticks; a failure is logged once until
+//! ticks succeed again.
 
 use std::time::Duration;
 
@@ -19,7 +21,10 @@ pub async fn run_ticker(state: SharedState, interval: Duration) {
             _ = ticks.tick() => {}
             () = state.shutdown_begun() => return,
         }
-        match state.execute(Command::Tick).await {
+        if !state.replica.is_active() {
+            continue;
+        }
+        match tick(&state).await {
             Ok(_) => {
                 if last_failure.take().is_some() {
                     eprintln!("tandem: ticks succeed again");
@@ -34,4 +39,14 @@ pub async fn run_ticker(state: SharedState, interval: Duration) {
             }
         }
     }
+}
+
+/// Applies the configured settings if the replicated ones differ (a new active, or a
+/// restarted one with a changed configuration), then ticks.
+async fn tick(state: &SharedState) -> tandem_core::error::Result<()> {
+    let configured = state.config.settings();
+    if state.store.catalog().state.settings != configured {
+        state.execute(Command::Configure(configured)).await?;
+    }
+    state.execute(Command::Tick).await.map(|_| ())
 }

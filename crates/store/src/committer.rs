@@ -1,27 +1,43 @@
 //! Group commit: one thread owns the write connection and the state machine. It takes every
-//! command waiting in its queue (bounded), applies them in one transaction, commits with one
-//! fsync, and only then answers each caller. A storage failure rolls the batch back,
-//! reloads the machine from disk and answers every caller "unavailable": nothing is
-//! acknowledged that is not on disk.
+//! batch waiting in its queue (bounded), applies them in one transaction, commits, and only
+//! then answers each caller. A storage failure rolls the transaction back, reloads the
+//! machine from disk and answers every caller with the failure: nothing is acknowledged
+//! that is not on disk.
+//!
+//! The same thread installs snapshots received from another replica, so that no batch is
+//! applied halfway through an install.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use rusqlite::{Connection, TransactionBehavior};
-use tandem_core::error::{Error, Result};
+use tandem_core::error::Result;
 use tandem_core::limits;
 use tandem_core::{Command, MessageBox, Outcome};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::StoreError;
+use crate::batch::Batch;
 use crate::catalog::{Catalog, CatalogCell};
 use crate::loader::load_machine;
 use crate::metrics::StoreMetrics;
+use crate::position::PositionCell;
+use crate::snapshot;
 use crate::sqlite_tables::SqliteTables;
 
+/// What applying one batch answered: one result per command, or the storage failure that
+/// kept the whole transaction from committing.
+pub type BatchResult = std::result::Result<Vec<Result<Outcome>>, StoreError>;
+
 pub enum Request {
-    Execute {
-        command: Command,
-        reply: oneshot::Sender<Result<Outcome>>,
+    Apply {
+        batch: Batch,
+        reply: oneshot::Sender<BatchResult>,
+    },
+    InstallSnapshot {
+        path: PathBuf,
+        reply: oneshot::Sender<std::result::Result<(), StoreError>>,
     },
     Stop,
 }
@@ -30,13 +46,15 @@ pub struct Committer {
     pub connection: Connection,
     pub machine: MessageBox,
     pub catalog: Arc<CatalogCell>,
+    pub position: Arc<PositionCell>,
     pub metrics: Arc<StoreMetrics>,
 }
 
-struct Batch {
-    commands: Vec<Command>,
-    replies: Vec<oneshot::Sender<Result<Outcome>>>,
-    stop: bool,
+/// Batches gathered for one transaction, and what ended the gathering.
+struct Gathered {
+    batches: Vec<Batch>,
+    replies: Vec<oneshot::Sender<BatchResult>>,
+    then: Option<Request>,
 }
 
 impl Committer {
@@ -45,41 +63,52 @@ impl Committer {
             let Some(first) = requests.blocking_recv() else {
                 return;
             };
-            let batch = gather(first, &mut requests);
-            if !batch.commands.is_empty() {
-                self.commit(batch.commands, batch.replies);
+            let gathered = gather(first, &mut requests);
+            if !gathered.batches.is_empty() {
+                self.commit(gathered.batches, gathered.replies);
             }
-            if batch.stop {
-                return;
+            match gathered.then {
+                Some(Request::Stop) => return,
+                Some(Request::InstallSnapshot { path, reply }) => {
+                    let _ = reply.send(self.install_snapshot(path));
+                }
+                Some(Request::Apply { .. }) | None => {}
             }
         }
     }
 
-    fn commit(&mut self, commands: Vec<Command>, replies: Vec<oneshot::Sender<Result<Outcome>>>) {
+    fn commit(&mut self, batches: Vec<Batch>, replies: Vec<oneshot::Sender<BatchResult>>) {
         let started = Instant::now();
-        let command_count = commands.len();
-        let catalog_changed = commands.iter().any(changes_catalog);
-        match self.apply_and_commit(commands) {
-            Ok(outcomes) => {
+        let command_count = batches.iter().map(|batch| batch.commands.len()).sum();
+        let catalog_changed = batches
+            .iter()
+            .flat_map(|batch| &batch.commands)
+            .any(changes_catalog);
+        let position = batches
+            .iter()
+            .rev()
+            .find_map(|batch| batch.position.clone());
+        match self.apply_and_commit(batches) {
+            Ok(results) => {
                 self.metrics.record_commit(command_count, started.elapsed());
+                if position.is_some() {
+                    self.position.set(position);
+                }
                 let unchanged =
                     (!catalog_changed).then(|| self.catalog.current().subscriptions.clone());
                 self.catalog
                     .publish(Catalog::from_machine(&self.machine, unchanged));
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
+                for (reply, outcomes) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(outcomes));
                 }
             }
             Err(failure) => {
                 self.metrics.record_storage_failure();
                 eprintln!("tandem: storage failure, batch rolled back: {failure}");
                 self.reload();
-                let error = Error::unavailable(format!(
-                    "the node could not write to its store ({failure}); nothing was \
-                     acknowledged, retrying is safe"
-                ));
+                let failure = StoreError::Sqlite(failure);
                 for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
+                    let _ = reply.send(Err(StoreError::Failed(failure.to_string())));
                 }
             }
         }
@@ -87,23 +116,38 @@ impl Committer {
 
     fn apply_and_commit(
         &mut self,
-        commands: Vec<Command>,
-    ) -> rusqlite::Result<Vec<Result<Outcome>>> {
-        let now_ms = wall_clock_ms();
+        batches: Vec<Batch>,
+    ) -> rusqlite::Result<Vec<Vec<Result<Outcome>>>> {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut tables = SqliteTables::new(&transaction);
-        let outcomes: Vec<Result<Outcome>> = commands
-            .into_iter()
-            .map(|command| self.machine.apply(&mut tables, command, now_ms))
-            .collect();
+        let mut results = Vec::with_capacity(batches.len());
+        let mut last_position = None;
+        for batch in batches {
+            let timestamp_ms = batch.timestamp_ms;
+            let outcomes: Vec<Result<Outcome>> = batch
+                .commands
+                .into_iter()
+                .map(|command| self.machine.apply(&mut tables, command, timestamp_ms))
+                .collect();
+            if let Some(event) = &batch.event {
+                tables.save_cluster_event(event);
+            }
+            if batch.position.is_some() {
+                last_position = batch.position;
+            }
+            results.push(outcomes);
+        }
         self.machine.flush(&mut tables);
+        if let Some(position) = &last_position {
+            tables.save_position(position);
+        }
         if let Some(failure) = tables.take_failure() {
             return Err(failure);
         }
         transaction.commit()?;
-        Ok(outcomes)
+        Ok(results)
     }
 
     /// After a failed batch the in-memory machine may hold changes that never reached disk.
@@ -122,44 +166,44 @@ impl Committer {
             }
         }
     }
+
+    fn install_snapshot(&mut self, path: PathBuf) -> std::result::Result<(), StoreError> {
+        snapshot::restore(&path, &mut self.connection)?;
+        self.machine = load_machine(&self.connection)?;
+        self.position
+            .set(snapshot::read_position(&self.connection)?);
+        self.catalog
+            .publish(Catalog::from_machine(&self.machine, None));
+        Ok(())
+    }
 }
 
-fn gather(first: Request, requests: &mut mpsc::Receiver<Request>) -> Batch {
-    let mut batch = Batch {
-        commands: Vec::new(),
+fn gather(first: Request, requests: &mut mpsc::Receiver<Request>) -> Gathered {
+    let mut gathered = Gathered {
+        batches: Vec::new(),
         replies: Vec::new(),
-        stop: false,
+        then: None,
     };
+    let mut commands = 0;
     let mut messages = 0;
     let mut next = Some(first);
     while let Some(request) = next.take() {
-        match request {
-            Request::Stop => {
-                batch.stop = true;
-                break;
-            }
-            Request::Execute { command, reply } => {
-                messages += message_weight(&command);
-                batch.commands.push(command);
-                batch.replies.push(reply);
-            }
-        }
-        if batch.commands.len() >= limits::MAX_COMMANDS_PER_COMMIT
+        let Request::Apply { batch, reply } = request else {
+            gathered.then = Some(request);
+            break;
+        };
+        commands += batch.commands.len();
+        messages += batch.message_weight();
+        gathered.batches.push(batch);
+        gathered.replies.push(reply);
+        if commands >= limits::MAX_COMMANDS_PER_COMMIT
             || messages >= limits::MAX_MESSAGES_PER_COMMIT
         {
             break;
         }
         next = requests.try_recv().ok();
     }
-    batch
-}
-
-fn message_weight(command: &Command) -> usize {
-    match command {
-        Command::Publish { messages, .. } => messages.len().max(1),
-        Command::Lease { max_messages, .. } => *max_messages as usize,
-        _ => 1,
-    }
+    gathered
 }
 
 fn changes_catalog(command: &Command) -> bool {
@@ -169,12 +213,4 @@ fn changes_catalog(command: &Command) -> bool {
             | Command::DeleteSubscription { .. }
             | Command::CreateHost { .. }
     )
-}
-
-/// The active's clock, stamped into every batch. The machine never lets time run backwards.
-pub fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
 }

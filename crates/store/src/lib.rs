@@ -1,7 +1,7 @@
 //! # Tandem store
 //!
-//! Durability on one node: the MessageBox's tables in SQLite (WAL, `synchronous = FULL`),
-//! group commit (many commands per transaction and per fsync), the on-disk format version,
+//! Durability on one node: the MessageBox's tables in SQLite (WAL), group commit (many
+//! batches per transaction), snapshots, the on-disk format version,
 //! read queries for operators, and an integrity check.
 //!
 //! # Layout
@@ -9,24 +9,32 @@
 //! - [`schema`]: pragmas, tables, indexes, format version.
 //! - [`sqlite_tables`]: core's `Tables` trait on a SQLite transaction.
 //! - [`loader`]: rebuilds the state machine from disk.
+//! - [`batch`]: what the committer applies: stamped commands and their log position.
 //! - [`committer`]: the group-commit thread.
+//! - [`position`]: the replicated log position applied so far.
+//! - [`snapshot`]: consistent copies of the store, written and restored.
 //! - [`catalog`]: the read-only catalog view published after each commit.
 //! - [`reader`]: operator queries on a separate read connection.
 //! - [`store`]: opening a data directory, its lock, and the handle servers use.
 //! - [`integrity`]: SQLite's and Tandem's own consistency checks.
 //! - [`metrics`]: commit counters.
 
+pub mod batch;
 pub mod catalog;
 pub mod committer;
 pub mod integrity;
 pub mod loader;
 pub mod metrics;
+pub mod position;
 pub mod reader;
 pub mod schema;
+pub mod snapshot;
 pub mod sqlite_tables;
 pub mod store;
 
+pub use batch::{Batch, ClusterEvent};
 pub use catalog::Catalog;
+pub use committer::BatchResult;
 pub use reader::{InstanceQuery, MessageHistory};
 pub use store::{Store, StoreHandle};
 
@@ -50,6 +58,8 @@ pub enum StoreError {
     Corrupt(String),
     /// The configured settings are not valid.
     Settings(String),
+    /// A write failed and was rolled back.
+    Failed(String),
     Stopped,
 }
 
@@ -80,6 +90,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Format(reason) => write!(formatter, "unsupported data format: {reason}"),
             StoreError::Corrupt(reason) => write!(formatter, "corrupt store: {reason}"),
             StoreError::Settings(reason) => write!(formatter, "invalid settings: {reason}"),
+            StoreError::Failed(reason) => write!(formatter, "write failed, rolled back: {reason}"),
             StoreError::Stopped => write!(formatter, "the store has stopped"),
         }
     }

@@ -9,6 +9,7 @@ use tandem_core::limits;
 use tandem_core::tracking::{TrackingEvent, TrackingKind};
 
 use crate::StoreError;
+use crate::batch::ClusterEvent;
 use crate::sqlite_tables::{
     MESSAGE_SELECT, instance_from_row, instance_select, message_from_row, state_code,
 };
@@ -111,6 +112,23 @@ impl Reader {
             instances,
             events: self.events(message_id)?,
         })
+    }
+
+    pub fn cluster_events(&self, limit: usize) -> Result<Vec<ClusterEvent>, StoreError> {
+        let limit = limit.clamp(1, limits::MAX_LIST_ROWS) as i64;
+        let mut statement = self.connection.prepare_cached(
+            "SELECT at_ms, record FROM (SELECT id, at_ms, record FROM cluster_events \
+             ORDER BY id DESC LIMIT ?1) ORDER BY id",
+        )?;
+        let events = statement
+            .query_map([limit], |row| {
+                Ok(ClusterEvent {
+                    at_ms: row.get(0)?,
+                    record: row.get(1)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(events)
     }
 
     pub fn message_body(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {

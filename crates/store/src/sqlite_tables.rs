@@ -13,6 +13,8 @@ use tandem_core::subscription::Subscription;
 use tandem_core::tables::Tables;
 use tandem_core::tracking::TrackingEvent;
 
+use crate::batch::ClusterEvent;
+
 /// The instance columns in `instance_from_row` order, as a literal so that statements can be
 /// built at compile time (the committer runs them thousands of times a second).
 macro_rules! instance_columns {
@@ -80,6 +82,21 @@ impl<'connection> SqliteTables<'connection> {
             .and_then(|mut statement| statement.execute(parameters))
             .map(|rows| rows as u64);
         self.record(result)
+    }
+
+    /// Saves the replicated log position the batch brings the store to (see [`crate::Batch`]).
+    pub fn save_position(&mut self, position: &[u8]) {
+        self.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('replica_position', ?1)",
+            [position],
+        );
+    }
+
+    pub fn save_cluster_event(&mut self, event: &ClusterEvent) {
+        self.execute(
+            "INSERT INTO cluster_events (at_ms, record) VALUES (?1, ?2)",
+            params![event.at_ms, event.record],
+        );
     }
 
     fn instances(&mut self, sql: &str, parameters: impl rusqlite::Params) -> Vec<Instance> {

@@ -1,5 +1,5 @@
 //! A node's store: opens (or creates) the data directory, takes its lock, starts the group
-//! committer, and hands out cheap handles for executing commands and reading.
+//! committer, and hands out cheap handles for applying batches, snapshots and reading.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -8,17 +8,18 @@ use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 use tandem_core::error::{Error, Result};
-use tandem_core::settings::Settings;
 use tandem_core::{Command, Outcome};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
+use crate::batch::{Batch, ClusterEvent};
 use crate::catalog::{Catalog, CatalogCell};
-use crate::committer::{Committer, Request};
+use crate::committer::{BatchResult, Committer, Request};
 use crate::loader::load_machine;
 use crate::metrics::StoreMetrics;
+use crate::position::PositionCell;
 use crate::reader::{InstanceQuery, MessageHistory, Reader};
-use crate::schema;
+use crate::{schema, snapshot};
 
 /// The lock file that keeps two nodes off one data directory.
 pub const LOCK_FILE: &str = "node.lock";
@@ -34,15 +35,15 @@ pub struct Store {
 pub struct StoreHandle {
     requests: mpsc::Sender<Request>,
     catalog: Arc<CatalogCell>,
+    position: Arc<PositionCell>,
     reader: Arc<Mutex<Reader>>,
     metrics: Arc<StoreMetrics>,
     data_dir: PathBuf,
 }
 
 impl Store {
-    /// Opens the store in `data_dir` (created if missing) and applies `settings` if they
-    /// differ from the stored ones.
-    pub fn open(data_dir: &Path, settings: Settings) -> std::result::Result<Store, StoreError> {
+    /// Opens the store in `data_dir` (created if missing).
+    pub fn open(data_dir: &Path) -> std::result::Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|error| {
             StoreError::io(format!("cannot create {}", data_dir.display()), error)
         })?;
@@ -55,12 +56,14 @@ impl Store {
         schema::create_or_check(&mut connection)?;
         let machine = load_machine(&connection)?;
         let catalog = Arc::new(CatalogCell::new(Catalog::from_machine(&machine, None)));
+        let position = Arc::new(PositionCell::new(snapshot::read_position(&connection)?));
         let metrics = Arc::new(StoreMetrics::default());
         let (requests, receiver) = mpsc::channel(tandem_core::limits::COMMIT_QUEUE_CAPACITY);
         let committer = Committer {
             connection,
             machine,
             catalog: catalog.clone(),
+            position: position.clone(),
             metrics: metrics.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -70,17 +73,16 @@ impl Store {
         let handle = StoreHandle {
             requests,
             catalog,
+            position,
             reader: Arc::new(Mutex::new(Reader::open(&database)?)),
             metrics,
             data_dir: data_dir.to_path_buf(),
         };
-        let store = Store {
+        Ok(Store {
             handle,
             committer: Some(thread),
             _lock: lock,
-        };
-        store.apply_settings(settings)?;
-        Ok(store)
+        })
     }
 
     pub fn handle(&self) -> StoreHandle {
@@ -101,27 +103,6 @@ impl Store {
             let _ = thread.join();
         }
     }
-
-    fn apply_settings(&self, settings: Settings) -> std::result::Result<(), StoreError> {
-        if self.handle.catalog().state.settings == settings {
-            return Ok(());
-        }
-        let (reply, answer) = oneshot::channel();
-        let requests = &self.handle.requests;
-        outside_runtime(move || {
-            requests
-                .blocking_send(Request::Execute {
-                    command: Command::Configure(settings),
-                    reply,
-                })
-                .map_err(|_| StoreError::Stopped)?;
-            match answer.blocking_recv() {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(error)) => Err(StoreError::Settings(error.message)),
-                Err(_) => Err(StoreError::Stopped),
-            }
-        })
-    }
 }
 
 impl Drop for Store {
@@ -131,16 +112,56 @@ impl Drop for Store {
 }
 
 impl StoreHandle {
-    /// Applies a command durably: the answer comes after its batch is committed and fsynced.
-    pub async fn execute(&self, command: Command) -> Result<Outcome> {
+    /// Applies a batch: the answer comes after its transaction committed. Concurrent
+    /// batches share one transaction (group commit).
+    pub async fn apply(&self, batch: Batch) -> BatchResult {
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Request::Execute { command, reply })
+            .send(Request::Apply { batch, reply })
             .await
-            .map_err(|_| Error::unavailable("the node is shutting down"))?;
-        answer
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Applies one command at this node's clock, outside any replicated log (tools and
+    /// tests that use a store on its own).
+    pub async fn execute(&self, command: Command) -> Result<Outcome> {
+        let batch = Batch::local(command, wall_clock_ms());
+        match self.apply(batch).await {
+            Ok(mut outcomes) => outcomes
+                .pop()
+                .unwrap_or_else(|| Err(Error::unavailable("the store answered nothing"))),
+            Err(error) => Err(Error::unavailable(format!(
+                "the node could not write to its store ({error}); nothing was acknowledged, \
+                 retrying is safe"
+            ))),
+        }
+    }
+
+    /// The replicated log position of the last committed batch that carried one.
+    pub fn position(&self) -> Option<Vec<u8>> {
+        self.position.get()
+    }
+
+    /// Writes a consistent copy of the store to `target` and returns its log position.
+    pub async fn write_snapshot(
+        &self,
+        target: PathBuf,
+    ) -> std::result::Result<Option<Vec<u8>>, StoreError> {
+        let database = self.data_dir.join(schema::DATABASE_FILE);
+        tokio::task::spawn_blocking(move || snapshot::write(&database, &target))
             .await
-            .map_err(|_| Error::unavailable("the node is shutting down"))?
+            .map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Replaces the whole store by the snapshot at `path`, between two batches.
+    pub async fn install_snapshot(&self, path: PathBuf) -> std::result::Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::InstallSnapshot { path, reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -172,6 +193,11 @@ impl StoreHandle {
             .await
     }
 
+    /// The latest replica-set events, newest last.
+    pub async fn cluster_events(&self, limit: usize) -> Result<Vec<ClusterEvent>> {
+        self.read(move |reader| reader.cluster_events(limit)).await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         query: impl FnOnce(&Reader) -> std::result::Result<T, StoreError> + Send + 'static,
@@ -201,6 +227,14 @@ fn outside_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> T {
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+/// This node's clock in ms since the epoch, for batches applied outside a replicated log.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn lock_data_dir(data_dir: &Path) -> std::result::Result<File, StoreError> {

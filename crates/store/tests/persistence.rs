@@ -59,7 +59,7 @@ fn all_instances(store: &Store) -> Vec<Instance> {
 }
 
 fn open_error(dir: &Path) -> StoreError {
-    match Store::open(dir, Settings::default()) {
+    match Store::open(dir) {
         Ok(_) => panic!("opening {} should have failed", dir.display()),
         Err(error) => error,
     }
@@ -175,19 +175,24 @@ fn a_file_that_is_not_sqlite_is_refused() {
 
 /// A server opens and closes its store from async code; that must not panic.
 #[tokio::test]
-async fn open_with_new_settings_and_close_work_inside_an_async_runtime() {
+async fn settings_persist_and_open_and_close_work_inside_an_async_runtime() {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = Settings {
         tracking: false,
         ..Settings::default()
     };
-    let Ok(store) = Store::open(dir.path(), settings.clone()) else {
+    let Ok(store) = Store::open(dir.path()) else {
         panic!("open inside a runtime failed");
     };
+    let outcome = store
+        .handle()
+        .execute(Command::Configure(settings.clone()))
+        .await;
+    assert!(outcome.is_ok(), "{outcome:?}");
     let outcome = store.handle().execute(Command::Tick).await;
     assert!(outcome.is_ok(), "{outcome:?}");
     store.close();
-    let Ok(store) = Store::open(dir.path(), settings.clone()) else {
+    let Ok(store) = Store::open(dir.path()) else {
         panic!("reopen inside a runtime failed");
     };
     assert_eq!(store.handle().catalog().state.settings, settings);

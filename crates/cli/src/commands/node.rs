@@ -19,7 +19,7 @@ pub enum NodeCommand {
     /// Settings come from the defaults, then the TOML file given with --config, then the
     /// flags: a flag always overrides the file.
     #[command(after_help = configuration_help())]
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Check a data directory's integrity (safe while the node runs); exits 1 when unhealthy.
     Check {
         /// The node's data directory.
@@ -70,11 +70,46 @@ pub struct StartArgs {
     /// [TOML: tick_interval_ms, in milliseconds]
     #[arg(long, value_name = "DURATION", value_parser = parse_milliseconds)]
     tick_interval: Option<u64>,
+    /// This node's id in its replica set: unique, never reused after a removal.
+    /// [TOML: node_id]
+    #[arg(long, value_name = "ID")]
+    node_id: Option<u64>,
+    /// Address replication between members listens on; port 0 picks a free port.
+    /// [TOML: raft_listen]
+    #[arg(long, value_name = "ADDR")]
+    raft_listen: Option<SocketAddr>,
+    /// Host name other members and clients use to reach this node (when listening on
+    /// 0.0.0.0). [TOML: advertise_host]
+    #[arg(long, value_name = "HOST")]
+    advertise_host: Option<String>,
+    /// Do not form a one-node replica set on first start: wait for `tandem cluster init`
+    /// or `tandem cluster join`. [TOML: bootstrap = false]
+    #[arg(long)]
+    no_bootstrap: bool,
+    /// How often the active sends heartbeats (e.g. 100ms).
+    /// [TOML: heartbeat_interval_ms, in milliseconds]
+    #[arg(long, value_name = "DURATION", value_parser = parse_milliseconds)]
+    heartbeat_interval: Option<u64>,
+    /// A passive that hears nothing from the active for a random time between the minimum
+    /// and the maximum starts an election (e.g. 400ms and 700ms).
+    /// [TOML: election_timeout_min_ms, election_timeout_max_ms]
+    #[arg(long, value_name = "DURATION", value_parser = parse_milliseconds)]
+    election_timeout_min: Option<u64>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_milliseconds)]
+    election_timeout_max: Option<u64>,
+    /// A write that has not reached a majority of voters after this long answers
+    /// `no_quorum` (e.g. 5s). [TOML: write_timeout_ms, in milliseconds]
+    #[arg(long, value_name = "DURATION", value_parser = parse_milliseconds)]
+    write_timeout: Option<u64>,
+    /// Take a snapshot and purge the log before it every N log entries.
+    /// [TOML: snapshot_every_entries]
+    #[arg(long, value_name = "N")]
+    snapshot_every_entries: Option<u64>,
 }
 
 pub async fn run(command: NodeCommand, context: &CommandContext) -> Result<(), CommandError> {
     match command {
-        NodeCommand::Start(arguments) => start(arguments).await,
+        NodeCommand::Start(arguments) => start(*arguments).await,
         NodeCommand::Check { data_dir } => check(&data_dir, context),
     }
 }
@@ -99,6 +134,7 @@ fn configuration(arguments: StartArgs) -> Result<NodeConfig, CommandError> {
 }
 
 fn apply_flags(config: &mut NodeConfig, arguments: StartArgs) {
+    apply_replication_flags(config, &arguments);
     if let Some(data_dir) = arguments.data_dir {
         config.data_dir = data_dir;
     }
@@ -128,6 +164,36 @@ fn apply_flags(config: &mut NodeConfig, arguments: StartArgs) {
     }
     if let Some(tick_interval_ms) = arguments.tick_interval {
         config.tick_interval_ms = tick_interval_ms;
+    }
+}
+
+fn apply_replication_flags(config: &mut NodeConfig, arguments: &StartArgs) {
+    if let Some(node_id) = arguments.node_id {
+        config.node_id = node_id;
+    }
+    if let Some(raft_listen) = arguments.raft_listen {
+        config.raft_listen = raft_listen;
+    }
+    if let Some(host) = &arguments.advertise_host {
+        config.advertise_host = Some(host.clone());
+    }
+    if arguments.no_bootstrap {
+        config.bootstrap = false;
+    }
+    if let Some(interval) = arguments.heartbeat_interval {
+        config.heartbeat_interval_ms = interval;
+    }
+    if let Some(timeout) = arguments.election_timeout_min {
+        config.election_timeout_min_ms = timeout;
+    }
+    if let Some(timeout) = arguments.election_timeout_max {
+        config.election_timeout_max_ms = timeout;
+    }
+    if let Some(timeout) = arguments.write_timeout {
+        config.write_timeout_ms = timeout;
+    }
+    if let Some(entries) = arguments.snapshot_every_entries {
+        config.snapshot_every_entries = entries;
     }
 }
 
@@ -184,6 +250,51 @@ fn configuration_help() -> String {
             "tick_interval_ms",
             defaults.tick_interval_ms.to_string(),
             "maintenance interval",
+        ),
+        (
+            "node_id",
+            defaults.node_id.to_string(),
+            "this node's id in its replica set",
+        ),
+        (
+            "raft_listen",
+            format!("\"{}\"", defaults.raft_listen),
+            "replication between members",
+        ),
+        (
+            "advertise_host",
+            "(the listen host)".to_string(),
+            "host others use to reach this node",
+        ),
+        (
+            "bootstrap",
+            defaults.bootstrap.to_string(),
+            "form a one-node replica set on first start",
+        ),
+        (
+            "heartbeat_interval_ms",
+            defaults.heartbeat_interval_ms.to_string(),
+            "active's heartbeat interval",
+        ),
+        (
+            "election_timeout_min_ms",
+            defaults.election_timeout_min_ms.to_string(),
+            "passive's election timeout, lower bound",
+        ),
+        (
+            "election_timeout_max_ms",
+            defaults.election_timeout_max_ms.to_string(),
+            "passive's election timeout, upper bound",
+        ),
+        (
+            "write_timeout_ms",
+            defaults.write_timeout_ms.to_string(),
+            "answer no_quorum after this long",
+        ),
+        (
+            "snapshot_every_entries",
+            defaults.snapshot_every_entries.to_string(),
+            "snapshot and purge the log this often",
         ),
     ];
     let mut help = String::from(

@@ -38,6 +38,8 @@ impl NodeProcess {
                 "127.0.0.1:0",
                 "--http-listen",
                 "127.0.0.1:0",
+                "--raft-listen",
+                "127.0.0.1:0",
             ])
             .arg("--data-dir")
             .arg(data_dir)

@@ -1,1 +1,45 @@
-//! (being written)
+//! Replication RPCs between members over plain TCP, with hard timeouts.
+//!
+//! # Layout
+//!
+//! - [`messages`]: the requests and responses, as they travel in frames.
+//! - [`client`]: the sending side: [`NetworkFactory`] hands openraft one [`PeerClient`] per
+//!   target, each with at most one connection.
+//! - [`server`]: the receiving side: [`serve`] answers peers' requests with the local Raft.
+//! - [`leader_contact`]: [`LeaderContact`], when the active last reached this node and whether
+//!   its connections are still open.
+//!
+//! # Wire protocol
+//!
+//! A connection carries one request at a time, each a [`crate::codec`] frame answered by one
+//! response frame. A snapshot is a header frame ([`messages::Request::InstallSnapshot`])
+//! followed by exactly `total_bytes` raw bytes of the snapshot file, then the response frame.
+//! A peer that sends anything else, or stalls, is disconnected without an answer.
+
+pub mod client;
+pub mod leader_contact;
+pub mod messages;
+pub mod server;
+
+pub use client::{NetworkFactory, PeerClient};
+pub use leader_contact::{Contact, LeaderContact};
+pub use server::serve;
+
+/// Inbound replication connections one node keeps open at most; more are closed at once.
+/// A peer opens a few (replication, heartbeats, snapshots, elections), so this leaves room for
+/// large replica sets and for connections a restarting peer has not closed yet.
+pub const MAX_INBOUND_CONNECTIONS: usize = 256;
+
+/// Snapshot bytes read from the file, or from the socket, per step.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// An inbound connection with no request for this long is closed; the peer reconnects when it
+/// needs to. The active's heartbeats keep its connections busy far more often than this.
+pub const IDLE_CONNECTION_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+/// Once a peer has started a frame or a snapshot chunk, or is being answered, it must make
+/// progress within this time or it is disconnected.
+pub const STALLED_PEER_TIMEOUT_MS: u64 = 30_000;
+
+/// The pause after a failed `accept` (for example, out of file descriptors) before the next.
+pub const ACCEPT_RETRY_DELAY_MS: u64 = 100;

@@ -63,6 +63,7 @@ impl MessageBox {
                     self.state.message_count, self.state.settings.throttle_message_count
                 ),
                 retry_after_ms: Some(limits::THROTTLE_RETRY_AFTER_MS),
+                redirect: None,
             });
         }
         let context = Context::from_properties(message.properties);

@@ -12,7 +12,7 @@ use tandem_store::Catalog;
 use tandem_store::reader::MessageSummary;
 
 use crate::errors::to_wire_error;
-use crate::operations::{Settled, Settlement, Verdict, host_name};
+use crate::operations::{Acknowledgement, Settled, Settlement, Verdict, host_name};
 use tandem_protocol::message_id::new_message_id;
 
 /// A published message's id (given or generated) and the message, or why its properties
@@ -35,6 +35,14 @@ pub fn new_message(message: v1::PublishMessage) -> (String, Result<NewMessage>) 
         properties,
     });
     (message_id, converted)
+}
+
+pub fn acknowledgement(acknowledgement: Acknowledgement) -> v1::Acknowledgement {
+    v1::Acknowledgement {
+        term: acknowledgement.term,
+        log_index: acknowledgement.log_index,
+        node_id: acknowledgement.node_id,
+    }
 }
 
 pub fn publish_result(message_id: String, result: Result<PublishReceipt>) -> v1::PublishResult {

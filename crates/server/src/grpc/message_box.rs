@@ -59,17 +59,20 @@ impl MessageBox for MessageBoxService {
             .into_iter()
             .map(convert::new_message)
             .unzip();
-        let results = self
+        let published = self
             .backend
             .publish(publisher, messages)
             .await
             .map_err(|error| to_status(&error))?;
         let results = message_ids
             .into_iter()
-            .zip(results)
+            .zip(published.results)
             .map(|(message_id, result)| convert::publish_result(message_id, result))
             .collect();
-        Ok(Response::new(v1::PublishResponse { results }))
+        Ok(Response::new(v1::PublishResponse {
+            results,
+            acknowledgement: published.acknowledgement.map(convert::acknowledgement),
+        }))
     }
 
     async fn lease(

@@ -1,9 +1,10 @@
 //! The gRPC services: [`message_box::MessageBoxService`] (publish, lease, settle one or a
-//! batch) and [`admin::AdminService`] (hosts, subscriptions, instances, history, status),
-//! plus the conversions between core types and wire messages in [`convert`] and the
+//! batch), [`admin::AdminService`] (hosts, subscriptions, instances, history, status) and
+//! [`cluster::ClusterService`] (replica set status, membership, switchover), plus the conversions between core types and wire messages in [`convert`] and the
 //! [`GrpcBackend`] both services call through.
 
 pub mod admin;
+pub mod cluster;
 pub mod convert;
 pub mod message_box;
 

@@ -85,9 +85,13 @@ async fn publish_single(
     message: MessageRequest,
 ) -> std::result::Result<Response, ApiError> {
     let (_, message) = new_message(message);
-    let mut results = state.publish(publisher, vec![message]).await?;
-    match results.pop() {
-        Some(Ok(receipt)) => Ok(Json(views::receipt(&receipt)).into_response()),
+    let mut published = state.publish(publisher, vec![message]).await?;
+    match published.results.pop() {
+        Some(Ok(receipt)) => {
+            let mut view = views::receipt(&receipt);
+            view["acknowledgement"] = views::acknowledgement(published.acknowledgement);
+            Ok(Json(view).into_response())
+        }
         Some(Err(error)) => Err(ApiError(error)),
         None => Err(ApiError(Error::unavailable("the store answered no result"))),
     }
@@ -100,13 +104,14 @@ async fn publish_batch(
 ) -> std::result::Result<Response, ApiError> {
     crate::operations::check_batch_size(batch.len())?;
     let (message_ids, messages): (Vec<_>, Vec<_>) = batch.into_iter().map(new_message).unzip();
-    let results = state.publish(publisher, messages).await?;
+    let published = state.publish(publisher, messages).await?;
     let results: Vec<JsonValue> = message_ids
         .iter()
-        .zip(results)
+        .zip(published.results)
         .map(|(message_id, result)| batch_result(message_id, result))
         .collect();
-    Ok(Json(json!({ "results": results })).into_response())
+    let acknowledgement = views::acknowledgement(published.acknowledgement);
+    Ok(Json(json!({ "results": results, "acknowledgement": acknowledgement })).into_response())
 }
 
 fn batch_result(message_id: &str, result: Result<PublishReceipt>) -> JsonValue {

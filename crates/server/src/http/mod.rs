@@ -7,11 +7,13 @@
 //! - [`delivery`]: lease, renew, complete, abandon, fail, batch settle.
 //! - [`admin`]: hosts, subscriptions, instances, tracking purge, status.
 //! - [`observe`]: health, metrics, unknown routes.
+//! - [`cluster`]: the replica set's view, switchover, active/passive health checks.
 //! - [`views`]: core types as JSON; [`properties`]: context properties as JSON.
 //! - [`base64`]: the body encoding for binary messages.
 
 pub mod admin;
 pub mod base64;
+pub mod cluster;
 pub mod delivery;
 pub mod extract;
 pub mod messages;
@@ -20,9 +22,13 @@ pub mod properties;
 pub mod views;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 
+use crate::errors::ActiveHttpAddress;
 use crate::state::SharedState;
 
 /// Room for the JSON envelope beyond the (possibly base64-encoded) body.
@@ -43,6 +49,10 @@ pub fn router(state: SharedState) -> Router {
     let body_limit = max_request_bytes(state.config.max_body_bytes);
     Router::new()
         .route("/health", get(observe::health))
+        .route("/health/active", get(cluster::health_active))
+        .route("/health/passive", get(cluster::health_passive))
+        .route("/v1/cluster", get(cluster::view))
+        .route("/v1/cluster/switchover", post(cluster::switchover))
         .route("/metrics", get(observe::metrics))
         .route("/v1/messages", post(messages::publish))
         .route("/v1/messages/{id}/history", get(messages::history))
@@ -66,5 +76,26 @@ pub fn router(state: SharedState) -> Router {
         .fallback(observe::not_found)
         .method_not_allowed_fallback(observe::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(redirect_to_active))
         .with_state(state)
+}
+
+/// A write that reached a passive node answers `307 Temporary Redirect` to the same path
+/// and query on the active (the error knows the active's address; only this layer knows the
+/// path). Clients such as `curl -L` repeat the request there, method and body included.
+async fn redirect_to_active(request: Request, next: Next) -> Response {
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|path| path.as_str().to_string())
+        .unwrap_or_default();
+    let mut response = next.run(request).await;
+    let location = response
+        .extensions()
+        .get::<ActiveHttpAddress>()
+        .map(|active| format!("http://{}{path_and_query}", active.0));
+    if let Some(value) = location.and_then(|location| HeaderValue::try_from(location).ok()) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }

@@ -10,7 +10,7 @@ use tandem_store::reader::MessageSummary;
 use tandem_store::{Catalog, MessageHistory};
 
 use crate::http::{base64, properties};
-use crate::operations::host_name;
+use crate::operations::{Acknowledgement, host_name};
 use crate::state::AppState;
 
 pub fn host(host: &Host) -> Json {
@@ -65,6 +65,18 @@ pub fn receipt(receipt: &PublishReceipt) -> Json {
         "instances": receipt.instances,
         "routing_failure": receipt.routing_failure,
     })
+}
+
+/// Which active, in which term, committed a publish (null when nothing reached the log).
+pub fn acknowledgement(acknowledgement: Option<Acknowledgement>) -> Json {
+    match acknowledgement {
+        Some(acknowledgement) => json!({
+            "term": acknowledgement.term,
+            "log_index": acknowledgement.log_index,
+            "node_id": acknowledgement.node_id,
+        }),
+        None => Json::Null,
+    }
 }
 
 /// A leased message; `body` is the text when the body is valid UTF-8, else null.

@@ -122,6 +122,7 @@ async fn a_busy_port_is_reported_plainly() {
         data_dir: directory.path().to_path_buf(),
         grpc_listen: taken,
         http_listen: "127.0.0.1:0".parse().expect("address"),
+        raft_listen: "127.0.0.1:0".parse().expect("address"),
         ..Default::default()
     };
     let error = match tandem_server::Node::start(config).await {

@@ -55,6 +55,7 @@ fn run_child_node(data_dir: String) {
         data_dir: data_dir.into(),
         grpc_listen: "127.0.0.1:0".parse().expect("address"),
         http_listen: "127.0.0.1:0".parse().expect("address"),
+        raft_listen: "127.0.0.1:0".parse().expect("address"),
         ..NodeConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

@@ -30,6 +30,7 @@ impl TestNode {
             data_dir: data_dir.path().to_path_buf(),
             grpc_listen: "127.0.0.1:0".parse().expect("address"),
             http_listen: "127.0.0.1:0".parse().expect("address"),
+            raft_listen: "127.0.0.1:0".parse().expect("address"),
             tick_interval_ms: TEST_TICK_INTERVAL_MS,
             ..NodeConfig::default()
         };

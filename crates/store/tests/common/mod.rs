@@ -15,7 +15,6 @@ use tandem_core::ids::MessageId;
 use tandem_core::instance::Instance;
 use tandem_core::message::NewMessage;
 use tandem_core::outcome::{LeasedMessage, Outcome};
-use tandem_core::settings::Settings;
 use tandem_core::subscription::RetryPolicy;
 use tandem_core::value::Value;
 use tandem_store::sqlite_tables::{instance_from_row, instance_select};
@@ -32,7 +31,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub fn open(dir: &Path) -> Store {
-    match Store::open(dir, Settings::default()) {
+    match Store::open(dir) {
         Ok(store) => store,
         Err(error) => panic!("cannot open the store in {}: {error}", dir.display()),
     }

@@ -1,0 +1,336 @@
+//! The sending side of replication: [`NetworkFactory`] gives openraft one [`PeerClient`] per
+//! target member, which keeps at most one connection to the member's `raft_address`.
+//!
+//! Every RPC is bounded by `RPCOption::soft_ttl()` from connect to answer. A snapshot transfer
+//! is bounded per step instead (connect, header, each chunk, the answer), so its total time
+//! grows with its size, and it stops as soon as openraft cancels it. Any failure drops the
+//! connection and the next RPC reconnects: a failure to connect is [`Unreachable`] (openraft
+//! backs off), anything later is a [`NetworkError`] (openraft retries at once).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::type_config::alias::SnapshotOf;
+use openraft::{ErrorSubject, ErrorVerb, OptionalSend, StorageError};
+use tokio::fs::File;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout, timeout_at};
+
+use super::SNAPSHOT_CHUNK_BYTES;
+use super::messages::{Request, Response};
+use crate::codec::{read_frame, write_frame};
+use crate::types::{Member, NodeId, SnapshotFile, TypeConfig, Vote};
+
+/// Creates the per-target clients openraft sends RPCs through.
+#[derive(Clone, Debug, Default)]
+pub struct NetworkFactory {
+    /// Peers this node reaches at another address than the one in the membership (a
+    /// tunnel, a NAT, or a fault-injecting proxy in tests).
+    route_overrides: Arc<BTreeMap<NodeId, String>>,
+}
+
+impl NetworkFactory {
+    pub fn with_routes(route_overrides: BTreeMap<NodeId, String>) -> NetworkFactory {
+        NetworkFactory {
+            route_overrides: Arc::new(route_overrides),
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
+        let address = self
+            .route_overrides
+            .get(&target)
+            .unwrap_or(&node.raft_address);
+        PeerClient::new(target, address.clone())
+    }
+}
+
+/// Sends one member's RPCs, one at a time, over a connection opened on first use.
+#[derive(Debug)]
+pub struct PeerClient {
+    target: NodeId,
+    address: String,
+    connection: Option<BufStream<TcpStream>>,
+}
+
+/// Why an exchange failed, and whether the peer was ever reached.
+enum Failure {
+    Connect(io::Error),
+    Exchange(io::Error),
+}
+
+impl PeerClient {
+    pub fn new(target: NodeId, address: String) -> Self {
+        Self {
+            target,
+            address,
+            connection: None,
+        }
+    }
+
+    /// Sends `request` and waits for its response, all within the soft TTL.
+    async fn call(
+        &mut self,
+        request: Request,
+        option: &RPCOption,
+    ) -> Result<Response, RPCError<TypeConfig>> {
+        let deadline = Instant::now() + option.soft_ttl();
+        match self.exchange(&request, deadline).await {
+            Ok(Response::Failed { reason }) => {
+                Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                    "node {} at {}: {reason}",
+                    self.target, self.address
+                ))))
+            }
+            Ok(response) => Ok(response),
+            Err(failure) => Err(self.fail(failure)),
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        request: &Request,
+        deadline: Instant,
+    ) -> Result<Response, Failure> {
+        let connection = self.connect(deadline).await?;
+        let answered = timeout_at(deadline, async {
+            write_frame(connection, request).await?;
+            read_frame(connection).await
+        })
+        .await;
+        match answered {
+            Ok(Ok(Some(response))) => Ok(response),
+            Ok(Ok(None)) => Err(Failure::Exchange(closed_before_answering())),
+            Ok(Err(error)) => Err(Failure::Exchange(error)),
+            Err(_elapsed) => Err(Failure::Exchange(timed_out("no answer"))),
+        }
+    }
+
+    /// The open connection, or a new one if there is none or the peer closed it.
+    async fn connect(&mut self, deadline: Instant) -> Result<&mut BufStream<TcpStream>, Failure> {
+        let connection = match self.connection.take() {
+            Some(connection) if is_open(&connection) => connection,
+            _ => {
+                let stream = match timeout_at(deadline, TcpStream::connect(&self.address)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => return Err(Failure::Connect(error)),
+                    Err(_elapsed) => return Err(Failure::Connect(timed_out("no connection"))),
+                };
+                stream.set_nodelay(true).map_err(Failure::Connect)?;
+                BufStream::new(stream)
+            }
+        };
+        Ok(self.connection.insert(connection))
+    }
+
+    /// Drops the connection after a failure and describes it for openraft.
+    fn fail(&mut self, failure: Failure) -> RPCError<TypeConfig> {
+        self.connection = None;
+        match failure {
+            Failure::Connect(error) => {
+                RPCError::Unreachable(Unreachable::new(&self.describe(error)))
+            }
+            Failure::Exchange(error) => RPCError::Network(NetworkError::new(&self.describe(error))),
+        }
+    }
+
+    /// A response of the wrong kind: the connection is out of step, so it is dropped.
+    fn unexpected(&mut self, response: Response) -> RPCError<TypeConfig> {
+        let error = io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected response {response:?}"),
+        );
+        self.fail(Failure::Exchange(error))
+    }
+
+    fn describe(&self, error: io::Error) -> io::Error {
+        io::Error::new(
+            error.kind(),
+            format!("node {} at {}: {error}", self.target, self.address),
+        )
+    }
+
+    /// Sends the header, the file's bytes and waits for the answer, each step within the soft
+    /// TTL.
+    async fn send_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: SnapshotOf<TypeConfig, SnapshotFile>,
+        option: &RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let (file, total_bytes) =
+            open_snapshot(&snapshot.snapshot.path)
+                .await
+                .map_err(|error| {
+                    let subject = ErrorSubject::Snapshot(Some(snapshot.meta.signature()));
+                    StorageError::from_io_error(subject, ErrorVerb::Read, error)
+                })?;
+        let header = Request::InstallSnapshot {
+            vote,
+            meta: snapshot.meta,
+            total_bytes,
+        };
+        let soft_ttl = option.soft_ttl();
+        let connection = match self.connect(Instant::now() + soft_ttl).await {
+            Ok(connection) => connection,
+            Err(failure) => return Err(self.fail(failure).into()),
+        };
+        let answered = async {
+            within(soft_ttl, write_frame(connection, &header)).await?;
+            copy_snapshot(file, total_bytes, connection, soft_ttl).await?;
+            within(soft_ttl, read_frame(connection)).await
+        }
+        .await;
+        match answered {
+            Ok(Some(Response::InstallSnapshot(response))) => Ok(response),
+            Ok(Some(Response::Failed { reason })) => Err(StreamingError::Unreachable(
+                Unreachable::from_string(format!("node {}: {reason}", self.target)),
+            )),
+            Ok(Some(response)) => Err(self.unexpected(response).into()),
+            Ok(None) => Err(self
+                .fail(Failure::Exchange(closed_before_answering()))
+                .into()),
+            Err(error) => Err(self.fail(Failure::Exchange(error)).into()),
+        }
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(Request::AppendEntries(rpc), &option).await? {
+            Response::AppendEntries(response) => Ok(response),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(Request::Vote(rpc), &option).await? {
+            Response::Vote(response) => Ok(response),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(Request::PreVote(rpc), &option).await? {
+            Response::PreVote(response) => Ok(response),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        request: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(Request::TransferLeader(request), &option).await? {
+            Response::TransferLeader(response) => Ok(response),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: SnapshotOf<TypeConfig, SnapshotFile>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let cancelled = tokio::select! {
+            sent = self.send_snapshot(vote, snapshot, &option) => return sent,
+            closed = cancel => closed,
+        };
+        // The peer is mid-snapshot and would read anything sent next as snapshot bytes.
+        self.connection = None;
+        Err(StreamingError::Closed(cancelled))
+    }
+}
+
+/// Whether a connection kept between RPCs is still usable: the peer has neither closed it nor
+/// sent anything unasked.
+fn is_open(connection: &BufStream<TcpStream>) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(
+        connection.get_ref().try_read(&mut probe),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock
+    )
+}
+
+async fn open_snapshot(path: &Path) -> io::Result<(File, u64)> {
+    let file = File::open(path).await?;
+    let total_bytes = file.metadata().await?.len();
+    Ok((file, total_bytes))
+}
+
+/// Streams exactly `total_bytes` of `file` to `connection`, each chunk within `step_timeout`.
+async fn copy_snapshot(
+    file: File,
+    total_bytes: u64,
+    connection: &mut BufStream<TcpStream>,
+    step_timeout: std::time::Duration,
+) -> io::Result<()> {
+    let mut file = file.take(total_bytes);
+    let mut chunk = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+    let mut sent_bytes = 0u64;
+    while sent_bytes < total_bytes {
+        let read_bytes = file.read(&mut chunk).await?;
+        if read_bytes == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("snapshot file shrank to {sent_bytes} of {total_bytes} bytes while sent"),
+            ));
+        }
+        within(step_timeout, connection.write_all(&chunk[..read_bytes])).await?;
+        sent_bytes += read_bytes as u64;
+    }
+    within(step_timeout, connection.flush()).await
+}
+
+async fn within<T>(
+    limit: std::time::Duration,
+    step: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    timeout(limit, step)
+        .await
+        .unwrap_or_else(|_elapsed| Err(timed_out("no progress")))
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{what} within the RPC's soft TTL"),
+    )
+}
+
+fn closed_before_answering() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the peer closed the connection before answering",
+    )
+}

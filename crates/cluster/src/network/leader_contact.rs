@@ -1,0 +1,198 @@
+//! When this node last heard from the active, and whether the active's connections to it are
+//! still open: a process that dies closes its sockets, so a follower learns of a crashed active
+//! at once instead of after an election timeout.
+//!
+//! The server records every AppendEntries a leader sent over a connection that this node
+//! accepted. When the last open connection that carried the current leader's AppendEntries
+//! closes, the loss counter ([`LeaderContact::subscribe_to_losses`]) goes up. One connection
+//! closing is not enough: openraft replaces its replication connection now and then, while the
+//! heartbeat connection stays open.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::types::NodeId;
+
+/// The last AppendEntries this node accepted from a leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub leader_id: NodeId,
+    pub term: u64,
+    /// Wall clock, milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+    pub received_at: Instant,
+}
+
+/// Shared by the replication server (which records) and the node (which observes).
+#[derive(Debug)]
+pub struct LeaderContact {
+    state: Mutex<ContactState>,
+    losses: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct ContactState {
+    last_contact: Option<Contact>,
+    /// Open connections that carried AppendEntries of `last_contact`'s leader and term.
+    open_leader_connections: usize,
+}
+
+/// A leader as a connection saw it: its node id and term.
+type LeaderTerm = (NodeId, u64);
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            losses: watch::Sender::new(0),
+        }
+    }
+}
+
+impl LeaderContact {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn last_contact(&self) -> Option<Contact> {
+        self.lock().last_contact
+    }
+
+    /// A counter that goes up each time the last open connection carrying the current leader's
+    /// AppendEntries closes. Await `changed()` on it to start an election at once.
+    ///
+    /// A live leader also drops its connections when its RPCs time out (for example while this
+    /// node stalls on a slow disk) and reconnects with its next heartbeat. To tell the two
+    /// apart, wait a couple of heartbeat intervals after a loss and elect only if
+    /// [`Self::last_contact`] has not moved past the moment of the loss.
+    pub fn subscribe_to_losses(&self) -> watch::Receiver<u64> {
+        self.losses.subscribe()
+    }
+
+    /// Tracks one accepted connection; dropping the record counts the connection as closed.
+    pub(crate) fn connection_record(self: &Arc<Self>) -> ConnectionRecord {
+        ConnectionRecord {
+            contact: Arc::clone(self),
+            carried_leader: None,
+        }
+    }
+
+    fn record_append_entries(&self, leader: LeaderTerm, carried_leader: &mut Option<LeaderTerm>) {
+        let mut state = self.lock();
+        let current_leader = state
+            .last_contact
+            .map(|contact| (contact.leader_id, contact.term));
+        if current_leader != Some(leader) {
+            state.open_leader_connections = 0;
+        }
+        state.last_contact = Some(Contact {
+            leader_id: leader.0,
+            term: leader.1,
+            received_at_ms: wall_clock_ms(),
+            received_at: Instant::now(),
+        });
+        if current_leader != Some(leader) || *carried_leader != Some(leader) {
+            state.open_leader_connections += 1;
+        }
+        *carried_leader = Some(leader);
+    }
+
+    fn connection_closed(&self, carried_leader: Option<LeaderTerm>) {
+        let mut state = self.lock();
+        let current_leader = state
+            .last_contact
+            .map(|contact| (contact.leader_id, contact.term));
+        if carried_leader.is_none() || carried_leader != current_leader {
+            return;
+        }
+        state.open_leader_connections = state.open_leader_connections.saturating_sub(1);
+        if state.open_leader_connections == 0 {
+            self.losses.send_modify(|losses| *losses += 1);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ContactState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One accepted connection's part in [`LeaderContact`].
+pub(crate) struct ConnectionRecord {
+    contact: Arc<LeaderContact>,
+    carried_leader: Option<LeaderTerm>,
+}
+
+impl ConnectionRecord {
+    /// Records an AppendEntries the local Raft accepted from `leader_id` in `term`.
+    pub(crate) fn append_entries_accepted(&mut self, leader_id: NodeId, term: u64) {
+        self.contact
+            .record_append_entries((leader_id, term), &mut self.carried_leader);
+    }
+}
+
+impl Drop for ConnectionRecord {
+    fn drop(&mut self) {
+        self.contact.connection_closed(self.carried_leader);
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_count_only_when_the_leaders_last_connection_closes() {
+        let contact = LeaderContact::new();
+        let losses = contact.subscribe_to_losses();
+        let mut heartbeats = contact.connection_record();
+        let mut replication = contact.connection_record();
+        let idle = contact.connection_record();
+        heartbeats.append_entries_accepted(1, 3);
+        heartbeats.append_entries_accepted(1, 3);
+        replication.append_entries_accepted(1, 3);
+        let last = contact.last_contact().unwrap();
+        assert_eq!((last.leader_id, last.term), (1, 3));
+
+        drop(idle);
+        drop(replication);
+        assert_eq!(*losses.borrow(), 0);
+        drop(heartbeats);
+        assert_eq!(*losses.borrow(), 1);
+    }
+
+    #[test]
+    fn a_new_leader_forgets_the_old_leaders_connections() {
+        let contact = LeaderContact::new();
+        let losses = contact.subscribe_to_losses();
+        let mut old_leader = contact.connection_record();
+        let mut new_leader = contact.connection_record();
+        old_leader.append_entries_accepted(1, 3);
+        new_leader.append_entries_accepted(2, 4);
+
+        drop(old_leader);
+        assert_eq!(*losses.borrow(), 0);
+        drop(new_leader);
+        assert_eq!(*losses.borrow(), 1);
+        assert_eq!(contact.last_contact().unwrap().leader_id, 2);
+    }
+
+    #[test]
+    fn a_connection_that_switches_to_the_new_leader_counts_once() {
+        let contact = LeaderContact::new();
+        let losses = contact.subscribe_to_losses();
+        let mut connection = contact.connection_record();
+        connection.append_entries_accepted(1, 3);
+        connection.append_entries_accepted(1, 4);
+        connection.append_entries_accepted(1, 4);
+        drop(connection);
+        assert_eq!(*losses.borrow(), 1);
+    }
+}

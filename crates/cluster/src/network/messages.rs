@@ -1,0 +1,41 @@
+//! The replication messages as they travel in frames: one [`Request`] from a leader or
+//! candidate, one [`Response`] from the peer.
+
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::types::{SnapshotMeta, TypeConfig, Vote};
+
+/// What one member asks another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<TypeConfig>),
+    PreVote(VoteRequest<TypeConfig>),
+    TransferLeader(TransferLeaderRequest<TypeConfig>),
+    /// Announces a snapshot: exactly `total_bytes` raw bytes of the snapshot file follow this
+    /// frame on the same connection, then the peer answers with
+    /// [`Response::InstallSnapshot`].
+    InstallSnapshot {
+        vote: Vote,
+        meta: SnapshotMeta,
+        total_bytes: u64,
+    },
+}
+
+/// The answer to one [`Request`], of the matching variant, or [`Response::Failed`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    AppendEntries(AppendEntriesResponse<TypeConfig>),
+    Vote(VoteResponse<TypeConfig>),
+    PreVote(VoteResponse<TypeConfig>),
+    TransferLeader(TransferLeaderResponse<TypeConfig>),
+    InstallSnapshot(SnapshotResponse<TypeConfig>),
+    /// The peer's Raft could not handle the request: it is shutting down or has stopped.
+    Failed {
+        reason: String,
+    },
+}

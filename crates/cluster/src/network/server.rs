@@ -1,0 +1,274 @@
+//! The receiving side of replication: [`serve`] accepts peers' connections and answers each
+//! request with the local Raft, one request at a time per connection.
+//!
+//! A received snapshot is written to a new `received-*.snapshot` file in the snapshot
+//! directory, fsynced, and handed to the state machine through
+//! `Raft::install_full_snapshot`. The state machine takes the file by renaming it (or copying
+//! and removing it); whatever is still at that path once the install returns was not taken
+//! (stale vote, or the snapshot is not newer than what is committed) and is removed here, as
+//! are files left by transfers a crash interrupted.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::Raft;
+use openraft::raft::AppendEntriesResponse;
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::vote::RaftLeaderId;
+use tokio::fs::{File, OpenOptions};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+
+use super::leader_contact::{ConnectionRecord, LeaderContact};
+use super::messages::{Request, Response};
+use super::{
+    ACCEPT_RETRY_DELAY_MS, IDLE_CONNECTION_TIMEOUT_MS, MAX_INBOUND_CONNECTIONS,
+    SNAPSHOT_CHUNK_BYTES, STALLED_PEER_TIMEOUT_MS,
+};
+use crate::codec::{read_frame, write_frame};
+use crate::types::{SnapshotFile, SnapshotMeta, TypeConfig, Vote};
+
+const RECEIVED_SNAPSHOT_PREFIX: &str = "received-";
+const RECEIVED_SNAPSHOT_SUFFIX: &str = ".snapshot";
+
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_millis(IDLE_CONNECTION_TIMEOUT_MS);
+const STALLED_PEER_TIMEOUT: Duration = Duration::from_millis(STALLED_PEER_TIMEOUT_MS);
+
+/// Answers replication requests on `listener` until `shutdown` completes, then closes every
+/// connection. Fails only if the snapshot directory cannot be created or cleaned of
+/// interrupted transfers.
+pub async fn serve<SM>(
+    listener: TcpListener,
+    raft: Raft<TypeConfig, SM>,
+    snapshot_directory: PathBuf,
+    contact: Arc<LeaderContact>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    tokio::fs::create_dir_all(&snapshot_directory).await?;
+    remove_interrupted_transfers(&snapshot_directory).await?;
+    let connection_slots = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
+    let snapshot_directory: Arc<Path> = snapshot_directory.into();
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer_address)) => stream,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_DELAY_MS)).await;
+                continue;
+            }
+        };
+        // Over the limit the connection is closed at once, so the peer fails fast and retries.
+        let Ok(slot) = Arc::clone(&connection_slots).try_acquire_owned() else {
+            continue;
+        };
+        let connection = Connection {
+            raft: raft.clone(),
+            snapshot_directory: Arc::clone(&snapshot_directory),
+            record: contact.connection_record(),
+        };
+        connections.spawn(async move {
+            // A failed or garbled connection is closed without an answer; the peer reconnects.
+            let _ = connection.serve(stream).await;
+            drop(slot);
+        });
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// One accepted connection.
+struct Connection<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    raft: Raft<TypeConfig, SM>,
+    snapshot_directory: Arc<Path>,
+    record: ConnectionRecord,
+}
+
+impl<SM> Connection<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    async fn serve(mut self, stream: TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        let mut stream = BufStream::new(stream);
+        loop {
+            let waiting = timeout(IDLE_CONNECTION_TIMEOUT, stream.fill_buf()).await;
+            if waiting
+                .map_err(|_elapsed| stalled("idle connection"))??
+                .is_empty()
+            {
+                return Ok(());
+            }
+            let request = timeout(STALLED_PEER_TIMEOUT, read_frame(&mut stream))
+                .await
+                .map_err(|_elapsed| stalled("partial frame"))??;
+            let Some(request) = request else {
+                return Ok(());
+            };
+            let response = self.answer(request, &mut stream).await?;
+            timeout(STALLED_PEER_TIMEOUT, write_frame(&mut stream, &response))
+                .await
+                .map_err(|_elapsed| stalled("unread response"))??;
+        }
+    }
+
+    async fn answer(
+        &mut self,
+        request: Request,
+        stream: &mut BufStream<TcpStream>,
+    ) -> io::Result<Response> {
+        let response = match request {
+            Request::AppendEntries(rpc) => {
+                let leader_id = *rpc.vote.leader_id().node_id();
+                let term = rpc.vote.leader_id().term();
+                let response = self.raft.append_entries(rpc).await;
+                if let Ok(accepted) = &response
+                    && !matches!(accepted, AppendEntriesResponse::HigherVote(_))
+                {
+                    self.record.append_entries_accepted(leader_id, term);
+                }
+                response.map(Response::AppendEntries).map_err(failed)
+            }
+            Request::Vote(rpc) => self
+                .raft
+                .vote(rpc)
+                .await
+                .map(Response::Vote)
+                .map_err(failed),
+            Request::PreVote(rpc) => self
+                .raft
+                .pre_vote(rpc)
+                .await
+                .map(Response::PreVote)
+                .map_err(failed),
+            Request::TransferLeader(request) => self
+                .raft
+                .handle_transfer_leader(request)
+                .await
+                .map(Response::TransferLeader)
+                .map_err(failed),
+            Request::InstallSnapshot {
+                vote,
+                meta,
+                total_bytes,
+            } => {
+                let path = self.receive_snapshot(stream, total_bytes).await?;
+                Ok(self.install_snapshot(vote, meta, path).await)
+            }
+        };
+        Ok(response.unwrap_or_else(|failed| failed))
+    }
+
+    /// Copies the `total_bytes` that follow the header into a new, fsynced file.
+    async fn receive_snapshot(
+        &self,
+        stream: &mut BufStream<TcpStream>,
+        total_bytes: u64,
+    ) -> io::Result<PathBuf> {
+        let (mut file, path) = create_received_file(&self.snapshot_directory).await?;
+        let received = async {
+            let mut chunk = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+            let mut remaining_bytes = total_bytes;
+            while remaining_bytes > 0 {
+                let chunk_bytes = remaining_bytes.min(chunk.len() as u64) as usize;
+                timeout(
+                    STALLED_PEER_TIMEOUT,
+                    stream.read_exact(&mut chunk[..chunk_bytes]),
+                )
+                .await
+                .map_err(|_elapsed| stalled("snapshot transfer"))??;
+                file.write_all(&chunk[..chunk_bytes]).await?;
+                remaining_bytes -= chunk_bytes as u64;
+            }
+            file.sync_all().await?;
+            File::open(&self.snapshot_directory).await?.sync_all().await
+        }
+        .await;
+        match received {
+            Ok(()) => Ok(path),
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn install_snapshot(&self, vote: Vote, meta: SnapshotMeta, path: PathBuf) -> Response {
+        let snapshot = Snapshot {
+            meta,
+            snapshot: SnapshotFile { path: path.clone() },
+        };
+        let installed = self.raft.install_full_snapshot(vote, snapshot).await;
+        // Not taken by the state machine: refused, or not newer than what is committed.
+        match tokio::fs::remove_file(&path).await {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                return Response::Failed {
+                    reason: format!("cannot remove {}: {error}", path.display()),
+                };
+            }
+            _ => {}
+        }
+        match installed {
+            Ok(response) => Response::InstallSnapshot(response),
+            Err(fatal) => failed(fatal),
+        }
+    }
+}
+
+fn failed(error: impl std::fmt::Display) -> Response {
+    Response::Failed {
+        reason: error.to_string(),
+    }
+}
+
+fn stalled(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what}: peer stalled"))
+}
+
+/// A new file for one incoming snapshot; its name is unique within the process and, with the
+/// wall clock, across restarts.
+async fn create_received_file(directory: &Path) -> io::Result<(File, PathBuf)> {
+    static RECEIVED_SNAPSHOTS: AtomicU64 = AtomicU64::new(0);
+    let sequence = RECEIVED_SNAPSHOTS.fetch_add(1, Ordering::Relaxed);
+    let started_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    let path = directory.join(format!(
+        "{RECEIVED_SNAPSHOT_PREFIX}{started_ns}-{sequence}{RECEIVED_SNAPSHOT_SUFFIX}"
+    ));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .await?;
+    Ok((file, path))
+}
+
+async fn remove_interrupted_transfers(directory: &Path) -> io::Result<()> {
+    let mut entries = tokio::fs::read_dir(directory).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(RECEIVED_SNAPSHOT_PREFIX) && name.ends_with(RECEIVED_SNAPSHOT_SUFFIX) {
+            tokio::fs::remove_file(entry.path()).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The proposer: gathers the commands waiting on the active into one log entry stamped with
+//! the active's clock, proposes it, and answers each caller with its own outcome and the
+//! term that acknowledged it. Several entries may be in flight at once; while they are,
+//! new commands queue up and make the next entry bigger (group commit across the replica
+//! set: one append and one fsync per node for many commands).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::errors::{ClientWriteError, RaftError};
+use tandem_core::error::{Error, ErrorCode, Redirect, Result};
+use tandem_core::{Command, Outcome, limits};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::types::{NodeId, Proposal, ProposalResult, Raft, TypeConfig};
+
+/// Entries proposed and not yet committed, at most.
+pub const MAX_PROPOSALS_IN_FLIGHT: usize = 4;
+
+/// An outcome and the log position that made it durable.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Acknowledged {
+    pub outcome: Outcome,
+    /// The term of the active that committed it.
+    pub term: u64,
+    pub log_index: u64,
+}
+
+pub struct Pending {
+    pub command: Command,
+    pub reply: oneshot::Sender<Result<Acknowledged>>,
+}
+
+pub async fn run_proposer(
+    raft: Raft,
+    mut pending: mpsc::Receiver<Pending>,
+    write_timeout: Duration,
+) {
+    let in_flight = Arc::new(Semaphore::new(MAX_PROPOSALS_IN_FLIGHT));
+    while let Some(first) = pending.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let (commands, replies) = gather(first, &mut pending);
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let result = propose(&raft, commands, write_timeout).await;
+            drop(permit);
+            answer(replies, result);
+        });
+    }
+}
+
+fn gather(
+    first: Pending,
+    pending: &mut mpsc::Receiver<Pending>,
+) -> (Vec<Command>, Vec<oneshot::Sender<Result<Acknowledged>>>) {
+    let mut commands = Vec::new();
+    let mut replies = Vec::new();
+    let mut messages = 0;
+    let mut next = Some(first);
+    while let Some(item) = next.take() {
+        messages += message_weight(&item.command);
+        commands.push(item.command);
+        replies.push(item.reply);
+        if commands.len() >= limits::MAX_COMMANDS_PER_COMMIT
+            || messages >= limits::MAX_MESSAGES_PER_COMMIT
+        {
+            break;
+        }
+        next = pending.try_recv().ok();
+    }
+    (commands, replies)
+}
+
+fn message_weight(command: &Command) -> usize {
+    match command {
+        Command::Publish { messages, .. } => messages.len().max(1),
+        Command::Lease { max_messages, .. } => *max_messages as usize,
+        _ => 1,
+    }
+}
+
+struct Committed {
+    result: ProposalResult,
+    term: u64,
+    log_index: u64,
+}
+
+async fn propose(
+    raft: &Raft,
+    commands: Vec<Command>,
+    write_timeout: Duration,
+) -> Result<Committed> {
+    let proposal = Proposal::Commands {
+        timestamp_ms: crate::wall_clock_ms(),
+        commands,
+    };
+    match tokio::time::timeout(write_timeout, raft.client_write(proposal)).await {
+        Ok(Ok(response)) => Ok(Committed {
+            term: response.log_id.leader_id.term,
+            log_index: response.log_id.index,
+            result: response.data,
+        }),
+        Ok(Err(error)) => Err(write_error(raft, error)),
+        Err(_) => Err(Error::new(
+            ErrorCode::NoQuorum,
+            format!(
+                "no quorum: the active could not replicate to a majority of voters within \
+                 {} ms; the outcome is unknown and retrying with the same message id is safe",
+                write_timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+fn answer(replies: Vec<oneshot::Sender<Result<Acknowledged>>>, result: Result<Committed>) {
+    match result {
+        Ok(committed) => {
+            let mut outcomes = committed.result.outcomes.into_iter();
+            for reply in replies {
+                let outcome = outcomes
+                    .next()
+                    .unwrap_or_else(|| Err(Error::unavailable("the log answered no outcome")));
+                let _ = reply.send(outcome.map(|outcome| Acknowledged {
+                    outcome,
+                    term: committed.term,
+                    log_index: committed.log_index,
+                }));
+            }
+        }
+        Err(error) => {
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// Maps openraft's refusal of a write to what a client can act on.
+pub fn write_error(
+    raft: &Raft,
+    error: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+) -> Error {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            not_active(*raft.node_id(), forward.leader_id, forward.leader_node)
+        }
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => Error::unavailable(
+            "the active changed while this write was in flight; its outcome is unknown and \
+             retrying with the same message id is safe",
+        ),
+        RaftError::APIError(other) => Error::unavailable(format!("write refused: {other}")),
+        RaftError::Fatal(fatal) => Error::unavailable(format!("replication stopped: {fatal}")),
+    }
+}
+
+/// The error a passive node answers: a redirect when the active is known.
+pub fn not_active(
+    this_node: NodeId,
+    leader: Option<NodeId>,
+    leader_member: Option<crate::types::Member>,
+) -> Error {
+    match (leader, leader_member) {
+        (Some(node_id), Some(member)) if node_id != this_node => Error::not_active(
+            format!(
+                "node {this_node} is passive; the active is node {node_id} (grpc {}, http {})",
+                member.grpc_address, member.http_address
+            ),
+            Redirect {
+                node_id,
+                grpc_address: member.grpc_address,
+                http_address: member.http_address,
+            },
+        ),
+        _ => Error::unavailable(format!(
+            "node {this_node} is passive and no active is known yet (an election is under way); \
+             retry in a moment"
+        )),
+    }
+}

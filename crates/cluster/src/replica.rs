@@ -1,0 +1,313 @@
+//! [`Replica`]: one node's membership in a replica set. It opens the Raft log, wraps the
+//! store as the state machine, serves replication on its own port, and offers the node what
+//! it needs: execute a command through the log, the status, and membership operations
+//! (initialize, join, remove, switchover).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::ChangeMembers;
+use tandem_core::error::{Error, ErrorCode, Result};
+use tandem_core::{Command, Outcome};
+use tandem_store::StoreHandle;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::failover::{self, record_failovers};
+use crate::log_store::LogStore;
+use crate::network::{LeaderContact, NetworkFactory, serve};
+use crate::proposer::{Acknowledged, Pending, not_active, run_proposer};
+use crate::state_machine::StateMachine;
+use crate::status::{ReplicaStatus, Role};
+use crate::types::{FailoverRecord, Member, NodeId, Raft};
+use crate::{ClusterError, ReplicaSettings};
+
+/// Commands waiting for the proposer, at most.
+const PROPOSAL_QUEUE_CAPACITY: usize = 16_384;
+/// The directory of the Raft log inside a node's data directory.
+pub const LOG_DIRECTORY: &str = "raft";
+/// The directory of snapshots inside a node's data directory.
+pub const SNAPSHOT_DIRECTORY: &str = "snapshots";
+
+pub struct Replica {
+    raft: Raft,
+    settings: ReplicaSettings,
+    store: StoreHandle,
+    proposals: mpsc::Sender<Pending>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    server: Mutex<Option<JoinHandle<std::io::Result<()>>>>,
+}
+
+impl Replica {
+    /// Starts replication for the node whose store is `store`, serving peers on `listener`.
+    pub async fn start(
+        settings: ReplicaSettings,
+        data_dir: &Path,
+        store: StoreHandle,
+        listener: TcpListener,
+    ) -> std::result::Result<Replica, ClusterError> {
+        let log_store = LogStore::open(&data_dir.join(LOG_DIRECTORY))
+            .map_err(|error| ClusterError::Storage(format!("raft log: {error}")))?;
+        let snapshot_directory = data_dir.join(SNAPSHOT_DIRECTORY);
+        let state_machine = StateMachine::open(store.clone(), snapshot_directory.clone())
+            .map_err(|error| ClusterError::Storage(format!("state machine: {error}")))?;
+        let config = settings.raft_config()?;
+        let raft = Raft::new(
+            settings.node_id,
+            Arc::new(config),
+            NetworkFactory::with_routes(settings.peer_routes.clone()),
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|error| ClusterError::Raft(error.to_string()))?;
+        let (stop, stopped) = watch::channel(false);
+        let contact = LeaderContact::new();
+        let (proposals, pending) = mpsc::channel(PROPOSAL_QUEUE_CAPACITY);
+        let write_timeout = Duration::from_millis(settings.write_timeout_ms);
+        let server = tokio::spawn(serve(
+            listener,
+            raft.clone(),
+            snapshot_directory,
+            contact.clone(),
+            wait_for_stop(stopped.clone()),
+        ));
+        let tasks = vec![
+            tokio::spawn(run_proposer(raft.clone(), pending, write_timeout)),
+            tokio::spawn(record_failovers(
+                raft.clone(),
+                contact,
+                settings.election_timeout_min_ms,
+                stopped,
+            )),
+        ];
+        Ok(Replica {
+            raft,
+            settings,
+            store,
+            proposals,
+            stop,
+            tasks: Mutex::new(tasks),
+            server: Mutex::new(Some(server)),
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.settings.node_id
+    }
+
+    pub fn member(&self) -> &Member {
+        &self.settings.member
+    }
+
+    /// Replicates `command` to a majority and applies it; the answer names the term that
+    /// acknowledged it. On a passive node the error redirects to the active.
+    pub async fn execute(&self, command: Command) -> Result<Acknowledged> {
+        if !self.raft.is_leader() {
+            return Err(self.not_active());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.proposals
+            .send(Pending { command, reply })
+            .await
+            .map_err(|_| Error::unavailable("the node is shutting down"))?;
+        answer
+            .await
+            .map_err(|_| Error::unavailable("the node is shutting down"))?
+    }
+
+    /// [`Replica::execute`] without the acknowledgement details.
+    pub async fn execute_outcome(&self, command: Command) -> Result<Outcome> {
+        self.execute(command)
+            .await
+            .map(|acknowledged| acknowledged.outcome)
+    }
+
+    pub fn status(&self) -> ReplicaStatus {
+        ReplicaStatus::of(&self.raft)
+    }
+
+    /// True once this node has formed or joined a replica set (its log says so).
+    pub async fn is_initialized(&self) -> Result<bool> {
+        self.raft
+            .is_initialized()
+            .await
+            .map_err(|error| Error::unavailable(format!("replication stopped: {error}")))
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.raft.is_leader()
+    }
+
+    /// Makes this node the first member of a new replica set with `members` as its voters
+    /// (this node among them). Refused once the node belongs to a replica set.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, Member>) -> Result<()> {
+        if !members.contains_key(&self.settings.node_id) {
+            return Err(Error::invalid(format!(
+                "the members must include this node ({})",
+                self.settings.node_id
+            )));
+        }
+        self.raft.initialize(members).await.map_err(|error| {
+            Error::new(
+                ErrorCode::AlreadyExists,
+                format!("cannot initialize the replica set: {error}"),
+            )
+        })
+    }
+
+    /// On the active: adds a node as a learner, waits until it has caught up, then makes it
+    /// a voter.
+    pub async fn add_member(&self, node_id: NodeId, member: Member) -> Result<()> {
+        self.require_active()?;
+        self.raft
+            .add_learner(node_id, member, true)
+            .await
+            .map_err(|error| membership_error("add the node as a learner", error))?;
+        let voters = BTreeSet::from([node_id]);
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(voters), false)
+            .await
+            .map_err(|error| membership_error("make the node a voter", error))?;
+        Ok(())
+    }
+
+    /// On the active: removes a node from the voters and the members.
+    pub async fn remove_member(&self, node_id: NodeId) -> Result<()> {
+        self.require_active()?;
+        let status = self.status();
+        if !status
+            .members
+            .iter()
+            .any(|member| member.node_id == node_id)
+        {
+            return Err(Error::not_found(format!(
+                "node {node_id} is not a member of this replica set"
+            )));
+        }
+        self.raft
+            .change_membership(
+                ChangeMembers::RemoveVoters(BTreeSet::from([node_id])),
+                false,
+            )
+            .await
+            .map_err(|error| membership_error("remove the node", error))?;
+        Ok(())
+    }
+
+    /// On the active: hands the active role to `to` (or the most up-to-date passive) and
+    /// returns the chosen node.
+    pub async fn switchover(&self, to: Option<NodeId>) -> Result<NodeId> {
+        self.require_active()?;
+        let status = self.status();
+        let target = match to {
+            Some(node_id) => {
+                let candidate = status
+                    .members
+                    .iter()
+                    .find(|member| member.node_id == node_id)
+                    .ok_or_else(|| Error::not_found(format!("node {node_id} is not a member")))?;
+                if !candidate.voter {
+                    return Err(Error::invalid(format!(
+                        "node {node_id} is not a voter and cannot become the active"
+                    )));
+                }
+                node_id
+            }
+            None => status
+                .members
+                .iter()
+                .filter(|member| member.voter && member.node_id != self.settings.node_id)
+                .min_by_key(|member| member.lag.unwrap_or(u64::MAX))
+                .map(|member| member.node_id)
+                .ok_or_else(|| {
+                    Error::invalid("there is no other voter to hand the active role to")
+                })?,
+        };
+        if target == self.settings.node_id {
+            return Ok(target);
+        }
+        self.raft
+            .trigger()
+            .transfer_leader(target)
+            .await
+            .map_err(|error| Error::unavailable(format!("switchover failed: {error}")))?;
+        Ok(target)
+    }
+
+    /// Waits up to `timeout` for a known active; returns its id.
+    pub async fn wait_for_active(&self, timeout: Duration) -> Option<NodeId> {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(
+                |metrics| metrics.current_leader.is_some(),
+                "an active is known",
+            )
+            .await
+            .ok()
+            .and_then(|metrics| metrics.current_leader)
+    }
+
+    /// The failover history, oldest first (at most `limit` of the latest).
+    pub async fn failover_history(&self, limit: usize) -> Result<Vec<FailoverRecord>> {
+        let events = self.store.cluster_events(limit).await?;
+        Ok(events
+            .iter()
+            .filter_map(|event| failover::from_json(&event.record))
+            .collect())
+    }
+
+    /// Stops replication: the Raft core, the proposer and the peer server.
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        let _ = self.raft.shutdown().await;
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        let server = lock(&self.server).take();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        if let Some(server) = server {
+            server.abort();
+            let _ = server.await;
+        }
+    }
+
+    fn require_active(&self) -> Result<()> {
+        if self.raft.is_leader() {
+            Ok(())
+        } else {
+            Err(self.not_active())
+        }
+    }
+
+    fn not_active(&self) -> Error {
+        let status = self.status();
+        if status.role == Role::Active {
+            return Error::unavailable("the active role is changing; retry in a moment");
+        }
+        not_active(
+            self.settings.node_id,
+            status.active,
+            status.active_member().cloned(),
+        )
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn membership_error(action: &str, error: impl std::fmt::Display) -> Error {
+    Error::unavailable(format!("cannot {action}: {error}"))
+}
+
+async fn wait_for_stop(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}

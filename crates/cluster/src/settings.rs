@@ -1,0 +1,89 @@
+//! [`ReplicaSettings`]: who this node is in the replica set and the replication timings,
+//! with defaults that suit a LAN: a new active serves within about a second of the old
+//! one's crash.
+
+use std::collections::BTreeMap;
+
+use openraft::{Config, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::ClusterError;
+use crate::types::{Member, NodeId};
+
+/// The active sends a heartbeat this often.
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// A passive that has heard nothing for a random time in this range starts an election. The
+/// previous active's lease lasts the maximum, so a crash is followed by a new active after
+/// roughly the maximum plus one round trip.
+pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 400;
+pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 700;
+/// A write that has not reached a majority after this long answers `no_quorum`.
+pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5_000;
+/// A snapshot is taken after this many log entries, and the log before it purged.
+pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 5_000;
+/// Entries kept in the log behind a snapshot, so a briefly lagging passive catches up from
+/// the log rather than from a snapshot.
+pub const LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT: u64 = 1_000;
+/// Entries sent in one replication request at most.
+pub const MAX_ENTRIES_PER_APPEND: u64 = 64;
+/// Sending or installing a snapshot may take this long.
+pub const SNAPSHOT_TRANSFER_TIMEOUT_MS: u64 = 120_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaSettings {
+    pub node_id: NodeId,
+    /// How the other members and clients reach this node.
+    pub member: Member,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub write_timeout_ms: u64,
+    pub snapshot_every_entries: u64,
+    /// Peers this node dials at another replication address than the membership's.
+    pub peer_routes: BTreeMap<NodeId, String>,
+}
+
+impl ReplicaSettings {
+    pub fn new(node_id: NodeId, member: Member) -> ReplicaSettings {
+        ReplicaSettings {
+            node_id,
+            member,
+            heartbeat_interval_ms: DEFAULT_HEARTBEAT_INTERVAL_MS,
+            election_timeout_min_ms: DEFAULT_ELECTION_TIMEOUT_MIN_MS,
+            election_timeout_max_ms: DEFAULT_ELECTION_TIMEOUT_MAX_MS,
+            write_timeout_ms: DEFAULT_WRITE_TIMEOUT_MS,
+            snapshot_every_entries: DEFAULT_SNAPSHOT_EVERY_ENTRIES,
+            peer_routes: BTreeMap::new(),
+        }
+    }
+
+    /// openraft's configuration, checked.
+    pub fn raft_config(&self) -> Result<Config, ClusterError> {
+        if self.heartbeat_interval_ms * 2 > self.election_timeout_min_ms {
+            return Err(ClusterError::Settings(format!(
+                "the election timeout ({} ms) must be at least twice the heartbeat interval \
+                 ({} ms), or passives start elections while the active is healthy",
+                self.election_timeout_min_ms, self.heartbeat_interval_ms
+            )));
+        }
+        if self.snapshot_every_entries == 0 {
+            return Err(ClusterError::Settings(
+                "snapshot_every_entries must be at least 1".into(),
+            ));
+        }
+        Config {
+            cluster_name: "tandem".into(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            install_snapshot_timeout: SNAPSHOT_TRANSFER_TIMEOUT_MS,
+            max_payload_entries: MAX_ENTRIES_PER_APPEND,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT,
+            enable_pre_vote: Some(true),
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|error| ClusterError::Settings(error.to_string()))
+    }
+}

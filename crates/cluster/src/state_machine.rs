@@ -1,0 +1,266 @@
+//! [`StateMachine`]: openraft's state machine on top of the node's store. Committed entries
+//! become store batches (applied in order, concurrent ones in one transaction), each saving
+//! the log position it reaches; snapshots are consistent copies of the store's SQLite file.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use openraft::EntryPayload;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use serde::{Deserialize, Serialize};
+use tandem_store::{Batch, ClusterEvent, StoreHandle};
+
+use crate::codec;
+use crate::types::{
+    Entry, LogId, Proposal, ProposalResult, Snapshot, SnapshotFile, SnapshotMeta, StoredMembership,
+    TypeConfig,
+};
+
+/// Entries taken from the apply stream before the store is asked to commit them.
+const MAX_ENTRIES_PER_APPLY: usize = 256;
+/// Snapshots kept on disk: the current one and the one before (a follower may still be
+/// receiving it).
+const SNAPSHOTS_KEPT: usize = 2;
+const SNAPSHOT_EXTENSION: &str = "sqlite";
+const META_EXTENSION: &str = "meta";
+
+/// What the store saves with every batch: how far the log has been applied.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct AppliedPosition {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+pub struct StateMachine {
+    store: StoreHandle,
+    snapshot_directory: PathBuf,
+    membership: StoredMembership,
+}
+
+impl StateMachine {
+    /// Wraps `store`; snapshots live in `snapshot_directory` (created if missing).
+    pub fn open(store: StoreHandle, snapshot_directory: PathBuf) -> io::Result<StateMachine> {
+        std::fs::create_dir_all(&snapshot_directory)?;
+        let position = applied_position(&store)?;
+        Ok(StateMachine {
+            store,
+            snapshot_directory,
+            membership: position.membership,
+        })
+    }
+
+    fn batch_for(&mut self, entry: &Entry) -> io::Result<Batch> {
+        let (timestamp_ms, commands, event) = match &entry.payload {
+            EntryPayload::Blank => (0, Vec::new(), None),
+            EntryPayload::Membership(membership) => {
+                self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
+                (0, Vec::new(), None)
+            }
+            EntryPayload::Normal(Proposal::Commands {
+                timestamp_ms,
+                commands,
+            }) => (*timestamp_ms, commands.clone(), None),
+            EntryPayload::Normal(Proposal::Failover(record)) => {
+                let event = ClusterEvent {
+                    at_ms: record.at_ms,
+                    record: serde_json_record(record)?,
+                };
+                (record.at_ms, Vec::new(), Some(event))
+            }
+        };
+        let position = AppliedPosition {
+            last_applied: Some(entry.log_id),
+            membership: self.membership.clone(),
+        };
+        Ok(Batch {
+            timestamp_ms,
+            commands,
+            event,
+            position: Some(codec::encode(&position)?),
+        })
+    }
+}
+
+fn serde_json_record(record: &crate::types::FailoverRecord) -> io::Result<String> {
+    crate::failover::to_json(record)
+}
+
+fn applied_position(store: &StoreHandle) -> io::Result<AppliedPosition> {
+    match store.position() {
+        Some(bytes) => codec::decode(&bytes),
+        None => Ok(AppliedPosition::default()),
+    }
+}
+
+fn storage_error(error: impl std::fmt::Display) -> io::Error {
+    io::Error::other(error.to_string())
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let position = applied_position(&self.store)?;
+        Ok((position.last_applied, position.membership))
+    }
+
+    async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
+    {
+        let mut chunks = entries.try_ready_chunks(MAX_ENTRIES_PER_APPLY);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|error| error.1)?;
+            let mut pending = Vec::with_capacity(chunk.len());
+            let mut responders = Vec::with_capacity(chunk.len());
+            for (entry, responder) in chunk {
+                let batch = self.batch_for(&entry)?;
+                let store = self.store.clone();
+                pending.push(async move { store.apply(batch).await });
+                responders.push(responder);
+            }
+            // Polled together, the batches reach the committer together: one transaction.
+            let results = futures_util::future::join_all(pending).await;
+            for (result, responder) in results.into_iter().zip(responders) {
+                let outcomes = result.map_err(storage_error)?;
+                if let Some(responder) = responder {
+                    responder.send(ProposalResult { outcomes });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            store: self.store.clone(),
+            snapshot_directory: self.snapshot_directory.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> Result<(), io::Error> {
+        self.store
+            .install_snapshot(snapshot.path.clone())
+            .await
+            .map_err(storage_error)?;
+        self.membership = meta.last_membership.clone();
+        keep_snapshot(&self.snapshot_directory, meta, &snapshot.path)?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        current_snapshot(&self.snapshot_directory)
+    }
+}
+
+pub struct SnapshotBuilder {
+    store: StoreHandle,
+    snapshot_directory: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let building = self.snapshot_directory.join(format!(
+            "building-{}.{SNAPSHOT_EXTENSION}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&building);
+        let position = self
+            .store
+            .write_snapshot(building.clone())
+            .await
+            .map_err(storage_error)?;
+        let position: AppliedPosition = match position {
+            Some(bytes) => codec::decode(&bytes)?,
+            None => AppliedPosition::default(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: position.last_applied,
+            last_membership: position.membership,
+        };
+        let path = keep_snapshot(&self.snapshot_directory, &meta, &building)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: SnapshotFile { path },
+        })
+    }
+}
+
+/// Moves a complete snapshot file to its final name beside its metadata, then drops the
+/// oldest snapshots beyond [`SNAPSHOTS_KEPT`].
+fn keep_snapshot(directory: &Path, meta: &SnapshotMeta, file: &Path) -> io::Result<PathBuf> {
+    let index = meta.last_log_id.map(|id| id.index).unwrap_or(0);
+    let stem = format!("snapshot-{index:020}");
+    let path = directory.join(format!("{stem}.{SNAPSHOT_EXTENSION}"));
+    let meta_path = directory.join(format!("{stem}.{META_EXTENSION}"));
+    if file != path {
+        std::fs::rename(file, &path)?;
+    }
+    write_synced(&meta_path, &codec::encode(meta)?)?;
+    sync_directory(directory)?;
+    let mut stems = snapshot_stems(directory)?;
+    while stems.len() > SNAPSHOTS_KEPT {
+        let oldest = stems.remove(0);
+        let _ = std::fs::remove_file(directory.join(format!("{oldest}.{META_EXTENSION}")));
+        let _ = std::fs::remove_file(directory.join(format!("{oldest}.{SNAPSHOT_EXTENSION}")));
+    }
+    Ok(path)
+}
+
+fn current_snapshot(directory: &Path) -> io::Result<Option<Snapshot>> {
+    let Some(stem) = snapshot_stems(directory)?.pop() else {
+        return Ok(None);
+    };
+    let meta: SnapshotMeta = codec::decode(&std::fs::read(
+        directory.join(format!("{stem}.{META_EXTENSION}")),
+    )?)?;
+    Ok(Some(Snapshot {
+        meta,
+        snapshot: SnapshotFile {
+            path: directory.join(format!("{stem}.{SNAPSHOT_EXTENSION}")),
+        },
+    }))
+}
+
+/// Snapshots that have both their file and their metadata, oldest first.
+fn snapshot_stems(directory: &Path) -> io::Result<Vec<String>> {
+    let mut stems = Vec::new();
+    for entry in std::fs::read_dir(directory)? {
+        let path = entry?.path();
+        let is_meta = path
+            .extension()
+            .is_some_and(|extension| extension == META_EXTENSION);
+        let Some(stem) = path.file_stem().and_then(|stem| stem.to_str()) else {
+            continue;
+        };
+        if is_meta
+            && stem.starts_with("snapshot-")
+            && directory
+                .join(format!("{stem}.{SNAPSHOT_EXTENSION}"))
+                .exists()
+        {
+            stems.push(stem.to_string());
+        }
+    }
+    stems.sort();
+    Ok(stems)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, bytes)?;
+    std::fs::File::open(&temporary)?.sync_all()?;
+    std::fs::rename(&temporary, path)
+}
+
+fn sync_directory(directory: &Path) -> io::Result<()> {
+    std::fs::File::open(directory)?.sync_all()
+}

@@ -1,0 +1,459 @@
+//! The SQLite raft log against openraft's storage suite, and against what Tandem relies on:
+//! range reads, truncation, purge, errors that name the file, a bounded file, and what
+//! survives closing and reopening it.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use futures_util::TryStreamExt;
+use openraft::OptionalSend;
+use openraft::StorageError;
+use openraft::entry::RaftEntry;
+use openraft::impls::leader_id_adv::LeaderId;
+use openraft::storage::{
+    EntryResponder, IOFlushed, LogState, RaftLogReader, RaftLogStorage, RaftLogStorageExt,
+    RaftSnapshotBuilder, RaftStateMachine, Snapshot,
+};
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::type_config::TypeConfigExt;
+use openraft::type_config::alias::SnapshotOf;
+use tandem_cluster::log_store::{LOG_DATABASE_FILE, LOG_FORMAT_VERSION, LogStore};
+use tandem_cluster::types::{
+    Entry, FailoverRecord, LogId, Proposal, ProposalResult, SnapshotMeta, StoredMembership,
+    TypeConfig, Vote,
+};
+use tempfile::TempDir;
+
+const NODE_ID: u64 = 1;
+
+fn log_id(term: u64, index: u64) -> LogId {
+    LogId::new(
+        LeaderId {
+            term,
+            node_id: NODE_ID,
+        },
+        index,
+    )
+}
+
+/// A normal entry whose payload the codec must carry, not just a blank one.
+fn failover_entry(term: u64, index: u64) -> Entry {
+    failover_entry_with_reason(term, index, format!("entry {index}"))
+}
+
+fn failover_entry_with_reason(term: u64, index: u64, reason: String) -> Entry {
+    Entry::new_normal(
+        log_id(term, index),
+        Proposal::Failover(FailoverRecord {
+            term,
+            at_ms: 1_700_000_000_000 + index as i64,
+            from: Some(2),
+            to: NODE_ID,
+            reason,
+            unavailable_ms: index,
+        }),
+    )
+}
+
+/// Entries `first..=last` in `term`: failover entries, so every one has a distinct payload.
+fn entries(term: u64, first: u64, last: u64) -> Vec<Entry> {
+    (first..=last)
+        .map(|index| failover_entry(term, index))
+        .collect()
+}
+
+fn indexes(entries: &[Entry]) -> Vec<u64> {
+    entries.iter().map(|entry| entry.index()).collect()
+}
+
+async fn append(store: &mut LogStore, entries: Vec<Entry>) {
+    store.blocking_append(entries).await.expect("append");
+}
+
+async fn read(store: &mut LogStore, range: impl std::ops::RangeBounds<u64>) -> Vec<u64> {
+    let mut reader = store.get_log_reader().await;
+    let range = (range.start_bound().cloned(), range.end_bound().cloned());
+    indexes(&reader.try_get_log_entries(range).await.expect("read"))
+}
+
+async fn log_state(store: &mut LogStore) -> LogState<TypeConfig> {
+    store.get_log_state().await.expect("log state")
+}
+
+// ---- openraft's suite ----
+
+/// The least state machine openraft's suite needs: what was applied last, the membership, and
+/// a snapshot that is nothing but its metadata.
+#[derive(Default)]
+struct MetadataStateMachine {
+    state: Arc<Mutex<MachineState>>,
+}
+
+#[derive(Default)]
+struct MachineState {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    snapshot: Option<SnapshotMeta>,
+}
+
+struct MetadataSnapshotBuilder {
+    state: Arc<Mutex<MachineState>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for MetadataSnapshotBuilder {
+    type SnapshotData = ();
+
+    async fn build_snapshot(&mut self) -> io::Result<SnapshotOf<TypeConfig, ()>> {
+        let mut state = self.state.lock().unwrap();
+        let meta = SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.membership.clone(),
+        };
+        state.snapshot = Some(meta.clone());
+        Ok(Snapshot { meta, snapshot: () })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
+    type SnapshotData = ();
+    type SnapshotBuilder = MetadataSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        let state = self.state.lock().unwrap();
+        Ok((state.last_applied, state.membership.clone()))
+    }
+
+    async fn apply<Stream>(&mut self, mut entries: Stream) -> io::Result<()>
+    where
+        Stream: futures_util::Stream<Item = io::Result<EntryResponder<TypeConfig>>>
+            + Unpin
+            + OptionalSend,
+    {
+        while let Some((entry, responder)) = entries.try_next().await? {
+            {
+                let mut state = self.state.lock().unwrap();
+                state.last_applied = Some(entry.log_id());
+                if let Some(membership) = entry.get_membership() {
+                    state.membership = StoredMembership::new(Some(entry.log_id()), membership);
+                }
+            }
+            if let Some(responder) = responder {
+                responder.send(ProposalResult::default());
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> MetadataSnapshotBuilder {
+        MetadataSnapshotBuilder {
+            state: Arc::clone(&self.state),
+        }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, _snapshot: ()) -> io::Result<()> {
+        let mut state = self.state.lock().unwrap();
+        state.last_applied = meta.last_log_id;
+        state.membership = meta.last_membership.clone();
+        state.snapshot = Some(meta.clone());
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<SnapshotOf<TypeConfig, ()>>> {
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .snapshot
+            .clone()
+            .map(|meta| Snapshot { meta, snapshot: () }))
+    }
+}
+
+/// Every suite test gets a fresh log file in its own temporary directory.
+struct TemporaryStoreBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, MetadataStateMachine, TempDir> for TemporaryStoreBuilder {
+    async fn build(
+        &self,
+    ) -> Result<(TempDir, LogStore, MetadataStateMachine), StorageError<TypeConfig>> {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let store = LogStore::open(directory.path()).expect("open the log");
+        Ok((directory, store, MetadataStateMachine::default()))
+    }
+}
+
+#[tokio::test]
+async fn openraft_storage_suite_passes_on_a_current_thread_runtime() {
+    Suite::test_all(TemporaryStoreBuilder).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite_passes_on_a_multi_thread_runtime() {
+    Suite::test_all(TemporaryStoreBuilder).await.unwrap();
+}
+
+// ---- Tandem's expectations ----
+
+#[tokio::test]
+async fn appended_entries_read_back_by_range_with_their_payloads() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut store = LogStore::open(directory.path()).unwrap();
+    append(&mut store, entries(1, 0, 4)).await;
+    append(&mut store, entries(2, 5, 9)).await;
+
+    let mut reader = store.get_log_reader().await;
+    assert_eq!(
+        reader.try_get_log_entries(3..7).await.unwrap(),
+        [entries(1, 3, 4), entries(2, 5, 6)].concat()
+    );
+    assert_eq!(read(&mut store, ..).await, (0..=9).collect::<Vec<_>>());
+    assert_eq!(read(&mut store, 8..).await, [8, 9]);
+    assert_eq!(read(&mut store, ..=2).await, [0, 1, 2]);
+    assert_eq!(read(&mut store, 5..5).await, Vec::<u64>::new());
+    assert_eq!(read(&mut store, 9..100).await, [9]);
+    assert_eq!(read(&mut store, 10..).await, Vec::<u64>::new());
+    assert_eq!(read(&mut store, u64::MAX..).await, Vec::<u64>::new());
+    assert_eq!(
+        log_state(&mut store).await,
+        LogState {
+            last_purged_log_id: None,
+            last_log_id: Some(log_id(2, 9)),
+        }
+    );
+}
+
+#[tokio::test]
+async fn truncate_after_keeps_the_entries_up_to_the_given_log_id() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut store = LogStore::open(directory.path()).unwrap();
+    append(&mut store, entries(1, 0, 9)).await;
+
+    store.truncate_after(Some(log_id(1, 6))).await.unwrap();
+    assert_eq!(read(&mut store, ..).await, (0..=6).collect::<Vec<_>>());
+    assert_eq!(log_state(&mut store).await.last_log_id, Some(log_id(1, 6)));
+
+    // A new leader's entries replace the truncated ones.
+    append(&mut store, entries(3, 7, 8)).await;
+    let mut reader = store.get_log_reader().await;
+    assert_eq!(
+        reader.try_get_log_entries(6..).await.unwrap(),
+        [entries(1, 6, 6), entries(3, 7, 8)].concat()
+    );
+
+    store.truncate_after(None).await.unwrap();
+    assert_eq!(read(&mut store, ..).await, Vec::<u64>::new());
+    assert_eq!(log_state(&mut store).await, LogState::default());
+}
+
+#[tokio::test]
+async fn purge_removes_the_entries_up_to_the_given_log_id_and_remembers_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut store = LogStore::open(directory.path()).unwrap();
+    append(&mut store, entries(1, 0, 9)).await;
+
+    store.purge(log_id(1, 4)).await.unwrap();
+    assert_eq!(read(&mut store, ..).await, (5..=9).collect::<Vec<_>>());
+    assert_eq!(
+        log_state(&mut store).await,
+        LogState {
+            last_purged_log_id: Some(log_id(1, 4)),
+            last_log_id: Some(log_id(1, 9)),
+        }
+    );
+
+    // Purging past the end (after a snapshot was installed) leaves an empty log whose last
+    // log id is the purged one.
+    store.purge(log_id(2, 20)).await.unwrap();
+    assert_eq!(read(&mut store, ..).await, Vec::<u64>::new());
+    let expected = LogState {
+        last_purged_log_id: Some(log_id(2, 20)),
+        last_log_id: Some(log_id(2, 20)),
+    };
+    assert_eq!(log_state(&mut store).await, expected);
+
+    drop(store);
+    let mut store = LogStore::open(directory.path()).unwrap();
+    assert_eq!(log_state(&mut store).await, expected);
+    append(&mut store, entries(2, 21, 22)).await;
+    assert_eq!(read(&mut store, ..).await, [21, 22]);
+}
+
+#[tokio::test]
+async fn vote_and_committed_log_id_survive_reopening() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut store = LogStore::open(directory.path()).unwrap();
+    assert_eq!(
+        store.get_log_reader().await.read_vote().await.unwrap(),
+        None
+    );
+    assert_eq!(store.read_committed().await.unwrap(), None);
+
+    store.save_vote(&Vote::new(3, 2)).await.unwrap();
+    store
+        .save_vote(&Vote::new_committed(4, NODE_ID))
+        .await
+        .unwrap();
+    store.save_committed(Some(log_id(4, 17))).await.unwrap();
+    drop(store);
+
+    let mut store = LogStore::open(directory.path()).unwrap();
+    let mut reader = store.get_log_reader().await;
+    assert_eq!(
+        reader.read_vote().await.unwrap(),
+        Some(Vote::new_committed(4, NODE_ID))
+    );
+    assert_eq!(store.read_committed().await.unwrap(), Some(log_id(4, 17)));
+
+    store.save_committed(None).await.unwrap();
+    drop(store);
+    let mut store = LogStore::open(directory.path()).unwrap();
+    assert_eq!(store.read_committed().await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_state_and_entries_survive_reopening() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut store = LogStore::open(directory.path()).unwrap();
+    append(&mut store, entries(1, 0, 3)).await;
+    append(&mut store, entries(2, 4, 8)).await;
+    store.purge(log_id(1, 2)).await.unwrap();
+    store.truncate_after(Some(log_id(2, 7))).await.unwrap();
+    let state_before = log_state(&mut store).await;
+    let entries_before = store
+        .get_log_reader()
+        .await
+        .try_get_log_entries(..)
+        .await
+        .unwrap();
+    drop(store);
+
+    let mut store = LogStore::open(directory.path()).unwrap();
+    assert_eq!(
+        log_state(&mut store).await,
+        LogState {
+            last_purged_log_id: Some(log_id(1, 2)),
+            last_log_id: Some(log_id(2, 7)),
+        }
+    );
+    assert_eq!(log_state(&mut store).await, state_before);
+    let mut reader = store.get_log_reader().await;
+    assert_eq!(
+        reader.try_get_log_entries(..).await.unwrap(),
+        entries_before
+    );
+    assert_eq!(indexes(&entries_before), [3, 4, 5, 6, 7]);
+}
+
+#[tokio::test]
+async fn a_file_of_another_format_version_or_program_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    drop(LogStore::open(directory.path()).unwrap());
+    let path = directory.path().join(LOG_DATABASE_FILE);
+    let other_version = LOG_FORMAT_VERSION + 1;
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", other_version)
+        .unwrap();
+
+    let error = LogStore::open(directory.path()).err().expect("refused");
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    let message = error.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(
+        message.contains(&format!("format version {other_version}")),
+        "{message}"
+    );
+
+    let foreign = tempfile::tempdir().unwrap();
+    rusqlite::Connection::open(foreign.path().join(LOG_DATABASE_FILE))
+        .unwrap()
+        .execute_batch("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    let error = LogStore::open(foreign.path()).err().expect("refused");
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    assert!(error.to_string().contains("'orders'"), "{error}");
+}
+
+#[tokio::test]
+async fn a_hole_in_the_file_is_reported_not_skipped() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut store = LogStore::open(directory.path()).unwrap();
+    append(&mut store, entries(1, 0, 9)).await;
+    rusqlite::Connection::open(directory.path().join(LOG_DATABASE_FILE))
+        .unwrap()
+        .execute("DELETE FROM log WHERE log_index = 5", [])
+        .unwrap();
+
+    let mut reader = store.get_log_reader().await;
+    assert_eq!(
+        indexes(&reader.try_get_log_entries(6..).await.unwrap()),
+        [6, 7, 8, 9]
+    );
+    let error = reader.try_get_log_entries(3..8).await.expect_err("a hole");
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    assert!(error.to_string().contains(LOG_DATABASE_FILE), "{error}");
+}
+
+#[tokio::test]
+async fn a_failed_append_reports_to_the_callback_and_writes_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut store = LogStore::open(directory.path()).unwrap();
+    append(&mut store, entries(1, 0, 1)).await;
+
+    // The second entry cannot be stored (SQLite integers are signed): the whole append fails.
+    let batch = vec![failover_entry(1, 2), failover_entry(1, u64::MAX)];
+    let (sender, receiver) = TypeConfig::oneshot();
+    let error = store
+        .append(batch, IOFlushed::signal(sender))
+        .await
+        .expect_err("append fails");
+    let reported = receiver
+        .await
+        .unwrap()
+        .expect_err("callback gets the error");
+
+    for message in [error.to_string(), reported.to_string()] {
+        assert!(message.contains(LOG_DATABASE_FILE), "{message}");
+        assert!(message.contains("append entries 2..="), "{message}");
+    }
+    assert_eq!(reported.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(read(&mut store, ..).await, [0, 1]);
+}
+
+#[tokio::test]
+async fn the_file_stays_bounded_when_purges_follow_appends() {
+    const ENTRIES_PER_APPEND: u64 = 20;
+    const ENTRIES_KEPT: u64 = 100;
+    const APPENDS: u64 = 1500;
+    let directory = tempfile::tempdir().unwrap();
+    let mut store = LogStore::open(directory.path()).unwrap();
+    let payload = "x".repeat(1024);
+    let mut next_index = 0;
+    let mut bytes_after_warm_up = 0;
+    for append_number in 1..=APPENDS {
+        let batch = (next_index..next_index + ENTRIES_PER_APPEND)
+            .map(|index| failover_entry_with_reason(1, index, payload.clone()))
+            .collect::<Vec<_>>();
+        next_index += ENTRIES_PER_APPEND;
+        append(&mut store, batch).await;
+        if next_index > ENTRIES_KEPT {
+            store
+                .purge(log_id(1, next_index - ENTRIES_KEPT - 1))
+                .await
+                .unwrap();
+        }
+        if append_number == APPENDS / 3 {
+            bytes_after_warm_up = store.disk_bytes();
+        }
+    }
+    assert_eq!(read(&mut store, ..).await.len() as u64, ENTRIES_KEPT);
+    let written_bytes = APPENDS * ENTRIES_PER_APPEND * 1024;
+    let final_bytes = store.disk_bytes();
+    assert!(bytes_after_warm_up > 0);
+    assert!(
+        final_bytes <= bytes_after_warm_up + 1024 * 1024,
+        "the file grew from {bytes_after_warm_up} to {final_bytes} bytes"
+    );
+    assert!(
+        final_bytes < written_bytes / 2,
+        "{final_bytes} bytes on disk for {written_bytes} written"
+    );
+}

@@ -1,0 +1,402 @@
+//! The replication transport: hard timeouts against silent peers, garbage on the port, and real
+//! openraft nodes electing, replicating, sending snapshots and noticing a dead leader over it.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::RPCError;
+use openraft::network::{RPCOption, RaftNetworkV2};
+use openraft::raft::VoteRequest;
+use openraft::{Config, Raft};
+use support::memory_log::MemoryLog;
+use support::memory_state_machine::MemoryStateMachine;
+use tandem_cluster::network::{LeaderContact, NetworkFactory, PeerClient, serve};
+use tandem_cluster::types::{Member, NodeId, Proposal, TypeConfig, Vote};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout};
+
+/// Every wait in these tests ends after this, so a broken transport fails instead of hanging.
+const TEST_WAIT: Duration = Duration::from_secs(10);
+
+type TestRaft = Raft<TypeConfig, MemoryStateMachine>;
+
+fn vote_request(candidate: NodeId) -> VoteRequest<TypeConfig> {
+    VoteRequest::new(Vote::new(1, candidate), None)
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answers_fails_the_rpc_within_the_soft_ttl() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (accepted_sender, mut accepted) = tokio::sync::mpsc::channel(4);
+    let silent_peer = tokio::spawn(async move {
+        let mut held_open = Vec::new();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            held_open.push(stream);
+            accepted_sender.send(()).await.unwrap();
+        }
+    });
+    let mut client = PeerClient::new(2, address);
+    let option = RPCOption::new(Duration::from_millis(400));
+
+    for attempt in 0..2 {
+        let started = Instant::now();
+        let answer = timeout(TEST_WAIT, client.vote(vote_request(1), option.clone()))
+            .await
+            .expect("the client must give up on its own");
+        let elapsed = started.elapsed();
+        assert!(
+            matches!(answer, Err(RPCError::Network(_))),
+            "attempt {attempt}: {answer:?}"
+        );
+        assert!(elapsed >= option.soft_ttl(), "gave up early: {elapsed:?}");
+        assert!(elapsed < option.hard_ttl(), "gave up late: {elapsed:?}");
+        // The failed connection is dropped: every attempt opens a new one.
+        timeout(TEST_WAIT, accepted.recv()).await.unwrap().unwrap();
+    }
+    silent_peer.abort();
+}
+
+#[tokio::test]
+async fn a_closed_port_is_unreachable() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let mut client = PeerClient::new(2, address);
+    let answer = timeout(
+        TEST_WAIT,
+        client.vote(vote_request(1), RPCOption::new(Duration::from_millis(400))),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(answer, Err(RPCError::Unreachable(_))),
+        "{answer:?}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_on_the_port_closes_only_that_connection() {
+    let node = TestNode::start(1, &test_config()).await;
+    let address = node.member.raft_address.clone();
+    let mut client = PeerClient::new(1, address.clone());
+    let option = RPCOption::new(Duration::from_secs(2));
+    let before = timeout(TEST_WAIT, client.vote(vote_request(2), option.clone())).await;
+    assert!(before.unwrap().is_ok());
+
+    let mut undecodable_frame = 5u32.to_be_bytes().to_vec();
+    undecodable_frame.extend([0xc1; 5]);
+    let mut wrong_type_frame = Vec::new();
+    tandem_cluster::codec::write_frame(&mut wrong_type_frame, &"hello".to_string())
+        .await
+        .unwrap();
+    let garbage: [&[u8]; 3] = [
+        b"GET / HTTP/1.1\r\nHost: tandem\r\n\r\n",
+        &undecodable_frame,
+        &wrong_type_frame,
+    ];
+    for bytes in garbage {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let mut answer = Vec::new();
+        let read = timeout(TEST_WAIT, stream.read_to_end(&mut answer))
+            .await
+            .expect("the server must close a connection that sent garbage");
+        // Closed without an answer: either a clean end of stream or a reset.
+        assert!(read.is_err() || answer.is_empty(), "answered {answer:?}");
+    }
+    // A frame cut short by the peer closing its side.
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream.write_all(&100u32.to_be_bytes()).await.unwrap();
+    stream.write_all(&[0x92]).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    let _ = timeout(TEST_WAIT, stream.read_to_end(&mut answer))
+        .await
+        .unwrap();
+    assert!(answer.is_empty());
+
+    let after = timeout(TEST_WAIT, client.vote(vote_request(2), option.clone())).await;
+    assert!(after.unwrap().is_ok(), "the kept connection still works");
+    let mut fresh_client = PeerClient::new(1, address);
+    let fresh = timeout(TEST_WAIT, fresh_client.vote(vote_request(3), option)).await;
+    assert!(fresh.unwrap().is_ok(), "new connections still work");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn three_nodes_elect_a_leader_and_replicate_a_write() {
+    let nodes = start_cluster(3).await;
+    let leader = wait_for_leader(&nodes).await;
+    let written = timeout(TEST_WAIT, leader.raft.client_write(commands_at(42)))
+        .await
+        .unwrap()
+        .unwrap();
+    let index = written.log_id.index;
+    for node in &nodes {
+        wait_until_applied(&node.raft, index).await;
+        assert_eq!(node.state_machine.applied_timestamps_ms(), vec![42]);
+        if node.id != leader.id {
+            let contact = node.contact.last_contact().expect("heard from the leader");
+            assert_eq!(contact.leader_id, leader.id);
+        }
+    }
+    stop_all(nodes).await;
+}
+
+#[tokio::test]
+async fn a_new_learner_catches_up_through_a_snapshot() {
+    let config = test_config();
+    let nodes = start_cluster(3).await;
+    let leader = wait_for_leader(&nodes).await;
+    let mut last_index = 0;
+    for timestamp_ms in [7, 8, 9] {
+        let written = timeout(
+            TEST_WAIT,
+            leader.raft.client_write(commands_at(timestamp_ms)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        last_index = written.log_id.index;
+    }
+    leader.raft.trigger().snapshot().await.unwrap();
+    wait_for_metrics(&leader.raft, "snapshot built", |metrics| {
+        metrics
+            .snapshot
+            .is_some_and(|snapshot| snapshot.index >= last_index)
+    })
+    .await;
+    leader.raft.trigger().purge_log(last_index).await.unwrap();
+    wait_for_metrics(&leader.raft, "log purged", |metrics| {
+        metrics
+            .purged
+            .is_some_and(|purged| purged.index >= last_index)
+    })
+    .await;
+
+    let learner = TestNode::start(4, &config).await;
+    timeout(
+        TEST_WAIT,
+        leader
+            .raft
+            .add_learner(learner.id, learner.member.clone(), true),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    wait_until_applied(&learner.raft, last_index).await;
+    assert_eq!(learner.state_machine.applied_timestamps_ms(), vec![7, 8, 9]);
+    wait_for_metrics(
+        &learner.raft,
+        "the leader's snapshot installed",
+        |metrics| {
+            metrics
+                .snapshot
+                .is_some_and(|snapshot| snapshot.index >= last_index)
+        },
+    )
+    .await;
+    let mut leftovers = std::fs::read_dir(learner.snapshot_directory.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("received-"));
+    assert_eq!(
+        leftovers.next(),
+        None,
+        "the state machine took the received file"
+    );
+    learner.stop().await;
+    stop_all(nodes).await;
+}
+
+#[tokio::test]
+async fn followers_notice_at_once_when_the_leaders_connections_close() {
+    let nodes = start_cluster(3).await;
+    let leader = wait_for_leader(&nodes).await;
+    let leader_id = leader.id;
+    let written = timeout(TEST_WAIT, leader.raft.client_write(commands_at(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    for node in &nodes {
+        wait_until_applied(&node.raft, written.log_id.index).await;
+    }
+    let (leader, followers): (Vec<_>, Vec<_>) =
+        nodes.into_iter().partition(|node| node.id == leader_id);
+    let mut losses = Vec::new();
+    for follower in &followers {
+        assert_eq!(
+            follower.contact.last_contact().unwrap().leader_id,
+            leader_id
+        );
+        let loss = follower.contact.subscribe_to_losses();
+        assert_eq!(*loss.borrow(), 0, "no loss while the leader runs");
+        losses.push(loss);
+    }
+
+    let stopped_at = Instant::now();
+    stop_all(leader).await;
+    for loss in &mut losses {
+        timeout(TEST_WAIT, loss.changed())
+            .await
+            .expect("the loss is reported")
+            .unwrap();
+    }
+    // Far sooner than the 1.5 to 3 s election timeout of `test_config`.
+    assert!(stopped_at.elapsed() < Duration::from_millis(1000));
+    stop_all(followers).await;
+}
+
+/// Heartbeats every 100 ms, elections after 1.5 to 3 s: loose enough for a loaded test machine.
+fn test_config() -> Arc<Config> {
+    let config = Config {
+        heartbeat_interval: 100,
+        election_timeout_min: 1500,
+        election_timeout_max: 3000,
+        install_snapshot_timeout: 2000,
+        max_in_snapshot_log_to_keep: 0,
+        ..Config::default()
+    };
+    Arc::new(config.validate().unwrap())
+}
+
+fn commands_at(timestamp_ms: i64) -> Proposal {
+    Proposal::Commands {
+        timestamp_ms,
+        commands: Vec::new(),
+    }
+}
+
+/// One Raft node with in-memory storage, served by the transport on a free local port.
+struct TestNode {
+    id: NodeId,
+    raft: TestRaft,
+    state_machine: MemoryStateMachine,
+    contact: Arc<LeaderContact>,
+    member: Member,
+    snapshot_directory: TempDir,
+    stop_serving: oneshot::Sender<()>,
+    server: JoinHandle<io::Result<()>>,
+}
+
+impl TestNode {
+    async fn start(id: NodeId, config: &Arc<Config>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let member = Member {
+            raft_address: listener.local_addr().unwrap().to_string(),
+            ..Member::default()
+        };
+        let snapshot_directory = TempDir::new().unwrap();
+        let state_machine = MemoryStateMachine::new(snapshot_directory.path().to_path_buf());
+        let raft = Raft::new(
+            id,
+            Arc::clone(config),
+            NetworkFactory::default(),
+            MemoryLog::default(),
+            state_machine.clone(),
+        )
+        .await
+        .unwrap();
+        let contact = LeaderContact::new();
+        let (stop_serving, stopped) = oneshot::channel();
+        let server = tokio::spawn(serve(
+            listener,
+            raft.clone(),
+            snapshot_directory.path().to_path_buf(),
+            Arc::clone(&contact),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            id,
+            raft,
+            state_machine,
+            contact,
+            member,
+            snapshot_directory,
+            stop_serving,
+            server,
+        }
+    }
+
+    async fn stop(self) {
+        self.raft.shutdown().await.unwrap();
+        let _ = self.stop_serving.send(());
+        timeout(TEST_WAIT, self.server)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+async fn start_cluster(size: u64) -> Vec<TestNode> {
+    let config = test_config();
+    let mut nodes = Vec::new();
+    for id in 1..=size {
+        nodes.push(TestNode::start(id, &config).await);
+    }
+    let members: BTreeMap<NodeId, Member> = nodes
+        .iter()
+        .map(|node| (node.id, node.member.clone()))
+        .collect();
+    timeout(TEST_WAIT, nodes[0].raft.initialize(members))
+        .await
+        .unwrap()
+        .unwrap();
+    nodes
+}
+
+async fn stop_all(nodes: Vec<TestNode>) {
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+async fn wait_for_leader(nodes: &[TestNode]) -> &TestNode {
+    let metrics = wait_for_metrics(&nodes[0].raft, "a leader", |metrics| {
+        metrics.current_leader.is_some()
+    })
+    .await;
+    let leader_id = metrics.current_leader.unwrap();
+    let leader = nodes.iter().find(|node| node.id == leader_id).unwrap();
+    // openraft refuses writes (`LeaseExpired`) until a quorum has acknowledged the new leader.
+    wait_for_metrics(
+        &leader.raft,
+        "a quorum acknowledging the leader",
+        |metrics| metrics.current_leader == Some(leader_id) && metrics.last_quorum_acked.is_some(),
+    )
+    .await;
+    leader
+}
+
+async fn wait_until_applied(raft: &TestRaft, index: u64) {
+    wait_for_metrics(raft, "applied", |metrics| {
+        metrics
+            .last_applied
+            .is_some_and(|applied| applied.index >= index)
+    })
+    .await;
+}
+
+async fn wait_for_metrics(
+    raft: &TestRaft,
+    what: &str,
+    condition: impl Fn(&openraft::RaftMetrics<TypeConfig>) -> bool + Send,
+) -> openraft::RaftMetrics<TypeConfig> {
+    raft.wait(Some(TEST_WAIT))
+        .metrics(condition, what)
+        .await
+        .unwrap_or_else(|error| panic!("waiting for {what}: {error}"))
+}

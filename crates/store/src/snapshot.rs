@@ -1,0 +1,83 @@
+//! Snapshots: a consistent copy of the whole store in one SQLite file, carrying the
+//! replicated log position it reflects. Written with `VACUUM INTO` on a separate read
+//! connection (the committer keeps committing meanwhile) and restored with SQLite's online
+//! backup API into the committer's own connection.
+
+use std::fs::File;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::backup::Backup;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::StoreError;
+use crate::schema;
+
+/// Pages copied per backup step when restoring.
+const RESTORE_PAGES_PER_STEP: std::ffi::c_int = 4096;
+
+/// Writes a snapshot of the database at `database` to `target` (which must not exist), fsyncs
+/// it, and returns the log position it reflects.
+pub fn write(database: &Path, target: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    let source = Connection::open_with_flags(
+        database,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    source.execute_batch("PRAGMA busy_timeout = 5000;")?;
+    let target_text = target.to_str().ok_or_else(|| {
+        StoreError::Corrupt(format!("snapshot path {} is not UTF-8", target.display()))
+    })?;
+    source.execute("VACUUM INTO ?1", [target_text])?;
+    File::open(target)
+        .and_then(|file| file.sync_all())
+        .map_err(|error| StoreError::io(format!("cannot fsync {}", target.display()), error))?;
+    let snapshot = open_checked(target)?;
+    read_position(&snapshot)
+}
+
+/// Replaces everything in `connection`'s database by the snapshot at `path`.
+pub fn restore(path: &Path, connection: &mut Connection) -> Result<(), StoreError> {
+    let source = open_checked(path)?;
+    let backup = Backup::new(&source, connection)?;
+    backup.run_to_completion(RESTORE_PAGES_PER_STEP, Duration::ZERO, None)?;
+    Ok(())
+}
+
+/// The log position saved in a store, if it has applied any replicated batch.
+pub fn read_position(connection: &Connection) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(connection
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'replica_position'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+/// Opens a snapshot file read-only and refuses anything that is not a Tandem store of this
+/// format version or fails SQLite's quick check.
+fn open_checked(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|error| StoreError::Corrupt(format!("snapshot {}: {error}", path.display())))?;
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|error| StoreError::Corrupt(format!("snapshot {}: {error}", path.display())))?;
+    if version != schema::FORMAT_VERSION {
+        return Err(StoreError::Format(format!(
+            "snapshot {} has format version {version}, this binary reads {}",
+            path.display(),
+            schema::FORMAT_VERSION
+        )));
+    }
+    let verdict: String = connection.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+    if verdict != "ok" {
+        return Err(StoreError::Corrupt(format!(
+            "snapshot {} fails SQLite's quick check: {verdict}",
+            path.display()
+        )));
+    }
+    Ok(connection)
+}
