@@ -1,10 +1,21 @@
-//! The failover history. When a node becomes the active and its first entry of the new term
-//! commits, it writes a [`FailoverRecord`] into the log: when, from which node, why, and how
-//! long writes were unavailable (from the last contact with the previous active to that
-//! first commit). Every node applies the record, so every node shows the same history.
+//! Failover: electing a new active at once when the old one's process is gone, and the
+//! failover history.
+//!
+//! A passive that sees every replication connection of the active close (a killed process
+//! closes its sockets) waits one heartbeat interval per rank (the lowest-numbered voter goes
+//! first, so two passives do not split the vote), and if the active is still silent it
+//! starts an election without waiting for the election timeout. The other passive, having
+//! seen the same, grants its vote despite its lease on the old active (see
+//! `network::server`). A paused or partitioned active keeps its connections open, so that
+//! case still waits for the election timeout.
+//!
+//! When a node becomes the active and its first entry of the new term commits, it writes a
+//! [`FailoverRecord`] into the log: when, from which node, why, and how long writes were
+//! unavailable (from the last contact with the previous active to that first commit). Every
+//! node applies the record, so every node shows the same history.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
@@ -21,15 +32,94 @@ pub fn from_json(text: &str) -> Option<FailoverRecord> {
     serde_json::from_str(text).ok()
 }
 
+/// An election this node started because the active's process was gone, and when.
+#[derive(Debug, Default)]
+pub struct FastElection {
+    started_at: Mutex<Option<Instant>>,
+}
+
+/// How recent a fast election must be to explain the failover that followed it.
+const FAST_ELECTION_EXPLAINS_MS: u64 = 5_000;
+
+impl FastElection {
+    fn start(&self) {
+        *self
+            .started_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+    }
+
+    fn started_recently(&self) -> bool {
+        self.started_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some_and(|at| at.elapsed() < Duration::from_millis(FAST_ELECTION_EXPLAINS_MS))
+    }
+}
+
+/// Starts an election as soon as the active's process is gone (see the module doc).
+pub async fn elect_when_the_active_is_gone(
+    raft: Raft,
+    contact: Arc<LeaderContact>,
+    fast_election: Arc<FastElection>,
+    heartbeat_interval_ms: u64,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut losses = contact.subscribe_to_losses();
+    loop {
+        tokio::select! {
+            changed = losses.changed() => if changed.is_err() { return },
+            _ = stopped.changed() => return,
+        }
+        let Some(lost) = contact.last_contact() else {
+            continue;
+        };
+        let Some(rank) = election_rank(&raft, lost.leader_id) else {
+            continue;
+        };
+        let delay = Duration::from_millis(heartbeat_interval_ms * rank);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stopped.changed() => return,
+        }
+        let metrics = raft.metrics().borrow_watched().clone();
+        let still_waiting = contact.active_is_gone()
+            && metrics.state == ServerState::Follower
+            && metrics.current_term == lost.term;
+        if still_waiting {
+            fast_election.start();
+            let _ = raft.trigger().elect(false).await;
+        }
+    }
+}
+
+/// 1 for the lowest-numbered voter other than the lost active, 2 for the next, …; `None`
+/// when this node is not a voter.
+fn election_rank(raft: &Raft, lost_active: NodeId) -> Option<u64> {
+    let metrics = raft.metrics().borrow_watched().clone();
+    let mut voters: Vec<NodeId> = metrics
+        .membership_config
+        .membership()
+        .voter_ids()
+        .filter(|voter| *voter != lost_active)
+        .collect();
+    voters.sort_unstable();
+    let position = voters.iter().position(|voter| *voter == metrics.id)?;
+    Some(position as u64 + 1)
+}
+
 /// Watches this node's Raft metrics and records each term in which it became the active.
+/// `recorded_term` is the term of the last record already in the log: an active that
+/// restarts and resumes leading in the same term records nothing new.
 pub async fn record_failovers(
     raft: Raft,
     contact: Arc<LeaderContact>,
+    fast_election: Arc<FastElection>,
     election_timeout_min_ms: u64,
+    mut recorded_term: u64,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut metrics = raft.metrics();
-    let mut recorded_term = 0;
     loop {
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return },
@@ -44,7 +134,8 @@ pub async fn record_failovers(
             continue;
         }
         recorded_term = term;
-        let record = describe(snapshot.id, term, &contact, election_timeout_min_ms);
+        let fast = fast_election.started_recently();
+        let record = describe(snapshot.id, term, &contact, fast, election_timeout_min_ms);
         eprintln!(
             "tandem: node {} is the active in term {term} ({}; writes were unavailable for {} ms)",
             record.to, record.reason, record.unavailable_ms
@@ -61,6 +152,7 @@ fn describe(
     this_node: NodeId,
     term: u64,
     contact: &LeaderContact,
+    fast_election: bool,
     election_timeout_min_ms: u64,
 ) -> FailoverRecord {
     let previous = contact
@@ -74,7 +166,13 @@ fn describe(
         })
         .unwrap_or(0);
     let reason = match previous {
-        None => "replica set started: first active elected".to_string(),
+        None if term <= 1 => "replica set formed: first active elected".to_string(),
+        None => "replica set (re)started: no active was known to this node".to_string(),
+        Some(previous) if fast_election => format!(
+            "node {}'s process went away (its replication connections closed); elected \
+             without waiting for the election timeout",
+            previous.leader_id
+        ),
         Some(previous) if unavailable_ms < election_timeout_min_ms => {
             format!(
                 "switchover: node {} handed over the active role",

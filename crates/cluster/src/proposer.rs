@@ -60,7 +60,7 @@ fn gather(
     let mut messages = 0;
     let mut next = Some(first);
     while let Some(item) = next.take() {
-        messages += message_weight(&item.command);
+        messages += item.command.message_weight();
         commands.push(item.command);
         replies.push(item.reply);
         if commands.len() >= limits::MAX_COMMANDS_PER_COMMIT
@@ -71,14 +71,6 @@ fn gather(
         next = pending.try_recv().ok();
     }
     (commands, replies)
-}
-
-fn message_weight(command: &Command) -> usize {
-    match command {
-        Command::Publish { messages, .. } => messages.len().max(1),
-        Command::Lease { max_messages, .. } => *max_messages as usize,
-        _ => 1,
-    }
 }
 
 struct Committed {

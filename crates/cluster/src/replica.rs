@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::failover::{self, record_failovers};
+use crate::failover::{self, FastElection, elect_when_the_active_is_gone, record_failovers};
 use crate::log_store::LogStore;
 use crate::network::{LeaderContact, NetworkFactory, serve};
 use crate::proposer::{Acknowledged, Pending, not_active, run_proposer};
@@ -56,6 +56,7 @@ impl Replica {
         let state_machine = StateMachine::open(store.clone(), snapshot_directory.clone())
             .map_err(|error| ClusterError::Storage(format!("state machine: {error}")))?;
         let config = settings.raft_config()?;
+        let recorded_term = last_recorded_term(&store).await?;
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
@@ -67,6 +68,7 @@ impl Replica {
         .map_err(|error| ClusterError::Raft(error.to_string()))?;
         let (stop, stopped) = watch::channel(false);
         let contact = LeaderContact::new();
+        let fast_election = Arc::new(FastElection::default());
         let (proposals, pending) = mpsc::channel(PROPOSAL_QUEUE_CAPACITY);
         let write_timeout = Duration::from_millis(settings.write_timeout_ms);
         let server = tokio::spawn(serve(
@@ -80,8 +82,17 @@ impl Replica {
             tokio::spawn(run_proposer(raft.clone(), pending, write_timeout)),
             tokio::spawn(record_failovers(
                 raft.clone(),
-                contact,
+                contact.clone(),
+                fast_election.clone(),
                 settings.election_timeout_min_ms,
+                recorded_term,
+                stopped.clone(),
+            )),
+            tokio::spawn(elect_when_the_active_is_gone(
+                raft.clone(),
+                contact,
+                fast_election,
+                settings.heartbeat_interval_ms,
                 stopped,
             )),
         ];
@@ -296,6 +307,18 @@ impl Replica {
             status.active_member().cloned(),
         )
     }
+}
+
+async fn last_recorded_term(store: &StoreHandle) -> std::result::Result<u64, ClusterError> {
+    let events = store
+        .cluster_events(1)
+        .await
+        .map_err(|error| ClusterError::Storage(format!("failover history: {error}")))?;
+    Ok(events
+        .last()
+        .and_then(|event| failover::from_json(&event.record))
+        .map(|record| record.term)
+        .unwrap_or(0))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

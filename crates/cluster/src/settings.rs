@@ -25,7 +25,7 @@ pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 5_000;
 /// the log rather than from a snapshot.
 pub const LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT: u64 = 1_000;
 /// Entries sent in one replication request at most.
-pub const MAX_ENTRIES_PER_APPEND: u64 = 64;
+pub const MAX_ENTRIES_PER_APPEND: u64 = 32;
 /// Sending or installing a snapshot may take this long.
 pub const SNAPSHOT_TRANSFER_TIMEOUT_MS: u64 = 120_000;
 
@@ -81,6 +81,9 @@ impl ReplicaSettings {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
             max_in_snapshot_log_to_keep: LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT,
             enable_pre_vote: Some(true),
+            // A member whose data directory was wiped comes back with an empty log; the
+            // active then replicates to it from the start (a snapshot) instead of refusing.
+            allow_log_reversion: Some(true),
             ..Config::default()
         }
         .validate()

@@ -92,4 +92,14 @@ impl Command {
             Command::PurgeTracking { .. } => "purge_tracking",
         }
     }
+
+    /// How many messages the command may touch, for bounding how many commands share one
+    /// commit (a publish batch counts each message, a lease its maximum).
+    pub fn message_weight(&self) -> usize {
+        match self {
+            Command::Publish { messages, .. } => messages.len().max(1),
+            Command::Lease { max_messages, .. } => *max_messages as usize,
+            _ => 1,
+        }
+    }
 }

@@ -30,7 +30,7 @@ impl Batch {
     pub fn message_weight(&self) -> usize {
         self.commands
             .iter()
-            .map(message_weight)
+            .map(Command::message_weight)
             .sum::<usize>()
             .max(1)
     }
@@ -42,12 +42,4 @@ impl Batch {
 pub struct ClusterEvent {
     pub at_ms: i64,
     pub record: String,
-}
-
-fn message_weight(command: &Command) -> usize {
-    match command {
-        Command::Publish { messages, .. } => messages.len().max(1),
-        Command::Lease { max_messages, .. } => *max_messages as usize,
-        _ => 1,
-    }
 }

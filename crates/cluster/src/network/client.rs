@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
@@ -25,8 +26,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use super::SNAPSHOT_CHUNK_BYTES;
 use super::messages::{Request, Response};
+use super::{MIN_REPLICATION_TIMEOUT_MS, SNAPSHOT_CHUNK_BYTES};
 use crate::codec::{read_frame, write_frame};
 use crate::types::{Member, NodeId, SnapshotFile, TypeConfig, Vote};
 
@@ -81,13 +82,13 @@ impl PeerClient {
         }
     }
 
-    /// Sends `request` and waits for its response, all within the soft TTL.
+    /// Sends `request` and waits for its response, all within `time_limit`.
     async fn call(
         &mut self,
         request: Request,
-        option: &RPCOption,
+        time_limit: Duration,
     ) -> Result<Response, RPCError<TypeConfig>> {
-        let deadline = Instant::now() + option.soft_ttl();
+        let deadline = Instant::now() + time_limit;
         match self.exchange(&request, deadline).await {
             Ok(Response::Failed { reason }) => {
                 Err(RPCError::Unreachable(Unreachable::from_string(format!(
@@ -216,7 +217,16 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.call(Request::AppendEntries(rpc), &option).await? {
+        // openraft bounds replication by the heartbeat interval, which is right for an
+        // empty heartbeat but too short for a batch the peer must fsync under load.
+        let time_limit = if rpc.entries.is_empty() {
+            option.soft_ttl()
+        } else {
+            option
+                .soft_ttl()
+                .max(Duration::from_millis(MIN_REPLICATION_TIMEOUT_MS))
+        };
+        match self.call(Request::AppendEntries(rpc), time_limit).await? {
             Response::AppendEntries(response) => Ok(response),
             other => Err(self.unexpected(other)),
         }
@@ -227,7 +237,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.call(Request::Vote(rpc), &option).await? {
+        match self.call(Request::Vote(rpc), option.soft_ttl()).await? {
             Response::Vote(response) => Ok(response),
             other => Err(self.unexpected(other)),
         }
@@ -238,7 +248,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.call(Request::PreVote(rpc), &option).await? {
+        match self.call(Request::PreVote(rpc), option.soft_ttl()).await? {
             Response::PreVote(response) => Ok(response),
             other => Err(self.unexpected(other)),
         }
@@ -249,7 +259,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         request: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.call(Request::TransferLeader(request), &option).await? {
+        match self
+            .call(Request::TransferLeader(request), option.soft_ttl())
+            .await?
+        {
             Response::TransferLeader(response) => Ok(response),
             other => Err(self.unexpected(other)),
         }

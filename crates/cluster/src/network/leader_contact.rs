@@ -37,6 +37,8 @@ struct ContactState {
     last_contact: Option<Contact>,
     /// Open connections that carried AppendEntries of `last_contact`'s leader and term.
     open_leader_connections: usize,
+    /// The last of those connections closed and the leader has not been heard from since.
+    leader_connections_lost: bool,
 }
 
 /// A leader as a connection saw it: its node id and term.
@@ -58,6 +60,13 @@ impl LeaderContact {
 
     pub fn last_contact(&self) -> Option<Contact> {
         self.lock().last_contact
+    }
+
+    /// Every connection that carried the current active's AppendEntries has closed and
+    /// nothing has been heard from it since: its process is gone (or the network reset
+    /// every connection at once).
+    pub fn active_is_gone(&self) -> bool {
+        self.lock().leader_connections_lost
     }
 
     /// A counter that goes up each time the last open connection carrying the current leader's
@@ -87,6 +96,7 @@ impl LeaderContact {
         if current_leader != Some(leader) {
             state.open_leader_connections = 0;
         }
+        state.leader_connections_lost = false;
         state.last_contact = Some(Contact {
             leader_id: leader.0,
             term: leader.1,
@@ -109,6 +119,7 @@ impl LeaderContact {
         }
         state.open_leader_connections = state.open_leader_connections.saturating_sub(1);
         if state.open_leader_connections == 0 {
+            state.leader_connections_lost = true;
             self.losses.send_modify(|losses| *losses += 1);
         }
     }
@@ -125,6 +136,10 @@ pub(crate) struct ConnectionRecord {
 }
 
 impl ConnectionRecord {
+    pub(crate) fn active_is_gone(&self) -> bool {
+        self.contact.active_is_gone()
+    }
+
     /// Records an AppendEntries the local Raft accepted from `leader_id` in `term`.
     pub(crate) fn append_entries_accepted(&mut self, leader_id: NodeId, term: u64) {
         self.contact
@@ -164,8 +179,14 @@ mod tests {
         drop(idle);
         drop(replication);
         assert_eq!(*losses.borrow(), 0);
+        assert!(!contact.active_is_gone());
         drop(heartbeats);
         assert_eq!(*losses.borrow(), 1);
+        assert!(contact.active_is_gone());
+
+        let mut reconnected = contact.connection_record();
+        reconnected.append_entries_accepted(1, 3);
+        assert!(!contact.active_is_gone(), "heard from the active again");
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub use server::serve;
 /// large replica sets and for connections a restarting peer has not closed yet.
 pub const MAX_INBOUND_CONNECTIONS: usize = 256;
 
+/// An AppendEntries that carries entries may take at least this long (the peer writes and
+/// fsyncs them before it answers); heartbeats keep openraft's shorter limit.
+pub const MIN_REPLICATION_TIMEOUT_MS: u64 = 1_000;
+
 /// Snapshot bytes read from the file, or from the socket, per step.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::Raft;
-use openraft::raft::AppendEntriesResponse;
+use openraft::raft::{AppendEntriesResponse, VoteRequest};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::vote::RaftLeaderId;
 use tokio::fs::{File, OpenOptions};
@@ -129,6 +129,19 @@ where
         }
     }
 
+    /// A voter normally refuses to vote while its lease on the active runs (the active may
+    /// be alive). When this node saw every replication connection of the active close and
+    /// has heard nothing from it since, the active's process is gone: the vote is treated
+    /// like one the active authorized (a leadership transfer), so a new active is elected
+    /// at once instead of after the lease. Only liveness depends on this, never safety: a
+    /// vote still needs an up-to-date log and a newer term.
+    fn authorized_by_loss(&self, mut rpc: VoteRequest<TypeConfig>) -> VoteRequest<TypeConfig> {
+        if self.record.active_is_gone() {
+            rpc.leadership_transfer = true;
+        }
+        rpc
+    }
+
     async fn answer(
         &mut self,
         request: Request,
@@ -148,13 +161,13 @@ where
             }
             Request::Vote(rpc) => self
                 .raft
-                .vote(rpc)
+                .vote(self.authorized_by_loss(rpc))
                 .await
                 .map(Response::Vote)
                 .map_err(failed),
             Request::PreVote(rpc) => self
                 .raft
-                .pre_vote(rpc)
+                .pre_vote(self.authorized_by_loss(rpc))
                 .await
                 .map(Response::PreVote)
                 .map_err(failed),
