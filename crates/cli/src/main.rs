@@ -26,6 +26,7 @@ use clap::{Parser, Subcommand};
 use command_context::CommandContext;
 use command_error::CommandError;
 use commands::bench::BenchArgs;
+use commands::cluster::ClusterCommand;
 use commands::consume::ConsumeArgs;
 use commands::host::HostCommand;
 use commands::message::MessageCommand;
@@ -34,6 +35,7 @@ use commands::publish::PublishArgs;
 use commands::subscription::SubscriptionCommand;
 use commands::suspended::SuspendedCommand;
 use commands::tracking::TrackingCommand;
+use commands::up::UpArgs;
 
 /// Tandem: a durable, highly available MessageBox.
 #[derive(Debug, Parser)]
@@ -60,6 +62,11 @@ enum Command {
     /// Run a node or check its data directory.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// The replica set: status and failover history, init, join, remove, switchover.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Run a local replica set (3 nodes by default) on 127.0.0.1 in the foreground.
+    Up(UpArgs),
     /// Declare and list hosts (named classes of work with their own queues).
     #[command(subcommand)]
     Host(HostCommand),
@@ -112,6 +119,8 @@ async fn run(cli: Cli) -> Result<(), CommandError> {
     let context = CommandContext::new(cli.server, cli.json);
     match cli.command {
         Command::Node(command) => commands::node::run(command, &context).await,
+        Command::Cluster(command) => commands::cluster::run(command, &context).await,
+        Command::Up(arguments) => commands::up::run(arguments, &context).await,
         Command::Host(command) => commands::host::run(command, &context).await,
         Command::Subscription(command) => commands::subscription::run(command, &context).await,
         Command::Publish(arguments) => commands::publish::run(arguments, &context).await,

@@ -1,16 +1,23 @@
 //! [`ClientError`]: what went wrong with a call, as a stable code and a readable message.
 
-use tandem_protocol::{ERROR_CODE_METADATA, RETRY_AFTER_METADATA, v1};
+use tandem_protocol::{
+    ACTIVE_GRPC_METADATA, ACTIVE_HTTP_METADATA, ERROR_CODE_METADATA, RETRY_AFTER_METADATA, v1,
+};
 use tonic::{Code, Status};
 
-/// A failed call: the node's stable error code (`no_route`, `not_found`, `throttled`, …,
-/// or the gRPC code in snake_case when the node gave none), a message a person can read,
-/// and, when throttled, how long to wait before retrying.
+/// A failed call: the node's stable error code (`no_route`, `not_found`, `throttled`,
+/// `not_active`, `no_quorum`, …, or the gRPC code in snake_case when the node gave none), a
+/// message a person can read, when throttled how long to wait before retrying, and when
+/// the node was passive (`not_active`) where the active is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientError {
     pub code: String,
     pub message: String,
     pub retry_after_ms: Option<u64>,
+    /// On `not_active`: the active node's gRPC address, where the call can be sent again.
+    pub active_grpc_address: Option<String>,
+    /// On `not_active`: the active node's HTTP address.
+    pub active_http_address: Option<String>,
 }
 
 impl ClientError {
@@ -19,6 +26,8 @@ impl ClientError {
             code: code.into(),
             message: message.into(),
             retry_after_ms: None,
+            active_grpc_address: None,
+            active_http_address: None,
         }
     }
 
@@ -58,10 +67,18 @@ impl From<Status> for ClientError {
             .get(RETRY_AFTER_METADATA)
             .and_then(|value| value.to_str().ok())
             .and_then(|text| text.trim().parse::<u64>().ok());
+        let text = |key: &str| {
+            metadata
+                .get(key)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string)
+        };
         ClientError {
             code,
             message: status.message().to_string(),
             retry_after_ms,
+            active_grpc_address: text(ACTIVE_GRPC_METADATA),
+            active_http_address: text(ACTIVE_HTTP_METADATA),
         }
     }
 }
@@ -69,9 +86,8 @@ impl From<Status> for ClientError {
 impl From<v1::Error> for ClientError {
     fn from(error: v1::Error) -> ClientError {
         ClientError {
-            code: error.code,
-            message: error.message,
             retry_after_ms: (error.retry_after_ms > 0).then_some(error.retry_after_ms),
+            ..ClientError::new(error.code, error.message)
         }
     }
 }
@@ -121,6 +137,28 @@ mod tests {
             error.to_string(),
             "throttled: the message box holds too many messages"
         );
+    }
+
+    #[test]
+    fn not_active_statuses_name_the_active() {
+        let mut status = Status::unavailable("node 2 is passive; the active is node 1");
+        let metadata = status.metadata_mut();
+        metadata.insert(
+            ERROR_CODE_METADATA,
+            MetadataValue::from_static("not_active"),
+        );
+        metadata.insert(
+            ACTIVE_GRPC_METADATA,
+            MetadataValue::from_static("127.0.0.1:7400"),
+        );
+        metadata.insert(
+            ACTIVE_HTTP_METADATA,
+            MetadataValue::from_static("127.0.0.1:7401"),
+        );
+        let error = ClientError::from(status);
+        assert!(error.is_code("not_active"));
+        assert_eq!(error.active_grpc_address.as_deref(), Some("127.0.0.1:7400"));
+        assert_eq!(error.active_http_address.as_deref(), Some("127.0.0.1:7401"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One module per command group; each exposes its clap arguments and a `run` function.
 
 pub mod bench;
+pub mod cluster;
 pub mod consume;
 pub mod host;
 pub mod message;
@@ -10,3 +11,4 @@ pub mod status;
 pub mod subscription;
 pub mod suspended;
 pub mod tracking;
+pub mod up;
