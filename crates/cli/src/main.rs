@@ -9,6 +9,7 @@
 //! - [`command_context`]: the global options every command gets.
 //! - [`command_error`]: the `error: …` / `hint: …` a failed command prints.
 //! - [`output`]: tables, JSON, and renderings shared by commands.
+//! - [`process_signal`]: SIGTERM and SIGKILL for processes a command started.
 //! - [`duration`]: `500ms`, `30s`, `5m`, `2h`, `7d`.
 //! - [`property_spec`]: `NAME[:TYPE]=VALUE` context properties.
 
@@ -17,6 +18,7 @@ mod command_error;
 mod commands;
 mod duration;
 mod output;
+mod process_signal;
 mod property_spec;
 
 use std::process::ExitCode;

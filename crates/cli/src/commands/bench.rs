@@ -1,6 +1,8 @@
-//! `tandem bench`: durable-publish and end-to-end throughput and ack latency, measured against a
-//! real node process. Without `--target` it starts a fresh node on loopback in a temporary data
-//! directory and stops it afterwards. Benchmarks print figures; they assert nothing.
+//! `tandem bench`: durable-publish and end-to-end throughput and ack latency, measured against
+//! real node processes. Without `--target` it starts a fresh node (or with `--nodes N` a
+//! replica set, through `tandem up`) on loopback in a temporary data directory and stops it
+//! afterwards; `--failover` kills the active halfway (see `bench_failover`). Benchmarks print
+//! figures; they assert nothing.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -13,6 +15,8 @@ use tandem_protocol::v1;
 use tandem_protocol::v1::admin_client::AdminClient;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
 use tonic::transport::Channel;
+
+use crate::commands::bench_replica_set::BenchReplicaSet;
 
 /// How long the started node may take to become ready.
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -41,6 +45,21 @@ pub struct BenchArgs {
     /// Data directory for the started node (default: a temporary directory, removed after).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Start a replica set of this many nodes (1 = a single node) and measure its active.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=9))]
+    pub nodes: u64,
+    /// Kill -9 the active of a replica set (3 nodes unless --nodes says more) halfway through
+    /// publishing; report the unavailability window and acknowledged, lost and duplicated
+    /// messages.
+    #[arg(long)]
+    pub failover: bool,
+}
+
+/// What the benchmark runs against, kept alive for the run and stopped when dropped.
+enum Started {
+    Nothing,
+    Node { _node: StartedNode },
+    ReplicaSet { _replica_set: BenchReplicaSet },
 }
 
 /// What one run measured.
@@ -62,12 +81,25 @@ pub async fn run(args: BenchArgs, json: bool) -> Result<(), String> {
         batch: args.batch.clamp(1, 1000),
         ..args
     };
-    let (node, target) = match &args.target {
-        Some(target) => (None, normalize(target)),
+    if args.failover {
+        return crate::commands::bench_failover::run(&args, json).await;
+    }
+    let (started, target) = match &args.target {
+        Some(target) => (Started::Nothing, normalize(target)),
+        None if args.nodes > 1 => {
+            let replica_set = BenchReplicaSet::start(args.nodes)?;
+            let target = replica_set.active_target();
+            (
+                Started::ReplicaSet {
+                    _replica_set: replica_set,
+                },
+                target,
+            )
+        }
         None => {
             let node = StartedNode::start(args.data_dir.clone())?;
             let target = format!("http://{}", node.grpc_address);
-            (Some(node), target)
+            (Started::Node { _node: node }, target)
         }
     };
     let run_id = format!("{}", std::process::id());
@@ -78,7 +110,7 @@ pub async fn run(args: BenchArgs, json: bool) -> Result<(), String> {
     );
     let (publish_rate, latencies) = publish_phase(&target, &args, &run_id).await?;
     let end_to_end_rate = end_to_end_phase(&target, &args, &run_id).await?;
-    drop(node);
+    drop(started);
     let report = BenchReport {
         messages: args.messages,
         clients: args.clients,
@@ -250,18 +282,22 @@ async fn publish_worker(
 }
 
 fn bench_message(plan: &PublishPlan, index: usize) -> v1::PublishMessage {
-    let property = |name: &str, value: &str| v1::Property {
-        name: name.as_bytes().to_vec(),
-        value: Some(v1::property::Value::StringValue(value.to_string())),
-        written: false,
-    };
     v1::PublishMessage {
         message_id: format!("bench-{}-{}-{index}", plan.run_id, plan.phase),
         body: plan.body.to_vec(),
         properties: vec![
-            property("BenchRun", &plan.run_id),
-            property("BenchPhase", &plan.phase),
+            bench_property("BenchRun", &plan.run_id),
+            bench_property("BenchPhase", &plan.phase),
         ],
+    }
+}
+
+/// A string context property the benchmark routes on.
+pub fn bench_property(name: &str, value: &str) -> v1::Property {
+    v1::Property {
+        name: name.as_bytes().to_vec(),
+        value: Some(v1::property::Value::StringValue(value.to_string())),
+        written: false,
     }
 }
 

@@ -1,6 +1,8 @@
 //! One module per command group; each exposes its clap arguments and a `run` function.
 
 pub mod bench;
+pub mod bench_failover;
+pub mod bench_replica_set;
 pub mod cluster;
 pub mod consume;
 pub mod host;

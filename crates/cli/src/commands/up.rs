@@ -620,26 +620,11 @@ async fn stop_nodes(nodes: &mut [RunningNode]) {
     }
 }
 
-/// SIGTERM (through `kill`, the standard library sends only SIGKILL); SIGKILL when even
-/// that cannot be sent.
-#[cfg(unix)]
+/// SIGTERM; SIGKILL when even that cannot be sent.
 fn ask_to_stop(child: &mut Child) {
-    let sent = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !sent {
+    if !crate::process_signal::terminate(child.id()) {
         let _ = child.kill();
     }
-}
-
-#[cfg(not(unix))]
-fn ask_to_stop(child: &mut Child) {
-    let _ = child.kill();
 }
 
 fn kill_now(node: &mut RunningNode) {
