@@ -3,17 +3,24 @@
 //!
 //! The file runs in WAL mode with `synchronous = FULL`: every append, vote and purge is
 //! fsynced before it is reported done, which is what lets the active acknowledge an entry once
-//! a majority holds it. SQLite calls block, so they run on tokio's blocking threads; each
-//! method awaits its call before returning, so writes reach the file in the order openraft
-//! issued them. [`LogStore`] writes through one connection; every [`LogReader`] reads through
-//! a second, read-only one, so replication reads do not wait behind an fsync.
+//! a majority holds it.
+//!
+//! One writer thread owns the write connection and takes every write in the order openraft
+//! issued it. `append` only hands its entries to that thread (and to the in-memory
+//! [`Unflushed`] set, so that readers see them at once) and returns: the thread writes every
+//! append waiting in its queue in one transaction with one fsync (group commit of the log),
+//! then reports each one flushed. The active therefore sends entries to the passives while its
+//! own fsync runs. Votes, truncations and purges wait for their fsync before they return.
+//! Every [`LogReader`] reads through a second, read-only connection plus the unflushed
+//! entries, so replication reads never wait behind an fsync.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
 use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
@@ -21,6 +28,7 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
 
 use crate::codec::{decode, encode};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
@@ -51,9 +59,14 @@ const VOTE_KEY: &str = "vote";
 const COMMITTED_KEY: &str = "committed";
 const LAST_PURGED_KEY: &str = "last_purged";
 
+/// Writes waiting for the writer thread, at most; `append` waits for room beyond that.
+const WRITE_QUEUE_CAPACITY: usize = 4096;
+
 /// The Raft log storage handed to openraft.
 pub struct LogStore {
-    writer: Arc<Database>,
+    path: PathBuf,
+    writes: mpsc::SyncSender<Write>,
+    unflushed: Arc<Unflushed>,
     reader: Arc<Database>,
 }
 
@@ -61,6 +74,30 @@ pub struct LogStore {
 #[derive(Clone)]
 pub struct LogReader {
     database: Arc<Database>,
+    unflushed: Arc<Unflushed>,
+}
+
+/// Entries handed to the writer thread and not yet in the file, by index. Readers look here
+/// first, then in the file: an entry the thread writes meanwhile is found in the file.
+#[derive(Default)]
+pub struct Unflushed {
+    entries: Mutex<BTreeMap<u64, Entry>>,
+}
+
+type ChangeFn = Box<dyn FnOnce(&Connection) -> Result<(), Failure> + Send>;
+
+/// One write for the writer thread.
+enum Write {
+    Append {
+        entries: Vec<Entry>,
+        callback: IOFlushed<TypeConfig>,
+    },
+    /// Any other change (vote, committed id, truncation, purge), answered once it is fsynced.
+    Change {
+        operation: String,
+        change: Option<ChangeFn>,
+        done: oneshot::Sender<io::Result<()>>,
+    },
 }
 
 /// One connection to the log file, and the file's path for error messages.
@@ -98,11 +135,21 @@ impl LogStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|error| describe(&path, "open for reading", error.into()))?;
+        let unflushed = Arc::new(Unflushed::default());
+        let (writes, queue) = mpsc::sync_channel(WRITE_QUEUE_CAPACITY);
+        let writer = Writer {
+            path: path.clone(),
+            connection,
+            unflushed: Arc::clone(&unflushed),
+        };
+        std::thread::Builder::new()
+            .name("tandem-raft-log".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|error| describe(&path, "start the writer thread", error.into()))?;
         Ok(LogStore {
-            writer: Arc::new(Database {
-                path: path.clone(),
-                connection: Mutex::new(connection),
-            }),
+            path: path.clone(),
+            writes,
+            unflushed,
             reader: Arc::new(Database {
                 path,
                 connection: Mutex::new(reader),
@@ -110,10 +157,35 @@ impl LogStore {
         })
     }
 
+    /// Hands `change` to the writer thread and waits until it is fsynced.
+    async fn change(
+        &self,
+        operation: impl Into<String>,
+        change: impl FnOnce(&Connection) -> Result<(), Failure> + Send + 'static,
+    ) -> io::Result<()> {
+        let operation = operation.into();
+        let (done, answer) = oneshot::channel();
+        let write = Write::Change {
+            operation: operation.clone(),
+            change: Some(Box::new(change)),
+            done,
+        };
+        self.send(write, &operation)?;
+        answer
+            .await
+            .map_err(|_| stopped_writer(&self.path, &operation))?
+    }
+
+    fn send(&self, write: Write, operation: &str) -> io::Result<()> {
+        self.writes
+            .send(write)
+            .map_err(|_| stopped_writer(&self.path, operation))
+    }
+
     /// The bytes the log occupies on disk: the database file and its WAL.
     /// A file that does not exist (yet) counts as zero.
     pub fn disk_bytes(&self) -> u64 {
-        let database = &self.writer.path;
+        let database = &self.path;
         let mut wal = database.clone().into_os_string();
         wal.push("-wal");
         [database.as_path(), Path::new(&wal)]
@@ -172,7 +244,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogReader;
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
-        self.writer
+        let last_unflushed = self.unflushed.last_log_id();
+        let state = self
+            .reader
             .run("read the log state", |connection| {
                 let last_purged_log_id: Option<LogId> = read_meta(connection, LAST_PURGED_KEY)?;
                 let last_entry: Option<Vec<u8>> = connection
@@ -191,67 +265,53 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     last_log_id,
                 })
             })
-            .await
+            .await?;
+        Ok(LogState {
+            last_log_id: state.last_log_id.max(last_unflushed),
+            ..state
+        })
     }
 
     async fn get_log_reader(&mut self) -> LogReader {
         LogReader {
             database: Arc::clone(&self.reader),
+            unflushed: Arc::clone(&self.unflushed),
         }
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
         let vote = *vote;
-        self.writer
-            .run("save the vote", move |connection| {
-                write_meta(connection, VOTE_KEY, Some(&vote))
-            })
-            .await
+        self.change("save the vote", move |connection| {
+            write_meta(connection, VOTE_KEY, Some(&vote))
+        })
+        .await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        self.writer
-            .run("save the committed log id", move |connection| {
-                write_meta(connection, COMMITTED_KEY, committed.as_ref())
-            })
-            .await
+        self.change("save the committed log id", move |connection| {
+            write_meta(connection, COMMITTED_KEY, committed.as_ref())
+        })
+        .await
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
-        self.writer
+        self.reader
             .run("read the committed log id", |connection| {
                 read_meta(connection, COMMITTED_KEY)
             })
             .await
     }
 
-    /// Writes all `entries` in one transaction and reports to `callback` once it is fsynced,
-    /// from the blocking thread, so the report is made even if this future is dropped.
+    /// Makes `entries` readable at once and hands them to the writer thread, which reports
+    /// to `callback` once they are fsynced.
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let operation = match (entries.first(), entries.last()) {
-            (Some(first), Some(last)) => {
-                format!("append entries {}..={}", first.index(), last.index())
-            }
-            _ => "append no entries".to_string(),
-        };
-        let database = Arc::clone(&self.writer);
-        spawn_blocking(move || {
-            let result = database.locked(&operation, |connection| {
-                insert_entries(connection, &entries)
-            });
-            let report = match &result {
-                Ok(()) => Ok(()),
-                Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
-            };
-            callback.io_completed(report);
-            result
-        })
-        .await
+        self.unflushed.insert(&entries);
+        self.send(Write::Append { entries, callback }, "append entries")
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
@@ -259,34 +319,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(log_id) => format!("delete the entries after index {}", log_id.index()),
             None => "delete every entry".to_string(),
         };
-        self.writer
-            .run(operation, move |connection| {
-                match last_log_id {
-                    Some(log_id) => connection.execute(
-                        "DELETE FROM log WHERE log_index > ?1",
-                        [sql_index(log_id.index())?],
-                    )?,
-                    None => connection.execute("DELETE FROM log", [])?,
-                };
-                Ok(())
-            })
-            .await
+        let first_deleted = last_log_id.map_or(0, |log_id| log_id.index() + 1);
+        self.unflushed.remove_from(first_deleted);
+        self.change(operation, move |connection| {
+            connection.execute(
+                "DELETE FROM log WHERE log_index >= ?1",
+                [sql_index(first_deleted)?],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         let operation = format!("purge the entries up to index {}", log_id.index());
-        self.writer
-            .run(operation, move |connection| {
-                let transaction = connection.transaction()?;
-                transaction.execute(
-                    "DELETE FROM log WHERE log_index <= ?1",
-                    [sql_index(log_id.index())?],
-                )?;
-                write_meta(&transaction, LAST_PURGED_KEY, Some(&log_id))?;
-                transaction.commit()?;
-                Ok(())
-            })
-            .await
+        self.unflushed.remove_up_to(log_id.index());
+        self.change(operation, move |connection| {
+            connection.execute(
+                "DELETE FROM log WHERE log_index <= ?1",
+                [sql_index(log_id.index())?],
+            )?;
+            write_meta(connection, LAST_PURGED_KEY, Some(&log_id))
+        })
+        .await
     }
 }
 
@@ -301,6 +356,8 @@ impl RaftLogReader<TypeConfig> for LogReader {
         let Some((first_index, last_index)) = sql_bounds(&range) else {
             return Ok(Vec::new());
         };
+        // Unflushed first: an entry flushed after this look is in the file by the next one.
+        let unflushed = self.unflushed.range(first_index as u64, last_index as u64);
         self.database
             .run(operation, move |connection| {
                 let mut statement = connection.prepare_cached(
@@ -308,11 +365,15 @@ impl RaftLogReader<TypeConfig> for LogReader {
                      WHERE log_index BETWEEN ?1 AND ?2 ORDER BY log_index",
                 )?;
                 let mut rows = statement.query([first_index, last_index])?;
-                let mut entries: Vec<Entry> = Vec::new();
+                let mut stored: BTreeMap<u64, Entry> = BTreeMap::new();
                 while let Some(row) = rows.next()? {
                     let row_index = row.get::<_, i64>(0)? as u64;
                     let bytes = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-                    let entry: Entry = decode(bytes)?;
+                    stored.insert(row_index, decode(bytes)?);
+                }
+                stored.extend(unflushed);
+                let mut entries: Vec<Entry> = Vec::with_capacity(stored.len());
+                for (row_index, entry) in stored {
                     let expected_index = entries.last().map(|previous| previous.index() + 1);
                     let follows = expected_index.is_none_or(|expected| expected == row_index);
                     if entry.index() != row_index || !follows {
@@ -335,6 +396,136 @@ impl RaftLogReader<TypeConfig> for LogReader {
             })
             .await
     }
+}
+
+impl Unflushed {
+    fn insert(&self, entries: &[Entry]) {
+        let mut unflushed = self.lock();
+        for entry in entries {
+            unflushed.insert(entry.index(), entry.clone());
+        }
+    }
+
+    /// Forgets `entries` once the writer is done with them (in the file, or failed: a failed
+    /// write stops the node), unless a later append replaced them.
+    fn forget(&self, entries: &[Entry]) {
+        let mut unflushed = self.lock();
+        for entry in entries {
+            if unflushed
+                .get(&entry.index())
+                .is_some_and(|waiting| waiting.log_id() == entry.log_id())
+            {
+                unflushed.remove(&entry.index());
+            }
+        }
+    }
+
+    fn remove_from(&self, first_index: u64) {
+        self.lock().split_off(&first_index);
+    }
+
+    fn remove_up_to(&self, last_index: u64) {
+        let mut unflushed = self.lock();
+        let kept = unflushed.split_off(&(last_index + 1));
+        *unflushed = kept;
+    }
+
+    fn range(&self, first_index: u64, last_index: u64) -> BTreeMap<u64, Entry> {
+        self.lock()
+            .range(first_index..=last_index)
+            .map(|(index, entry)| (*index, entry.clone()))
+            .collect()
+    }
+
+    fn last_log_id(&self) -> Option<LogId> {
+        self.lock().values().next_back().map(|entry| entry.log_id())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The writer thread: owns the write connection.
+struct Writer {
+    path: PathBuf,
+    connection: Connection,
+    unflushed: Arc<Unflushed>,
+}
+
+impl Writer {
+    /// Takes every write waiting, applies them in order in one transaction, fsyncs once,
+    /// then reports each; until the store is dropped.
+    fn run(mut self, queue: mpsc::Receiver<Write>) {
+        while let Ok(first) = queue.recv() {
+            let mut writes = vec![first];
+            writes.extend(queue.try_iter().take(WRITE_QUEUE_CAPACITY));
+            let result = self.write_all(&mut writes);
+            self.report(writes, result);
+        }
+    }
+
+    /// Applies `writes` in order in one transaction; a failure rolls all of them back.
+    fn write_all(&mut self, writes: &mut [Write]) -> io::Result<()> {
+        let transaction = self
+            .connection
+            .transaction()
+            .map_err(|error| describe(&self.path, "begin a transaction", error.into()))?;
+        for write in writes.iter_mut() {
+            match write {
+                Write::Append { entries, .. } => insert_entries(&transaction, entries)
+                    .map_err(|failure| describe(&self.path, &appending(entries), failure))?,
+                Write::Change {
+                    operation, change, ..
+                } => {
+                    if let Some(change) = change.take() {
+                        change(&transaction)
+                            .map_err(|failure| describe(&self.path, operation, failure))?;
+                    }
+                }
+            }
+        }
+        transaction
+            .commit()
+            .map_err(|error| describe(&self.path, "commit", error.into()))
+    }
+
+    fn report(&self, writes: Vec<Write>, result: io::Result<()>) {
+        for write in writes {
+            match write {
+                Write::Append { entries, callback } => {
+                    self.unflushed.forget(&entries);
+                    callback.io_completed(copy_result(&result));
+                }
+                Write::Change { done, .. } => {
+                    let _ = done.send(copy_result(&result));
+                }
+            }
+        }
+    }
+}
+
+fn appending(entries: &[Entry]) -> String {
+    match (entries.first(), entries.last()) {
+        (Some(first), Some(last)) => format!("append entries {}..={}", first.index(), last.index()),
+        _ => "append no entries".to_string(),
+    }
+}
+
+fn copy_result(result: &io::Result<()>) -> io::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
+    }
+}
+
+fn stopped_writer(path: &Path, operation: &str) -> io::Error {
+    io::Error::other(format!(
+        "raft log {}: cannot {operation}: the writer thread has stopped",
+        path.display()
+    ))
 }
 
 impl Database {
@@ -372,16 +563,12 @@ async fn spawn_blocking<T: Send + 'static>(
         .map_err(|error| io::Error::other(format!("raft log task failed: {error}")))?
 }
 
-fn insert_entries(connection: &mut Connection, entries: &[Entry]) -> Result<(), Failure> {
-    let transaction = connection.transaction()?;
-    {
-        let mut statement = transaction
-            .prepare_cached("INSERT OR REPLACE INTO log (log_index, entry) VALUES (?1, ?2)")?;
-        for entry in entries {
-            statement.execute((sql_index(entry.index())?, encode(entry)?))?;
-        }
+fn insert_entries(connection: &Connection, entries: &[Entry]) -> Result<(), Failure> {
+    let mut statement = connection
+        .prepare_cached("INSERT OR REPLACE INTO log (log_index, entry) VALUES (?1, ?2)")?;
+    for entry in entries {
+        statement.execute((sql_index(entry.index())?, encode(entry)?))?;
     }
-    transaction.commit()?;
     Ok(())
 }
 

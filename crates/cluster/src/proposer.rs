@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::types::{NodeId, Proposal, ProposalResult, Raft, TypeConfig};
 
 /// Entries proposed and not yet committed, at most.
-pub const MAX_PROPOSALS_IN_FLIGHT: usize = 4;
+pub const MAX_PROPOSALS_IN_FLIGHT: usize = 16;
 
 /// An outcome and the log position that made it durable.
 #[derive(Clone, Debug, PartialEq)]

@@ -81,6 +81,9 @@ impl ReplicaSettings {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
             max_in_snapshot_log_to_keep: LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT,
             enable_pre_vote: Some(true),
+            // The log store makes an append readable before its fsync: start sending it to
+            // the passives at once, so the active's fsync and theirs overlap.
+            broadcast_submitted_on_append: Some(true),
             // A member whose data directory was wiped comes back with an empty log; the
             // active then replicates to it from the start (a snapshot) instead of refusing.
             allow_log_reversion: Some(true),

@@ -401,19 +401,18 @@ async fn a_failed_append_reports_to_the_callback_and_writes_nothing() {
     // The second entry cannot be stored (SQLite integers are signed): the whole append fails.
     let batch = vec![failover_entry(1, 2), failover_entry(1, u64::MAX)];
     let (sender, receiver) = TypeConfig::oneshot();
-    let error = store
+    store
         .append(batch, IOFlushed::signal(sender))
         .await
-        .expect_err("append fails");
+        .expect("the append is accepted; the write happens later");
     let reported = receiver
         .await
         .unwrap()
         .expect_err("callback gets the error");
 
-    for message in [error.to_string(), reported.to_string()] {
-        assert!(message.contains(LOG_DATABASE_FILE), "{message}");
-        assert!(message.contains("append entries 2..="), "{message}");
-    }
+    let message = reported.to_string();
+    assert!(message.contains(LOG_DATABASE_FILE), "{message}");
+    assert!(message.contains("append entries 2..="), "{message}");
     assert_eq!(reported.kind(), io::ErrorKind::InvalidInput);
     assert_eq!(read(&mut store, ..).await, [0, 1]);
 }
