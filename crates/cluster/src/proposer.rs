@@ -136,7 +136,12 @@ pub fn write_error(
 ) -> Error {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
-            not_active(*raft.node_id(), forward.leader_id, forward.leader_node)
+            let status = crate::status::ReplicaStatus::of(raft);
+            if forward.leader_id.is_none() && status.role == crate::status::Role::Active {
+                unconfirmed_active(status.node_id, status.term)
+            } else {
+                not_active(*raft.node_id(), forward.leader_id, forward.leader_node)
+            }
         }
         RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => Error::unavailable(
             "the active changed while this write was in flight; its outcome is unknown and \
@@ -145,6 +150,16 @@ pub fn write_error(
         RaftError::APIError(other) => Error::unavailable(format!("write refused: {other}")),
         RaftError::Fatal(fatal) => Error::unavailable(format!("replication stopped: {fatal}")),
     }
+}
+
+/// The error of an active whose majority has not confirmed it lately: just elected, or cut
+/// off from the others (then, after the election timeout, another node takes over).
+pub fn unconfirmed_active(this_node: NodeId, term: u64) -> Error {
+    Error::unavailable(format!(
+        "node {this_node} is the active of term {term} but a majority of voters has not \
+         confirmed it recently (it was just elected, or it is cut off from the others); \
+         retry in a moment"
+    ))
 }
 
 /// The error a passive node answers: a redirect when the active is known.

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use crate::failover::{self, FastElection, elect_when_the_active_is_gone, record_failovers};
 use crate::log_store::LogStore;
 use crate::network::{LeaderContact, NetworkFactory, serve};
-use crate::proposer::{Acknowledged, Pending, not_active, run_proposer};
+use crate::proposer::{Acknowledged, Pending, not_active, run_proposer, unconfirmed_active};
 use crate::state_machine::StateMachine;
 use crate::status::{ReplicaStatus, Role};
 use crate::types::{FailoverRecord, Member, NodeId, Raft};
@@ -299,7 +299,7 @@ impl Replica {
     fn not_active(&self) -> Error {
         let status = self.status();
         if status.role == Role::Active {
-            return Error::unavailable("the active role is changing; retry in a moment");
+            return unconfirmed_active(self.settings.node_id, status.term);
         }
         not_active(
             self.settings.node_id,

@@ -113,18 +113,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut chunks = entries.try_ready_chunks(MAX_ENTRIES_PER_APPLY);
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(|error| error.1)?;
-            let mut pending = Vec::with_capacity(chunk.len());
-            let mut responders = Vec::with_capacity(chunk.len());
+            // Submitted one by one, in log order (the store applies them in that order);
+            // answered together, so entries applied together share one transaction.
+            let mut answers = Vec::with_capacity(chunk.len());
             for (entry, responder) in chunk {
                 let batch = self.batch_for(&entry)?;
-                let store = self.store.clone();
-                pending.push(async move { store.apply(batch).await });
-                responders.push(responder);
+                let answer = self.store.submit(batch).await.map_err(storage_error)?;
+                answers.push((answer, responder));
             }
-            // Polled together, the batches reach the committer together: one transaction.
-            let results = futures_util::future::join_all(pending).await;
-            for (result, responder) in results.into_iter().zip(responders) {
-                let outcomes = result.map_err(storage_error)?;
+            for (answer, responder) in answers {
+                let outcomes = answer.await.map_err(storage_error)?;
                 if let Some(responder) = responder {
                     responder.send(ProposalResult { outcomes });
                 }

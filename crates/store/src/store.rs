@@ -115,12 +115,22 @@ impl StoreHandle {
     /// Applies a batch: the answer comes after its transaction committed. Concurrent
     /// batches share one transaction (group commit).
     pub async fn apply(&self, batch: Batch) -> BatchResult {
+        self.submit(batch).await?.await
+    }
+
+    /// Queues a batch and returns at once with the future of its answer: batches submitted
+    /// one after the other are applied in exactly that order (a replicated log needs this),
+    /// and still share transactions.
+    pub async fn submit(
+        &self,
+        batch: Batch,
+    ) -> std::result::Result<impl Future<Output = BatchResult> + use<>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request::Apply { batch, reply })
             .await
             .map_err(|_| StoreError::Stopped)?;
-        answer.await.map_err(|_| StoreError::Stopped)?
+        Ok(async move { answer.await.map_err(|_| StoreError::Stopped)? })
     }
 
     /// Applies one command at this node's clock, outside any replicated log (tools and
