@@ -1,12 +1,27 @@
-//! Test support: a real `tandem node` process on 127.0.0.1 with free ports, and clients for it.
-//! The guard kills the process when dropped, so no test leaves a node behind.
+//! Test support: real `tandem node` processes on 127.0.0.1, and clients for them. Every
+//! process guard kills its process when dropped, so no test leaves a node behind.
+//!
+//! # Layout
+//!
+//! - [`NodeProcess`] (here): one node process and its signals.
+//! - [`replica_set`]: [`replica_set::ReplicaSet`], three (or N) nodes on fixed free ports
+//!   formed into one replica set, with kill -9, pause, stop, restart and wipe.
+//! - [`proxy`]: [`proxy::FaultProxy`], a TCP proxy that can cut (blackhole) and heal a link.
+//! - [`workload`]: concurrent publishers and consumers that follow the active.
+//! - [`history`]: what the clients saw, and the checker for lost, unexpected and stale
+//!   acknowledgements.
 
 #![allow(dead_code)]
+
+pub mod history;
+pub mod proxy;
+pub mod replica_set;
+pub mod workload;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -16,6 +31,10 @@ use tonic::transport::Channel;
 
 /// How long a node may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a node may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an exiting process is looked at.
+const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 pub fn tandem_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tandem"))
@@ -25,28 +44,34 @@ pub struct NodeProcess {
     child: Child,
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    pub raft: SocketAddr,
 }
 
 impl NodeProcess {
     /// Starts `tandem node start` on free loopback ports with `extra` flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        let mut arguments = vec![
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--raft-listen",
+            "127.0.0.1:0",
+        ];
+        arguments.extend_from_slice(extra);
+        NodeProcess::launch(data_dir, &arguments, Stdio::inherit())
+    }
+
+    /// Starts `tandem node start --data-dir DIR` followed by exactly `arguments`, with the
+    /// node's stderr (its log) going to `log`, and waits for its ready line.
+    pub fn launch(data_dir: &Path, arguments: &[&str], log: Stdio) -> NodeProcess {
         let mut child = Command::new(tandem_binary())
-            .args([
-                "node",
-                "start",
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--raft-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
+            .args(["node", "start", "--data-dir"])
             .arg(data_dir)
-            .args(extra)
+            .args(arguments)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("spawn tandem node");
         let stdout = child.stdout.take().expect("node stdout");
@@ -62,13 +87,19 @@ impl NodeProcess {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
-                panic!("tandem node did not print its ready line within {READY_TIMEOUT:?}");
+                let status = child.wait();
+                panic!(
+                    "tandem node ({}) printed no ready line within {READY_TIMEOUT:?}; \
+                     it exited with {status:?}",
+                    data_dir.display()
+                );
             }
         };
         NodeProcess {
             child,
             grpc: address_after(&ready, "grpc="),
             http: address_after(&ready, "http="),
+            raft: address_after(&ready, "raft="),
         }
     }
 
@@ -78,20 +109,44 @@ impl NodeProcess {
         let _ = self.child.wait();
     }
 
+    /// SIGSTOP: the process freezes with its sockets open, as a long GC pause or a
+    /// hung machine would.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`NodeProcess::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
     /// SIGTERM, then wait (bounded) for an orderly exit.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        for _ in 0..200 {
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait_for_exit()
+    }
+
+    /// Waits (bounded) for the process to exit after a signal; kills it if it does not.
+    pub fn wait_for_exit(&mut self) -> ExitStatus {
+        let attempts = STOP_TIMEOUT.as_millis() / EXIT_POLL_INTERVAL.as_millis();
+        for _ in 0..attempts {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(EXIT_POLL_INTERVAL);
         }
         self.kill_hard();
-        panic!("tandem node did not stop within 10 s of SIGTERM");
+        panic!("tandem node did not stop within {STOP_TIMEOUT:?} of SIGTERM");
+    }
+
+    /// Sends a signal by name (`TERM`, `STOP`, `CONT`, ...) with the `kill` command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {} failed", self.child.id());
     }
 
     pub fn grpc_url(&self) -> String {

@@ -1,0 +1,833 @@
+//! A replica set of three real `tandem` nodes under concurrent publish and consume load,
+//! through the faults an active must survive: kill -9 (ten times in a row), a pause longer
+//! than the election timeout, a network partition, planned switchover and failback, a stop
+//! of every node, a passive that missed many entries, a wiped data directory, and the loss
+//! of a majority.
+//!
+//! Every test records what its clients saw in a history and checks it at the end: no
+//! acknowledged message lost, nothing delivered that was never published, and no
+//! acknowledgement from a term that a failover had already ended. It also checks that the
+//! replicas, having applied the same log, hold the same state. The figures (failover times,
+//! acknowledged counts) are printed; run with `--nocapture` to read them.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::check_data_dir;
+use support::history::{self, History, HistoryReport, PublishOutcome, now_ms};
+use support::replica_set::{ActiveNode, ReplicaSet, ReplicaSetOptions, node_status};
+use support::workload::{
+    CALL_TIMEOUT, CallFailure, Workload, WorkloadShape, declare_route, publish_once,
+    stored_instances, stored_message_count, stored_message_ids,
+};
+use tandem_protocol::v1;
+use tandem_protocol::v1::admin_client::AdminClient;
+use tandem_protocol::v1::cluster_client::ClusterClient;
+
+/// How long a test waits for an active (a first one, or a new one after a fault), at most.
+const ACTIVE_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a node may take to catch up, at most.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Load before the first fault and between faults.
+const LOAD_BEFORE_FAULT: Duration = Duration::from_millis(800);
+const LOAD_BETWEEN_FAULTS: Duration = Duration::from_millis(300);
+const KILL_ROUNDS: usize = 10;
+/// The load must be real: fewer acknowledged messages than this would prove nothing.
+const MINIMUM_ACKNOWLEDGED: usize = 300;
+/// How long a passive stays down while the load goes on, so it has many entries to apply.
+const DOWN_WHILE_LOADED: Duration = Duration::from_millis(3_000);
+/// How long the active stays paused: well over the election timeout.
+const PAUSE: Duration = Duration::from_millis(2_000);
+/// Entries per snapshot in the wipe test, so the log is compacted long before the wipe.
+const SNAPSHOT_EVERY_ENTRIES: u64 = 50;
+/// Every this many acknowledged messages, one has its tracking events compared across
+/// replicas, with every message delivered more than once; at most this many in all.
+const TRACKING_SAMPLE_STEP: usize = 20;
+const MAX_TRACKING_SAMPLE: usize = 400;
+/// Disagreements between replicas reported, at most, and differing instances shown in one.
+const MAX_DISAGREEMENTS_SHOWN: usize = 3;
+const MAX_DIFFERENCES_SHOWN: usize = 5;
+/// A difference between replicas must last this many comparisons, this far apart, to count
+/// (a node may apply a tick that expires leases a moment after another).
+const AGREEMENT_ATTEMPTS: usize = 5;
+const AGREEMENT_RETRY_PAUSE: Duration = Duration::from_millis(300);
+/// The write timeout of the majority-loss test.
+const SHORT_WRITE_TIMEOUT_MS: u64 = 1_000;
+
+fn shape(id_prefix: &str) -> WorkloadShape {
+    WorkloadShape {
+        id_prefix: id_prefix.to_string(),
+        ..WorkloadShape::default()
+    }
+}
+
+/// Starts a replica set, declares the test route and starts the load.
+async fn loaded_replica_set(
+    options: ReplicaSetOptions,
+    shape: &WorkloadShape,
+) -> (ReplicaSet, Workload) {
+    let set = ReplicaSet::start(options).await;
+    declare_route(&set.addresses()).await;
+    let workload = Workload::start(&set.addresses(), shape, Arc::new(History::default()));
+    (set, workload)
+}
+
+/// Stops the load, waits until every live node has applied what the active committed, and
+/// checks the history against what the active stores and its failover history.
+async fn finish(set: &ReplicaSet, workload: Workload, label: &str) -> Finished {
+    let history = workload.stop().await;
+    set.wait_for_convergence(CATCH_UP_TIMEOUT).await;
+    let disagreements = replica_disagreements(set, label, &history).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let remaining = stored_message_ids(set.address(active.node_id)).await;
+    let failovers = set.failovers(active.node_id).await;
+    let report = history::check(&history, &remaining, &failovers);
+    report.print(label);
+    for failover in &failovers {
+        eprintln!(
+            "[{label}] failover: term {} at {} from {:?} to {}: {} (writes unavailable {} ms)",
+            failover.term,
+            failover.at_ms,
+            failover.from_node,
+            failover.to_node,
+            failover.reason,
+            failover.unavailable_ms
+        );
+    }
+    if let Some((message_id, _)) = &report.completed_more_than_once_example {
+        print_stored_history(set, label, message_id).await;
+    }
+    assert!(
+        report.acknowledged >= MINIMUM_ACKNOWLEDGED,
+        "only {} messages acknowledged: the load proves nothing",
+        report.acknowledged
+    );
+    let violations: Vec<String> = report
+        .violations()
+        .into_iter()
+        .chain(disagreements)
+        .collect();
+    assert!(violations.is_empty(), "[{label}] {}", violations.join("\n"));
+    Finished {
+        report,
+        failovers,
+        history,
+    }
+}
+
+/// Where the live nodes disagree, if anywhere. They must store the same instances with the
+/// same delivery history (attempts, last lease holder and lease expiry; the states are left
+/// out, since lease expiry applies with the ticks), and the same tracking events for a
+/// sample of messages: the log is the same, so the state machines must be too. A difference
+/// that goes away within a few ticks is one node applying a tick later than another; only
+/// lasting ones are reported.
+async fn replica_disagreements(set: &ReplicaSet, label: &str, history: &History) -> Vec<String> {
+    let mut disagreements = Vec::new();
+    disagreements.extend(lasting(|| instance_disagreement(set)).await);
+    let sample: Vec<String> = history
+        .delivered_more_than_once()
+        .into_iter()
+        .chain(
+            history
+                .acknowledged_ids()
+                .into_iter()
+                .step_by(TRACKING_SAMPLE_STEP),
+        )
+        .take(MAX_TRACKING_SAMPLE)
+        .collect();
+    for message_id in &sample {
+        if disagreements.len() >= MAX_DISAGREEMENTS_SHOWN {
+            break;
+        }
+        disagreements.extend(lasting(|| tracking_disagreement(set, message_id)).await);
+    }
+    eprintln!(
+        "[{label}] compared {} live replicas: every instance, and the tracking events of {} \
+         sampled messages; disagreements: {}",
+        set.live_node_ids().len(),
+        sample.len(),
+        disagreements.len()
+    );
+    disagreements
+}
+
+/// Runs `compare` until it finds no disagreement, a bounded number of times; returns the
+/// disagreement that lasted, if any.
+async fn lasting<Compare, Comparison>(compare: Compare) -> Option<String>
+where
+    Compare: Fn() -> Comparison,
+    Comparison: Future<Output = Option<String>>,
+{
+    let mut disagreement = None;
+    for _attempt in 0..AGREEMENT_ATTEMPTS {
+        disagreement = compare().await;
+        if disagreement.is_none() {
+            break;
+        }
+        tokio::time::sleep(AGREEMENT_RETRY_PAUSE).await;
+    }
+    disagreement
+}
+
+/// The first instances whose delivery history differs between two live nodes, if any.
+async fn instance_disagreement(set: &ReplicaSet) -> Option<String> {
+    let mut replicas = Vec::new();
+    for node_id in set.live_node_ids() {
+        let instances = stored_instances(set.address(node_id)).await;
+        let summary: BTreeMap<u64, (String, u32, String, i64)> = instances
+            .into_iter()
+            .map(|(id, instance)| {
+                let delivery = (
+                    instance.message_id,
+                    instance.attempts,
+                    instance.lease_holder,
+                    instance.lease_expires_at_ms,
+                );
+                (id, delivery)
+            })
+            .collect();
+        replicas.push((node_id, summary));
+    }
+    let ((first_node, first), others) = replicas.split_first()?;
+    others.iter().find_map(|(node_id, summary)| {
+        let differences: Vec<String> = first
+            .keys()
+            .chain(summary.keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|id| first.get(id) != summary.get(id))
+            .take(MAX_DIFFERENCES_SHOWN)
+            .map(|id| {
+                format!(
+                    "instance {id}: node {first_node} {:?}, node {node_id} {:?}",
+                    first.get(id),
+                    summary.get(id)
+                )
+            })
+            .collect();
+        (!differences.is_empty()).then(|| {
+            format!(
+                "the replicas' instances differ (as (message id, attempts, lease holder, \
+                 lease expiry)); first differences:\n{}",
+                differences.join("\n")
+            )
+        })
+    })
+}
+
+/// How two live nodes' tracking events for one message differ, if they do.
+async fn tracking_disagreement(set: &ReplicaSet, message_id: &str) -> Option<String> {
+    let mut tracked = Vec::new();
+    for node_id in set.live_node_ids() {
+        tracked.push((node_id, tracking_events(set, node_id, message_id).await));
+    }
+    let ((first_node, first_events), others) = tracked.split_first()?;
+    others.iter().find_map(|(node_id, events)| {
+        (first_events != events).then(|| {
+            format!(
+                "nodes {first_node} and {node_id} applied the same log differently for \
+                 message {message_id}: its tracking events differ:\n  node {first_node}: \
+                 {first_events:?}\n  node {node_id}: {events:?}"
+            )
+        })
+    })
+}
+
+/// The tracking events a node stores for one message, as (at, instance, kind, detail).
+async fn tracking_events(
+    set: &ReplicaSet,
+    node_id: u64,
+    message_id: &str,
+) -> Vec<(i64, u64, String, String)> {
+    let mut admin = AdminClient::connect(set.grpc_url(node_id))
+        .await
+        .expect("connect admin");
+    let request = v1::MessageHistoryRequest {
+        message_id: message_id.to_string(),
+    };
+    tokio::time::timeout(CALL_TIMEOUT, admin.message_history(request))
+        .await
+        .expect("message history answers in time")
+        .expect("message history")
+        .into_inner()
+        .events
+        .into_iter()
+        .map(|event| (event.at_ms, event.instance, event.kind, event.detail))
+        .collect()
+}
+
+/// Prints what each live node stores about one message: its instances and tracking events.
+async fn print_stored_history(set: &ReplicaSet, label: &str, message_id: &str) {
+    for node_id in set.live_node_ids() {
+        let Ok(mut admin) = AdminClient::connect(set.grpc_url(node_id)).await else {
+            continue;
+        };
+        let request = v1::MessageHistoryRequest {
+            message_id: message_id.to_string(),
+        };
+        let Ok(Ok(history)) =
+            tokio::time::timeout(CALL_TIMEOUT, admin.message_history(request)).await
+        else {
+            continue;
+        };
+        let history = history.into_inner();
+        eprintln!(
+            "[{label}] node {node_id} stores {} copies and {} instances of {message_id}",
+            history.messages.len(),
+            history.instances.len()
+        );
+        for event in history.events {
+            eprintln!(
+                "[{label}]   node {node_id}: {} instance {} {} {}",
+                event.at_ms, event.instance, event.kind, event.detail
+            );
+        }
+    }
+}
+
+/// What a test's load left: the checked history and the failover history.
+struct Finished {
+    report: HistoryReport,
+    failovers: Vec<v1::FailoverEvent>,
+    history: Arc<History>,
+}
+
+/// Waits until a message is acknowledged in a term above `term` after `since_ms`; returns
+/// how long after `since_ms` the first one was.
+async fn wait_for_writes_after(history: &History, since_ms: i64, term: u64) -> i64 {
+    let deadline = Instant::now() + ACTIVE_WAIT_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(after_ms) = history.first_acknowledgement_after(since_ms, term) {
+            return after_ms;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no write acknowledged in a term above {term} within {ACTIVE_WAIT_TIMEOUT:?}");
+}
+
+fn failover_to_term(failovers: &[v1::FailoverEvent], term: u64) -> Option<&v1::FailoverEvent> {
+    failovers.iter().find(|failover| failover.term == term)
+}
+
+/// One kill -9 of the active, as measured.
+struct KillRound {
+    killed: ActiveNode,
+    elected: ActiveNode,
+    election_seen_ms: i64,
+    writes_again_ms: i64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_messages_survive_ten_kill_nines_of_the_active() {
+    let (mut set, workload) =
+        loaded_replica_set(ReplicaSetOptions::default(), &shape("kill")).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let mut rounds = Vec::new();
+    for _round in 0..KILL_ROUNDS {
+        tokio::time::sleep(LOAD_BETWEEN_FAULTS).await;
+        let killed = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+        let killed_at_ms = now_ms();
+        set.kill(killed.node_id);
+        let elected = set
+            .wait_for_active_after(killed.term, ACTIVE_WAIT_TIMEOUT)
+            .await;
+        let election_seen_ms = now_ms() - killed_at_ms;
+        let writes_again_ms =
+            wait_for_writes_after(&workload.history, killed_at_ms, killed.term).await;
+        let (healthy, integrity) = check_data_dir(set.data_dir(killed.node_id));
+        assert!(
+            healthy,
+            "node {} fails its integrity check after kill -9:\n{integrity}",
+            killed.node_id
+        );
+        set.restart(killed.node_id);
+        set.wait_for_status(
+            killed.node_id,
+            "passive following an active",
+            CATCH_UP_TIMEOUT,
+            |status| status.role == "passive" && status.active_node.is_some(),
+        )
+        .await;
+        rounds.push(KillRound {
+            killed,
+            elected,
+            election_seen_ms,
+            writes_again_ms,
+        });
+    }
+    let finished = finish(&set, workload, "kill -9").await;
+    for (number, round) in rounds.iter().enumerate() {
+        let recorded = failover_to_term(&finished.failovers, round.elected.term);
+        eprintln!(
+            "[kill -9] round {number}: killed node {} (term {}); node {} active in term {} \
+             seen after {} ms; writes acknowledged again after {} ms; recorded unavailable \
+             {:?} ms",
+            round.killed.node_id,
+            round.killed.term,
+            round.elected.node_id,
+            round.elected.term,
+            round.election_seen_ms,
+            round.writes_again_ms,
+            recorded.map(|failover| failover.unavailable_ms)
+        );
+    }
+    let slowest = rounds.iter().map(|round| round.writes_again_ms).max();
+    eprintln!(
+        "[kill -9] {KILL_ROUNDS} kills: {} messages acknowledged, none lost; writes \
+         acknowledged again after at most {slowest:?} ms",
+        finished.report.acknowledged
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passive_that_missed_many_entries_catches_up_to_the_same_state() {
+    let (mut set, workload) =
+        loaded_replica_set(ReplicaSetOptions::default(), &shape("behind")).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let behind = set.others(active.node_id)[0];
+    set.kill(behind);
+    let before = set
+        .status(active.node_id)
+        .await
+        .map_or(0, |status| status.committed_index);
+    tokio::time::sleep(DOWN_WHILE_LOADED).await;
+    let missed = set
+        .status(active.node_id)
+        .await
+        .map_or(0, |status| status.committed_index)
+        - before;
+    let restarted_at = Instant::now();
+    set.restart(behind);
+    let caught_up = set
+        .wait_for_status(behind, "caught up", CATCH_UP_TIMEOUT, |status| {
+            status.applied_index >= before + missed
+        })
+        .await;
+    let caught_up_ms = restarted_at.elapsed().as_millis();
+    let finished = finish(&set, workload, "catch-up").await;
+    eprintln!(
+        "[catch-up] node {behind} was down for {} ms while {missed} entries committed; it \
+         applied them within {caught_up_ms} ms of its restart (index {}); {} acknowledged",
+        DOWN_WHILE_LOADED.as_millis(),
+        caught_up.applied_index,
+        finished.report.acknowledged
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_active_is_replaced_and_never_acknowledges_in_its_old_term() {
+    let (mut set, workload) =
+        loaded_replica_set(ReplicaSetOptions::default(), &shape("pause")).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let paused = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let paused_at = Instant::now();
+    let paused_at_ms = now_ms();
+    set.pause(paused.node_id);
+    let elected = set
+        .wait_for_active_after(paused.term, ACTIVE_WAIT_TIMEOUT)
+        .await;
+    let election_seen_ms = now_ms() - paused_at_ms;
+    assert_ne!(elected.node_id, paused.node_id);
+    let writes_again_ms = wait_for_writes_after(&workload.history, paused_at_ms, paused.term).await;
+    tokio::time::sleep(PAUSE.saturating_sub(paused_at.elapsed())).await;
+    set.resume(paused.node_id);
+    let resumed_at_ms = now_ms();
+    let rejoined = set
+        .wait_for_status(
+            paused.node_id,
+            "passive in the new term",
+            CATCH_UP_TIMEOUT,
+            |status| status.role == "passive" && status.term >= elected.term,
+        )
+        .await;
+    let stepped_down_ms = now_ms() - resumed_at_ms;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let finished = finish(&set, workload, "pause").await;
+    let recorded = failover_to_term(&finished.failovers, elected.term)
+        .expect("the failover to the new active is recorded");
+    let old_term_acknowledgements = finished.history.publishes().into_iter().filter(|attempt| {
+        matches!(attempt.outcome, PublishOutcome::Acknowledged { term, .. } if term == paused.term)
+    });
+    let (invoked_after, answered_after) =
+        old_term_acknowledgements.fold((0, 0), |(invoked_after, answered_after), attempt| {
+            (
+                invoked_after + usize::from(attempt.invoked_at_ms > recorded.at_ms),
+                answered_after
+                    + usize::from(attempt.answered_at_ms.is_some_and(|at| at > recorded.at_ms)),
+            )
+        });
+    assert_eq!(
+        invoked_after, 0,
+        "acknowledgements in term {} of publishes invoked after term {} began",
+        paused.term, elected.term
+    );
+    eprintln!(
+        "[pause] node {} paused for {} ms in term {}; node {} active in term {} seen after \
+         {election_seen_ms} ms, writes acknowledged again after {writes_again_ms} ms \
+         (recorded unavailable {} ms); after SIGCONT node {} was passive in term {} within \
+         {stepped_down_ms} ms; acknowledgements in term {}: invoked after the new active's \
+         first commit {invoked_after}, answered after it {answered_after}",
+        paused.node_id,
+        PAUSE.as_millis(),
+        paused.term,
+        elected.node_id,
+        elected.term,
+        recorded.unavailable_ms,
+        paused.node_id,
+        rejoined.term,
+        paused.term
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_active_is_replaced_cannot_acknowledge_and_catches_up_after_healing() {
+    let options = ReplicaSetOptions {
+        proxied: true,
+        ..ReplicaSetOptions::default()
+    };
+    let (set, workload) = loaded_replica_set(options, &shape("partition")).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let isolated = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let cut_at_ms = now_ms();
+    set.isolate(isolated.node_id);
+    let elected = set
+        .wait_for_active_after(isolated.term, ACTIVE_WAIT_TIMEOUT)
+        .await;
+    let election_seen_ms = now_ms() - cut_at_ms;
+    assert_ne!(elected.node_id, isolated.node_id);
+    let writes_again_ms = wait_for_writes_after(&workload.history, cut_at_ms, isolated.term).await;
+    // Writes sent straight to the cut-off active must not succeed.
+    let mut probe_answers = Vec::new();
+    for probe in 0..2 {
+        let message_ids = [format!("partition-probe-{probe}")];
+        let started = Instant::now();
+        let answer = publish_once(
+            set.address(isolated.node_id),
+            &message_ids,
+            &workload.history,
+        )
+        .await;
+        match answer {
+            Ok(outcomes) => assert!(
+                !outcomes
+                    .iter()
+                    .any(|outcome| matches!(outcome, PublishOutcome::Acknowledged { .. })),
+                "the cut-off active acknowledged a write: {outcomes:?}"
+            ),
+            Err(failure) => probe_answers.push(format!(
+                "{failure:?} after {} ms",
+                started.elapsed().as_millis()
+            )),
+        }
+    }
+    let isolated_status = set
+        .status(isolated.node_id)
+        .await
+        .expect("the cut-off node still answers its status");
+    let healed_at_ms = now_ms();
+    set.heal();
+    let committed = set
+        .status(elected.node_id)
+        .await
+        .map_or(0, |status| status.committed_index);
+    let rejoined = set
+        .wait_for_status(
+            isolated.node_id,
+            "passive in the new term and caught up",
+            CATCH_UP_TIMEOUT,
+            |status| {
+                status.role == "passive"
+                    && status.term >= elected.term
+                    && status.applied_index >= committed
+            },
+        )
+        .await;
+    let caught_up_ms = now_ms() - healed_at_ms;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let finished = finish(&set, workload, "partition").await;
+    let recorded = failover_to_term(&finished.failovers, elected.term);
+    eprintln!(
+        "[partition] node {} cut off in term {}; node {} active in term {} seen after \
+         {election_seen_ms} ms, writes acknowledged again after {writes_again_ms} ms \
+         (recorded unavailable {:?} ms); writes sent to the cut-off node: {probe_answers:?}; \
+         it reported role {} in term {} while cut off; after healing it was passive in term \
+         {} with index {} applied within {caught_up_ms} ms",
+        isolated.node_id,
+        isolated.term,
+        elected.node_id,
+        elected.term,
+        recorded.map(|failover| failover.unavailable_ms),
+        isolated_status.role,
+        isolated_status.term,
+        rejoined.term,
+        rejoined.applied_index
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_and_failback_under_load_lose_nothing() {
+    let (set, workload) = loaded_replica_set(ReplicaSetOptions::default(), &shape("switch")).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let original = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let target = set.others(original.node_id)[0];
+    let there = switch_over(&set, original, target).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let back = switch_over(&set, there.active, original.node_id).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let finished = finish(&set, workload, "switchover").await;
+    for switch in [&there, &back] {
+        let recorded = failover_to_term(&finished.failovers, switch.active.term);
+        eprintln!(
+            "[switchover] to node {} (term {}): active seen after {} ms, writes acknowledged \
+             again after {} ms; recorded: {:?}",
+            switch.active.node_id,
+            switch.active.term,
+            switch.active_seen_ms,
+            finished
+                .history
+                .first_acknowledgement_after(switch.requested_at_ms, switch.active.term - 1)
+                .unwrap_or(-1),
+            recorded.map(|failover| (&failover.reason, failover.unavailable_ms))
+        );
+    }
+}
+
+/// A switchover as measured.
+struct Switch {
+    active: ActiveNode,
+    requested_at_ms: i64,
+    active_seen_ms: i64,
+}
+
+/// Asks the active to hand its role to `target` and waits until `target` is the active.
+async fn switch_over(set: &ReplicaSet, from: ActiveNode, target: u64) -> Switch {
+    let requested_at_ms = now_ms();
+    let mut cluster = ClusterClient::connect(set.grpc_url(from.node_id))
+        .await
+        .expect("connect to the active");
+    let answer = tokio::time::timeout(
+        CALL_TIMEOUT,
+        cluster.switchover(v1::SwitchoverRequest {
+            to_node: Some(target),
+        }),
+    )
+    .await
+    .expect("switchover answers in time")
+    .expect("switchover accepted")
+    .into_inner();
+    assert_eq!(answer.active_node, target, "switchover chose another node");
+    let active = set
+        .wait_for_active_after(from.term, ACTIVE_WAIT_TIMEOUT)
+        .await;
+    assert_eq!(
+        active.node_id, target,
+        "after a switchover to node {target}, node {} is the active",
+        active.node_id
+    );
+    Switch {
+        active,
+        requested_at_ms,
+        active_seen_ms: now_ms() - requested_at_ms,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_message_survives_stopping_and_restarting_every_node() {
+    let publishers_only = WorkloadShape {
+        consumers: 0,
+        ..shape("restart")
+    };
+    let (mut set, workload) =
+        loaded_replica_set(ReplicaSetOptions::default(), &publishers_only).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT * 2).await;
+    for node_id in set.node_ids() {
+        set.begin_stop(node_id);
+    }
+    for node_id in set.node_ids() {
+        let status = set.finish_stop(node_id);
+        assert!(status.success(), "node {node_id} stopped with {status}");
+    }
+    let history = workload.stop().await;
+    let acknowledged = history.acknowledged_ids();
+    let restarted_at = Instant::now();
+    for node_id in set.node_ids() {
+        set.restart(node_id);
+    }
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let active_after_ms = restarted_at.elapsed().as_millis();
+    set.wait_for_convergence(CATCH_UP_TIMEOUT).await;
+    let mut stored_counts = Vec::new();
+    for node in set.addresses() {
+        let stored = stored_message_ids(node).await;
+        let missing: Vec<&String> = acknowledged.difference(&stored).collect();
+        assert!(
+            missing.is_empty(),
+            "node {}: {} acknowledged messages missing after the restart, e.g. {:?}",
+            node.node_id,
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        let counted = stored_message_count(node).await;
+        assert_eq!(
+            counted,
+            stored.len() as u64,
+            "node {}: status counts {counted} messages, {} instances listed",
+            node.node_id,
+            stored.len()
+        );
+        stored_counts.push((node.node_id, stored.len()));
+    }
+    let disagreements = replica_disagreements(&set, "stop all", &history).await;
+    let remaining = stored_message_ids(set.address(active.node_id)).await;
+    let failovers = set.failovers(active.node_id).await;
+    let report = history::check(&history, &remaining, &failovers);
+    report.print("stop all");
+    let violations: Vec<String> = report
+        .violations()
+        .into_iter()
+        .chain(disagreements)
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "[stop all] {}",
+        violations.join("\n")
+    );
+    assert!(report.acknowledged >= MINIMUM_ACKNOWLEDGED);
+    eprintln!(
+        "[stop all] {} messages acknowledged before SIGTERM to all three nodes; after the \
+         restart node {} was active within {active_after_ms} ms; stored per node: \
+         {stored_counts:?}",
+        acknowledged.len(),
+        active.node_id
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passive_with_a_wiped_data_directory_rejoins_from_a_snapshot() {
+    let options = ReplicaSetOptions {
+        snapshot_every_entries: Some(SNAPSHOT_EVERY_ENTRIES),
+        ..ReplicaSetOptions::default()
+    };
+    let (mut set, workload) = loaded_replica_set(options, &shape("wipe")).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let compacted = set
+        .wait_for_status(
+            active.node_id,
+            "a log compacted behind a snapshot",
+            CATCH_UP_TIMEOUT * 2,
+            |status| status.purged_index > 0,
+        )
+        .await;
+    let victim = set.others(active.node_id)[0];
+    set.kill(victim);
+    set.wipe(victim);
+    let rejoin_started = Instant::now();
+    set.restart(victim);
+    let rejoined = set
+        .wait_for_status(
+            victim,
+            "passive, restored from a snapshot",
+            CATCH_UP_TIMEOUT,
+            |status| {
+                status.role == "passive"
+                    && status.snapshot_index >= compacted.purged_index
+                    && status.applied_index >= compacted.committed_index
+            },
+        )
+        .await;
+    let rejoined_ms = rejoin_started.elapsed().as_millis();
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let finished = finish(&set, workload, "wipe").await;
+    let final_active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let on_active = stored_message_ids(set.address(final_active.node_id)).await;
+    let on_victim = stored_message_ids(set.address(victim)).await;
+    assert_eq!(
+        on_victim, on_active,
+        "the rejoined node stores other messages than the active"
+    );
+    let counted = stored_message_count(set.address(victim)).await;
+    assert_eq!(counted, on_active.len() as u64);
+    let victim_status = set.status(victim).await.expect("the rejoined node answers");
+    eprintln!(
+        "[wipe] active node {} had purged its log up to {} (committed {}); node {victim} \
+         wiped and restarted: passive with snapshot index {} after {rejoined_ms} ms; at the \
+         end it applied {} and stores {counted} messages like the active; {} acknowledged",
+        active.node_id,
+        compacted.purged_index,
+        compacted.committed_index,
+        rejoined.snapshot_index,
+        victim_status.applied_index,
+        finished.report.acknowledged
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_majority_a_publish_answers_no_quorum_and_status_still_answers() {
+    let options = ReplicaSetOptions {
+        write_timeout_ms: SHORT_WRITE_TIMEOUT_MS,
+        ..ReplicaSetOptions::default()
+    };
+    let mut set = ReplicaSet::start(options).await;
+    declare_route(&set.addresses()).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    for other in set.others(active.node_id) {
+        set.kill(other);
+    }
+    let history = History::default();
+    let message_ids = ["alone-1".to_string()];
+    let started = Instant::now();
+    let answer = publish_once(set.address(active.node_id), &message_ids, &history).await;
+    let answered_ms = started.elapsed().as_millis();
+    let failure = match answer {
+        Ok(outcomes) => panic!("a publish without a majority answered {outcomes:?}"),
+        Err(failure) => failure,
+    };
+    assert!(
+        matches!(&failure, CallFailure::Unknown(description) if description.starts_with("no_quorum")),
+        "expected no_quorum, got {failure:?}"
+    );
+    assert!(
+        answered_ms >= u128::from(SHORT_WRITE_TIMEOUT_MS) && answered_ms < CALL_TIMEOUT.as_millis(),
+        "no_quorum after {answered_ms} ms with a write timeout of {SHORT_WRITE_TIMEOUT_MS} ms"
+    );
+    let status_started = Instant::now();
+    let status = node_status(&set.grpc_url(active.node_id))
+        .await
+        .expect("the node alone still answers its status");
+    let status_ms = status_started.elapsed().as_millis();
+    eprintln!(
+        "[no quorum] node {} alone: publish answered {failure:?} after {answered_ms} ms; \
+         status answered in {status_ms} ms: role {} term {}",
+        active.node_id, status.role, status.term
+    );
+    // With a majority back, the same message id is acknowledged.
+    let returning = set.others(active.node_id)[0];
+    set.restart(returning);
+    let mut acknowledged = false;
+    for _attempt in 0..100 {
+        let now_active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+        if let Ok(outcomes) =
+            publish_once(set.address(now_active.node_id), &message_ids, &history).await
+        {
+            acknowledged = outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, PublishOutcome::Acknowledged { .. }));
+            if acknowledged {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        acknowledged,
+        "the publish is acknowledged once a majority is back"
+    );
+    let stored =
+        stored_message_ids(set.address(set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await.node_id))
+            .await;
+    assert!(stored.contains(&message_ids[0]));
+}
