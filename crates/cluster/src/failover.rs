@@ -3,11 +3,12 @@
 //!
 //! A passive that sees every replication connection of the active close (a killed process
 //! closes its sockets) waits one heartbeat interval per rank (the lowest-numbered voter goes
-//! first, so two passives do not split the vote), and if the active is still silent it
-//! starts an election without waiting for the election timeout. The other passive, having
-//! seen the same, grants its vote despite its lease on the old active (see
-//! `network::server`). A paused or partitioned active keeps its connections open, so that
-//! case still waits for the election timeout.
+//! first, so two passives do not split the vote), and if the active is still gone it starts
+//! an election without waiting for the election timeout. The other passive, having seen the
+//! same, grants its vote despite its lease on the old active (see `network::server`). A paused
+//! or cut-off active keeps its connections open: then openraft's timer elects a new active
+//! (with a pre-vote) once the passives' lease on it (the maximum election timeout) and their
+//! election timeout have run out.
 //!
 //! When a node becomes the active and its first entry of the new term commits, it writes a
 //! [`FailoverRecord`] into the log: when, from which node, why, and how long writes were
@@ -43,17 +44,18 @@ const FAST_ELECTION_EXPLAINS_MS: u64 = 5_000;
 
 impl FastElection {
     fn start(&self) {
-        *self
-            .started_at
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+        *self.lock() = Some(Instant::now());
     }
 
     fn started_recently(&self) -> bool {
+        self.lock()
+            .is_some_and(|at| at.elapsed() < Duration::from_millis(FAST_ELECTION_EXPLAINS_MS))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
         self.started_at
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .is_some_and(|at| at.elapsed() < Duration::from_millis(FAST_ELECTION_EXPLAINS_MS))
     }
 }
 
@@ -88,6 +90,7 @@ pub async fn elect_when_the_active_is_gone(
             && metrics.current_term == lost.term;
         if still_waiting {
             fast_election.start();
+            // A real vote, not a pre-vote: openraft's pre-vote always respects the lease.
             let _ = raft.trigger().elect(false).await;
         }
     }
@@ -134,8 +137,13 @@ pub async fn record_failovers(
             continue;
         }
         recorded_term = term;
-        let fast = fast_election.started_recently();
-        let record = describe(snapshot.id, term, &contact, fast, election_timeout_min_ms);
+        let record = describe(
+            snapshot.id,
+            term,
+            &contact,
+            fast_election.started_recently(),
+            election_timeout_min_ms,
+        );
         eprintln!(
             "tandem: node {} is the active in term {term} ({}; writes were unavailable for {} ms)",
             record.to, record.reason, record.unavailable_ms

@@ -11,12 +11,13 @@ use crate::ClusterError;
 use crate::types::{Member, NodeId};
 
 /// The active sends a heartbeat this often.
-pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 100;
-/// A passive that has heard nothing for a random time in this range starts an election. The
-/// previous active's lease lasts the maximum, so a crash is followed by a new active after
-/// roughly the maximum plus one round trip.
-pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 400;
-pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 700;
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 50;
+/// The election timeout range. openraft lets a passive campaign once its lease on the active
+/// (the maximum) and then a random timeout in this range have passed without a heartbeat, so
+/// a paused or cut-off active is replaced after 450–600 ms plus an election round trip. (A
+/// crashed active is noticed at once: see `failover`.)
+pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 150;
+pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 300;
 /// A write that has not reached a majority after this long answers `no_quorum`.
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5_000;
 /// A snapshot is taken after this many log entries, and the log before it purged.
@@ -59,10 +60,10 @@ impl ReplicaSettings {
 
     /// openraft's configuration, checked.
     pub fn raft_config(&self) -> Result<Config, ClusterError> {
-        if self.heartbeat_interval_ms * 2 > self.election_timeout_min_ms {
+        if self.heartbeat_interval_ms * 3 > self.election_timeout_min_ms {
             return Err(ClusterError::Settings(format!(
-                "the election timeout ({} ms) must be at least twice the heartbeat interval \
-                 ({} ms), or passives start elections while the active is healthy",
+                "the election timeout ({} ms) must be at least three heartbeat intervals \
+                 ({} ms each), or passives start elections while the active is healthy",
                 self.election_timeout_min_ms, self.heartbeat_interval_ms
             )));
         }

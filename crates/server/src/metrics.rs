@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
+use tandem_cluster::{ReplicaStatus, Role};
 use tandem_core::host::QueueDepth;
 
 use crate::state::AppState;
@@ -70,7 +71,70 @@ pub fn render(state: &AppState) -> String {
     }
     render_queue_depths(&mut text, &state.store.catalog().hosts);
     render_requests(&mut text, state);
+    render_replica(&mut text, &state.replica.status());
     text
+}
+
+/// The replica set as this node sees it: its role, term and indexes, and (on the active)
+/// each member's replication lag.
+fn render_replica(text: &mut String, status: &ReplicaStatus) {
+    let role = "tandem_replica_role";
+    header(
+        text,
+        role,
+        GAUGE,
+        "1 for this node's current role (active, passive, ...).",
+    );
+    for candidate in [Role::Active, Role::Passive, Role::Candidate, Role::Learner] {
+        let value = u8::from(status.role == candidate);
+        let _ = writeln!(text, "{role}{{role=\"{}\"}} {value}", candidate.as_str());
+    }
+    let indexes = [
+        ("tandem_replica_term", "The current term.", status.term),
+        (
+            "tandem_replica_last_log_index",
+            "The last index in this node's log.",
+            status.last_log_index,
+        ),
+        (
+            "tandem_replica_committed_index",
+            "The last index this node knows is committed.",
+            status.committed_index,
+        ),
+        (
+            "tandem_replica_applied_index",
+            "The last index applied to this node's store.",
+            status.applied_index,
+        ),
+        (
+            "tandem_replica_snapshot_index",
+            "The last index in this node's latest snapshot.",
+            status.snapshot_index,
+        ),
+    ];
+    for (name, help, value) in indexes {
+        render_series(
+            text,
+            &Series {
+                name,
+                kind: GAUGE,
+                help,
+                value: value as f64,
+            },
+        );
+    }
+    let lag = "tandem_replica_member_lag_entries";
+    header(
+        text,
+        lag,
+        GAUGE,
+        "On the active: log entries each member is behind the active.",
+    );
+    for member in &status.members {
+        if let Some(entries) = member.lag {
+            let _ = writeln!(text, "{lag}{{node=\"{}\"}} {entries}", member.node_id);
+        }
+    }
 }
 
 fn unlabelled_series(state: &AppState) -> [Series; 9] {

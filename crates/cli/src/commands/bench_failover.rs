@@ -83,7 +83,9 @@ pub async fn run(args: &BenchArgs, json: bool) -> Result<(), String> {
     }
     let elapsed = started.elapsed();
     let delivered = drain(&addresses, &host).await?;
-    let history = history.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let history = history
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let first_new = history
         .acknowledgements
         .iter()
@@ -143,7 +145,9 @@ async fn kill_active_halfway(
     let deadline = Instant::now() + STALL_TIMEOUT;
     loop {
         let (acknowledged, term) = {
-            let history = history.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let history = history
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let term = history.acknowledgements.last().map(|(_, term)| *term);
             (history.acknowledged.len(), term)
         };
@@ -215,7 +219,9 @@ impl Publisher {
             self.lock().failed_attempts += 1;
             tokio::time::sleep(RETRY_PAUSE).await;
         }
-        Err(format!("no acknowledgement for {STALL_TIMEOUT:?}; giving up"))
+        Err(format!(
+            "no acknowledgement for {STALL_TIMEOUT:?}; giving up"
+        ))
     }
 
     fn request(&self, ids: &[String]) -> v1::PublishRequest {

@@ -147,7 +147,9 @@ fn read_ready_event(child: &mut Child) -> Result<Json, String> {
 fn free_base_port(node_count: u64) -> Result<u16, String> {
     let seed = std::process::id() as u16;
     for attempt in 0..BASE_PORT_ATTEMPTS {
-        let offset = seed.wrapping_mul(7919).wrapping_add(attempt.wrapping_mul(1009));
+        let offset = seed
+            .wrapping_mul(7919)
+            .wrapping_add(attempt.wrapping_mul(1009));
         let base = FIRST_BASE_PORT + offset % BASE_PORT_SPAN;
         let all_free = (0..node_count as u16).all(|node| {
             (0..PORTS_PER_NODE).all(|port| {

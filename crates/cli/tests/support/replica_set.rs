@@ -48,9 +48,6 @@ const LOG_LINES_SHOWN_ON_FAILURE: usize = 40;
 #[derive(Clone, Debug)]
 pub struct ReplicaSetOptions {
     pub nodes: usize,
-    pub heartbeat_interval_ms: u64,
-    pub election_timeout_min_ms: u64,
-    pub election_timeout_max_ms: u64,
     pub write_timeout_ms: u64,
     /// `--snapshot-every-entries`; the node's default when `None`.
     pub snapshot_every_entries: Option<u64>,
@@ -62,9 +59,6 @@ impl Default for ReplicaSetOptions {
     fn default() -> ReplicaSetOptions {
         ReplicaSetOptions {
             nodes: 3,
-            heartbeat_interval_ms: 100,
-            election_timeout_min_ms: 400,
-            election_timeout_max_ms: 700,
             write_timeout_ms: 2_000,
             snapshot_every_entries: None,
             proxied: false,
@@ -452,13 +446,8 @@ impl ReplicaSet {
             node.ports.http.to_string(),
             "--raft-listen".to_string(),
             node.ports.raft.to_string(),
+            // Heartbeats and election timeouts stay at the node's defaults: what users get.
             "--no-bootstrap".to_string(),
-            "--heartbeat-interval".to_string(),
-            format!("{}ms", options.heartbeat_interval_ms),
-            "--election-timeout-min".to_string(),
-            format!("{}ms", options.election_timeout_min_ms),
-            "--election-timeout-max".to_string(),
-            format!("{}ms", options.election_timeout_max_ms),
             "--write-timeout".to_string(),
             format!("{}ms", options.write_timeout_ms),
         ];

@@ -129,12 +129,13 @@ where
         }
     }
 
-    /// A voter normally refuses to vote while its lease on the active runs (the active may
-    /// be alive). When this node saw every replication connection of the active close and
-    /// has heard nothing from it since, the active's process is gone: the vote is treated
-    /// like one the active authorized (a leadership transfer), so a new active is elected
-    /// at once instead of after the lease. Only liveness depends on this, never safety: a
-    /// vote still needs an up-to-date log and a newer term.
+    /// A voter normally refuses to vote while its lease on the active runs (the lease lasts
+    /// the maximum election timeout). When this node saw every replication connection of the
+    /// active close and has heard nothing from it since, the active's process is gone: the
+    /// vote is treated like one the active authorized (a leadership transfer), so a new
+    /// active is elected at once instead of after the lease. Only liveness depends on this,
+    /// never safety: a vote still needs an up-to-date log and a newer term, and an
+    /// acknowledgement still needs a majority.
     fn authorized_by_loss(&self, mut rpc: VoteRequest<TypeConfig>) -> VoteRequest<TypeConfig> {
         if self.record.active_is_gone() {
             rpc.leadership_transfer = true;

@@ -76,12 +76,24 @@ async fn publish_lease_complete_over_http() {
             "tandem_store_failures_total 0",
             "tandem_requests_total{api=\"http\",operation=\"publish\"} 1",
             "tandem_published_messages_total 1",
+            "tandem_replica_role{role=\"active\"} 1",
+            "tandem_replica_role{role=\"passive\"} 0",
+            "tandem_replica_term 1",
+            "tandem_replica_applied_index ",
         ] {
             assert!(metrics.body.contains(series), "missing {series:?} in\n{}", metrics.body);
         }
         let status = http_request(address, "GET", "/v1/status", "").await.json();
         assert_eq!(status["message_count"], 0);
         assert_eq!(status["subscription_count"], 1);
+
+        // A one-node replica set: this node is the active, never an in-sync passive.
+        assert_eq!(http_request(address, "GET", "/health/active", "").await.status, 200);
+        assert_eq!(http_request(address, "GET", "/health/passive", "").await.status, 503);
+        let cluster = http_request(address, "GET", "/v1/cluster", "").await.json();
+        assert_eq!(cluster["role"], "active");
+        assert_eq!(cluster["members"].as_array().map(Vec::len), Some(1));
+        assert_eq!(cluster["failovers"][0]["to"], 1, "{cluster}");
     })
     .await;
     node.shutdown().await;
