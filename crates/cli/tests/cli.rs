@@ -3,96 +3,12 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
 
-use support::{NodeProcess, tandem_binary};
-
-/// How long one CLI command may run before the test gives up on it.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+use support::NodeProcess;
+use support::command::{Finished, run_tandem};
 
 const ORDER_FILTER: &str = r#"MessageType == "Order" and Total > 1000"#;
-
-/// A finished `tandem` command.
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Finished {
-    fn describe(&self) -> String {
-        format!(
-            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.status.code(),
-            self.stdout,
-            self.stderr
-        )
-    }
-
-    fn expect_success(self) -> Finished {
-        assert!(
-            self.status.success(),
-            "command failed:\n{}",
-            self.describe()
-        );
-        self
-    }
-
-    fn expect_exit_code(self, code: i32) -> Finished {
-        assert_eq!(
-            self.status.code(),
-            Some(code),
-            "unexpected exit:\n{}",
-            self.describe()
-        );
-        self
-    }
-}
-
-/// Runs `tandem` with the arguments, killing it if it outlives [`COMMAND_TIMEOUT`].
-fn run_tandem(arguments: &[&str]) -> Finished {
-    let mut child = Command::new(tandem_binary())
-        .args(arguments)
-        .env_remove("TANDEM_SERVER")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tandem");
-    let stdout = read_in_background(child.stdout.take().expect("stdout"));
-    let stderr = read_in_background(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for tandem") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "`tandem {}` ran longer than {COMMAND_TIMEOUT:?}",
-                arguments.join(" ")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Finished {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
-}
-
-fn read_in_background(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stream.read_to_string(&mut text);
-        text
-    })
-}
 
 /// Runs `tandem --server <node> …`.
 fn run_against(node: &NodeProcess, arguments: &[&str]) -> Finished {

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -13,10 +13,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
+use support::command::{read_in_background, run_tandem};
 use support::tandem_binary;
 
-/// How long one CLI command may run before the test gives up on it.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node, or `tandem up`, may take to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the replica set may take to settle into one active and passives.
@@ -26,83 +25,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ports a `tandem up` node uses past the base port: gRPC, HTTP and replication, for three
 /// nodes ten ports apart.
 const UP_PORT_OFFSETS: [u16; 9] = [0, 1, 2, 10, 11, 12, 20, 21, 22];
-
-/// A finished `tandem` command.
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Finished {
-    fn describe(&self) -> String {
-        format!(
-            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.status.code(),
-            self.stdout,
-            self.stderr
-        )
-    }
-
-    fn expect_success(self) -> Finished {
-        assert!(
-            self.status.success(),
-            "command failed:\n{}",
-            self.describe()
-        );
-        self
-    }
-
-    fn expect_failure(self) -> Finished {
-        assert_eq!(
-            self.status.code(),
-            Some(1),
-            "expected exit 1:\n{}",
-            self.describe()
-        );
-        self
-    }
-
-    fn json(&self) -> Json {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|error| panic!("not JSON ({error}):\n{}", self.describe()))
-    }
-}
-
-/// Runs `tandem` with the arguments, killing it if it outlives [`COMMAND_TIMEOUT`].
-fn run_tandem(arguments: &[&str]) -> Finished {
-    let mut child = Command::new(tandem_binary())
-        .args(arguments)
-        .env_remove("TANDEM_SERVER")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tandem");
-    let stdout = read_in_background(child.stdout.take().expect("stdout"));
-    let stderr = read_in_background(child.stderr.take().expect("stderr"));
-    let status = wait_bounded(&mut child, COMMAND_TIMEOUT).unwrap_or_else(|| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "`tandem {}` ran longer than {COMMAND_TIMEOUT:?}",
-            arguments.join(" ")
-        )
-    });
-    Finished {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
-}
-
-fn read_in_background(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stream.read_to_string(&mut text);
-        text
-    })
-}
 
 /// The child's exit status, or None when it is still running after `limit`.
 fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
@@ -309,7 +231,7 @@ fn init_forms_a_replica_set_that_redirects_writes_and_switches_over() {
         formed.describe()
     );
 
-    let again = run_tandem(&init).expect_failure();
+    let again = run_tandem(&init).expect_exit_code(1);
     assert!(
         again.stderr.contains("already belongs to a replica set"),
         "{}",

@@ -346,15 +346,7 @@ async fn settle_all(
     leased: Vec<v1::LeasedMessage>,
 ) -> Result<(), String> {
     let count = leased.len();
-    let settlements = leased
-        .into_iter()
-        .map(|message| v1::Settlement {
-            instance: message.instance,
-            token: message.token,
-            verdict: v1::Verdict::Complete as i32,
-            reason: String::new(),
-        })
-        .collect();
+    let settlements = completions(&leased);
     let response = client
         .settle(v1::SettleBatchRequest { settlements })
         .await
@@ -377,6 +369,19 @@ async fn settle_all(
         )),
         None => Ok(()),
     }
+}
+
+/// A `complete` verdict for every leased message.
+pub fn completions(leased: &[v1::LeasedMessage]) -> Vec<v1::Settlement> {
+    leased
+        .iter()
+        .map(|message| v1::Settlement {
+            instance: message.instance,
+            token: message.token,
+            verdict: v1::Verdict::Complete as i32,
+            reason: String::new(),
+        })
+        .collect()
 }
 
 fn percentile_ms(latencies: &[Duration], quantile: f64) -> f64 {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tandem_client::TandemClient;
 use tandem_protocol::v1;
 
-use crate::commands::bench::{BenchArgs, bench_property};
+use crate::commands::bench::{BenchArgs, bench_property, completions};
 use crate::commands::bench_replica_set::BenchReplicaSet;
 use crate::process_signal;
 
@@ -283,17 +283,8 @@ async fn drain(addresses: &str, host: &str) -> Result<HashMap<String, usize>, St
         if leased.is_empty() {
             return Ok(delivered);
         }
-        let settlements = leased
-            .iter()
-            .map(|message| v1::Settlement {
-                instance: message.instance,
-                token: message.token,
-                verdict: v1::Verdict::Complete as i32,
-                reason: String::new(),
-            })
-            .collect();
         client
-            .settle(settlements)
+            .settle(completions(&leased))
             .await
             .map_err(|error| error.to_string())?;
         for message in leased {

@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - [`NodeProcess`] (here): one node process and its signals.
+//! - [`command`]: running the `tandem` command and reading what it answered.
 //! - [`replica_set`]: [`replica_set::ReplicaSet`], three (or N) nodes on fixed free ports
 //!   formed into one replica set, with kill -9, pause, stop, restart and wipe.
 //! - [`proxy`]: [`proxy::FaultProxy`], a TCP proxy that can cut (blackhole) and heal a link.
@@ -13,6 +14,7 @@
 
 #![allow(dead_code)]
 
+pub mod command;
 pub mod history;
 pub mod proxy;
 pub mod replica_set;
