@@ -114,19 +114,18 @@ fn is_running(pid: u32) -> bool {
         .is_ok_and(|status| status.success())
 }
 
-// ----- three nodes formed with `tandem cluster init` -----
+// ----- nodes formed with `tandem cluster init` -----
 
-/// Three `tandem node start --no-bootstrap` processes on fixed free ports; killed when
-/// dropped.
-struct ThreeNodes {
+/// `tandem node start --no-bootstrap` processes on fixed free ports; killed when dropped.
+struct LocalNodes {
     children: Vec<Child>,
     grpc: Vec<String>,
 }
 
-impl ThreeNodes {
-    fn start(data: &Path) -> ThreeNodes {
-        let ports = free_ports(9);
-        let mut nodes = ThreeNodes {
+impl LocalNodes {
+    fn start(data: &Path, count: usize) -> LocalNodes {
+        let ports = free_ports(3 * count);
+        let mut nodes = LocalNodes {
             children: Vec::new(),
             grpc: Vec::new(),
         };
@@ -160,7 +159,7 @@ impl ThreeNodes {
     }
 }
 
-impl Drop for ThreeNodes {
+impl Drop for LocalNodes {
     fn drop(&mut self) {
         for child in &mut self.children {
             let _ = child.kill();
@@ -212,11 +211,11 @@ fn node_with_role(status: &Json, role: &str) -> (u64, String) {
 }
 
 #[test]
-fn init_forms_a_replica_set_that_redirects_writes_and_switches_over() {
+fn init_forms_a_replica_set_that_redirects_writes_switches_over_and_changes_members() {
     let data = tempfile::tempdir().expect("temp dir");
-    let nodes = ThreeNodes::start(data.path());
+    let nodes = LocalNodes::start(data.path(), 4);
     let mut init = vec!["cluster", "init"];
-    for address in &nodes.grpc {
+    for address in &nodes.grpc[..3] {
         init.extend(["--node", address.as_str()]);
     }
     let formed = run_tandem(&init).expect_success();
@@ -273,6 +272,38 @@ fn init_forms_a_replica_set_that_redirects_writes_and_switches_over() {
     );
     let status = settled_status(&nodes.grpc[0]);
     assert_eq!(node_with_role(&status, "active").0, passive_id, "{status}");
+
+    // A fourth node joins (catching up first), then leaves again.
+    run_tandem(&[
+        "--server",
+        &nodes.grpc[0],
+        "cluster",
+        "join",
+        "--node",
+        &nodes.grpc[3],
+    ])
+    .expect_success();
+    let status = settled_status(&nodes.grpc[0]);
+    assert_eq!(
+        status["nodes"].as_array().map(Vec::len),
+        Some(4),
+        "{status}"
+    );
+    run_tandem(&[
+        "--server",
+        &nodes.grpc[0],
+        "cluster",
+        "remove",
+        "--node-id",
+        "4",
+    ])
+    .expect_success();
+    let status = settled_status(&nodes.grpc[0]);
+    assert_eq!(
+        status["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
 }
 
 /// Declares a route and publishes through `server`.
