@@ -1,17 +1,13 @@
 //! The binary encoding of log entries, snapshots' metadata and replication messages
-//! (MessagePack: self-describing, so every serde shape core uses round-trips), and length-prefixed frames on a byte stream, bounded by
-//! [`MAX_FRAME_BYTES`].
+//! (MessagePack: self-describing, so every serde shape core uses round-trips), and
+//! length-prefixed frames on a byte stream, bounded by [`MAX_REPLICATION_FRAME_BYTES`].
 
 use std::io;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tandem_core::limits::MAX_REPLICATION_FRAME_BYTES;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-/// The largest frame a node sends or accepts. Entries carry at most
-/// `limits::MAX_MESSAGES_PER_COMMIT` messages of at most the body limit each, and
-/// replication sends few entries per frame.
-pub const MAX_FRAME_BYTES: usize = 512 * 1024 * 1024;
 
 pub fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     rmp_serde::to_vec(value).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
@@ -28,10 +24,13 @@ where
     T: Serialize,
 {
     let bytes = encode(value)?;
-    if bytes.len() > MAX_FRAME_BYTES {
+    if bytes.len() > MAX_REPLICATION_FRAME_BYTES {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("frame of {} bytes exceeds {MAX_FRAME_BYTES}", bytes.len()),
+            format!(
+                "frame of {} bytes exceeds {MAX_REPLICATION_FRAME_BYTES}",
+                bytes.len()
+            ),
         ));
     }
     writer
@@ -54,10 +53,10 @@ where
         Err(error) => return Err(error),
     }
     let length = u32::from_be_bytes(length) as usize;
-    if length > MAX_FRAME_BYTES {
+    if length > MAX_REPLICATION_FRAME_BYTES {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("peer sent a frame of {length} bytes, more than {MAX_FRAME_BYTES}"),
+            format!("peer sent a frame of {length} bytes, more than {MAX_REPLICATION_FRAME_BYTES}"),
         ));
     }
     let mut bytes = vec![0u8; length];

@@ -28,6 +28,7 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tandem_core::limits;
 use tokio::sync::oneshot;
 
 use crate::codec::{decode, encode};
@@ -58,9 +59,6 @@ CREATE TABLE meta (
 const VOTE_KEY: &str = "vote";
 const COMMITTED_KEY: &str = "committed";
 const LAST_PURGED_KEY: &str = "last_purged";
-
-/// Writes waiting for the writer thread, at most; `append` waits for room beyond that.
-const WRITE_QUEUE_CAPACITY: usize = 4096;
 
 /// The Raft log storage handed to openraft.
 pub struct LogStore {
@@ -136,7 +134,7 @@ impl LogStore {
         )
         .map_err(|error| describe(&path, "open for reading", error.into()))?;
         let unflushed = Arc::new(Unflushed::default());
-        let (writes, queue) = mpsc::sync_channel(WRITE_QUEUE_CAPACITY);
+        let (writes, queue) = mpsc::sync_channel(limits::RAFT_LOG_WRITE_QUEUE_CAPACITY);
         let writer = Writer {
             path: path.clone(),
             connection,
@@ -461,7 +459,7 @@ impl Writer {
     fn run(mut self, queue: mpsc::Receiver<Write>) {
         while let Ok(first) = queue.recv() {
             let mut writes = vec![first];
-            writes.extend(queue.try_iter().take(WRITE_QUEUE_CAPACITY));
+            writes.extend(queue.try_iter().take(limits::RAFT_LOG_WRITE_QUEUE_CAPACITY));
             let result = self.write_all(&mut writes);
             self.report(writes, result);
         }

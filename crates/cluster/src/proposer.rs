@@ -14,9 +14,6 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::types::{NodeId, Proposal, ProposalResult, Raft, TypeConfig};
 
-/// Entries proposed and not yet committed, at most.
-pub const MAX_PROPOSALS_IN_FLIGHT: usize = 16;
-
 /// An outcome and the log position that made it durable.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Acknowledged {
@@ -36,7 +33,7 @@ pub async fn run_proposer(
     mut pending: mpsc::Receiver<Pending>,
     write_timeout: Duration,
 ) {
-    let in_flight = Arc::new(Semaphore::new(MAX_PROPOSALS_IN_FLIGHT));
+    let in_flight = Arc::new(Semaphore::new(limits::MAX_PROPOSALS_IN_FLIGHT));
     while let Some(first) = pending.recv().await {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;

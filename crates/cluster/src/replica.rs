@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use openraft::ChangeMembers;
 use tandem_core::error::{Error, ErrorCode, Result};
-use tandem_core::{Command, Outcome};
+use tandem_core::{Command, Outcome, limits};
 use tandem_store::StoreHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -25,8 +25,6 @@ use crate::status::{ReplicaStatus, Role};
 use crate::types::{FailoverRecord, Member, NodeId, Raft};
 use crate::{ClusterError, ReplicaSettings};
 
-/// Commands waiting for the proposer, at most.
-const PROPOSAL_QUEUE_CAPACITY: usize = 16_384;
 /// The directory of the Raft log inside a node's data directory.
 pub const LOG_DIRECTORY: &str = "raft";
 /// The directory of snapshots inside a node's data directory.
@@ -69,7 +67,7 @@ impl Replica {
         let (stop, stopped) = watch::channel(false);
         let contact = LeaderContact::new();
         let fast_election = Arc::new(FastElection::default());
-        let (proposals, pending) = mpsc::channel(PROPOSAL_QUEUE_CAPACITY);
+        let (proposals, pending) = mpsc::channel(limits::PROPOSAL_QUEUE_CAPACITY);
         let write_timeout = Duration::from_millis(settings.write_timeout_ms);
         let server = tokio::spawn(serve(
             listener,

@@ -9,6 +9,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use openraft::EntryPayload;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use serde::{Deserialize, Serialize};
+use tandem_core::limits;
 use tandem_store::{Batch, ClusterEvent, StoreHandle};
 
 use crate::codec;
@@ -17,8 +18,6 @@ use crate::types::{
     TypeConfig,
 };
 
-/// Entries taken from the apply stream before the store is asked to commit them.
-const MAX_ENTRIES_PER_APPLY: usize = 256;
 /// Snapshots kept on disk: the current one and the one before (a follower may still be
 /// receiving it).
 const SNAPSHOTS_KEPT: usize = 2;
@@ -110,7 +109,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
     {
-        let mut chunks = entries.try_ready_chunks(MAX_ENTRIES_PER_APPLY);
+        let mut chunks = entries.try_ready_chunks(limits::MAX_ENTRIES_PER_APPLY);
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(|error| error.1)?;
             // Submitted one by one, in log order (the store applies them in that order);

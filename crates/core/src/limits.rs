@@ -75,3 +75,25 @@ pub const LEASE_STREAM_BUFFER: usize = 16;
 pub const MAX_TICK_INTERVAL_MS: u64 = 60_000;
 /// How long in-flight requests may run on after a node's shutdown begins.
 pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
+
+/// Replication (the cluster layer).
+///
+/// Commands waiting for the active's proposer at most; callers wait for room beyond that.
+pub const PROPOSAL_QUEUE_CAPACITY: usize = 16_384;
+/// Log entries the active has proposed and not yet seen committed, at most.
+pub const MAX_PROPOSALS_IN_FLIGHT: usize = 16;
+/// Writes waiting for the Raft log's writer thread at most; `append` waits for room beyond.
+pub const RAFT_LOG_WRITE_QUEUE_CAPACITY: usize = 4096;
+/// Committed entries the state machine takes from openraft before asking the store to apply
+/// them (they share transactions).
+pub const MAX_ENTRIES_PER_APPLY: usize = 256;
+/// Inbound replication connections one node keeps open at most; more are closed at once.
+/// A peer opens a few (replication, heartbeats, snapshots, elections), so this leaves room
+/// for large replica sets and for connections a restarting peer has not closed yet.
+pub const MAX_INBOUND_REPLICATION_CONNECTIONS: usize = 256;
+/// The largest replication frame a node sends or accepts. Entries carry at most
+/// `MAX_MESSAGES_PER_COMMIT` messages of at most the body limit each, and replication sends
+/// few entries per frame.
+pub const MAX_REPLICATION_FRAME_BYTES: usize = 512 * 1024 * 1024;
+/// Snapshot bytes read from the file, or from the socket, per step.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;

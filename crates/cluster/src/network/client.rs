@@ -27,7 +27,9 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::messages::{Request, Response};
-use super::{MIN_REPLICATION_TIMEOUT_MS, SNAPSHOT_CHUNK_BYTES};
+use tandem_core::limits::SNAPSHOT_CHUNK_BYTES;
+
+use super::MIN_REPLICATION_TIMEOUT_MS;
 use crate::codec::{read_frame, write_frame};
 use crate::types::{Member, NodeId, SnapshotFile, TypeConfig, Vote};
 

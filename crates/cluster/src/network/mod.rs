@@ -25,17 +25,9 @@ pub use client::{NetworkFactory, PeerClient};
 pub use leader_contact::{Contact, LeaderContact};
 pub use server::serve;
 
-/// Inbound replication connections one node keeps open at most; more are closed at once.
-/// A peer opens a few (replication, heartbeats, snapshots, elections), so this leaves room for
-/// large replica sets and for connections a restarting peer has not closed yet.
-pub const MAX_INBOUND_CONNECTIONS: usize = 256;
-
 /// An AppendEntries that carries entries may take at least this long (the peer writes and
 /// fsyncs them before it answers); heartbeats keep openraft's shorter limit.
 pub const MIN_REPLICATION_TIMEOUT_MS: u64 = 1_000;
-
-/// Snapshot bytes read from the file, or from the socket, per step.
-pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// An inbound connection with no request for this long is closed; the peer reconnects when it
 /// needs to. The active's heartbeats keep its connections busy far more often than this.

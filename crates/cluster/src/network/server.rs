@@ -18,6 +18,7 @@ use openraft::Raft;
 use openraft::raft::{AppendEntriesResponse, VoteRequest};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::vote::RaftLeaderId;
+use tandem_core::limits;
 use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,10 +28,7 @@ use tokio::time::timeout;
 
 use super::leader_contact::{ConnectionRecord, LeaderContact};
 use super::messages::{Request, Response};
-use super::{
-    ACCEPT_RETRY_DELAY_MS, IDLE_CONNECTION_TIMEOUT_MS, MAX_INBOUND_CONNECTIONS,
-    SNAPSHOT_CHUNK_BYTES, STALLED_PEER_TIMEOUT_MS,
-};
+use super::{ACCEPT_RETRY_DELAY_MS, IDLE_CONNECTION_TIMEOUT_MS, STALLED_PEER_TIMEOUT_MS};
 use crate::codec::{read_frame, write_frame};
 use crate::types::{SnapshotFile, SnapshotMeta, TypeConfig, Vote};
 
@@ -55,7 +53,7 @@ where
 {
     tokio::fs::create_dir_all(&snapshot_directory).await?;
     remove_interrupted_transfers(&snapshot_directory).await?;
-    let connection_slots = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
+    let connection_slots = Arc::new(Semaphore::new(limits::MAX_INBOUND_REPLICATION_CONNECTIONS));
     let snapshot_directory: Arc<Path> = snapshot_directory.into();
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -198,7 +196,7 @@ where
     ) -> io::Result<PathBuf> {
         let (mut file, path) = create_received_file(&self.snapshot_directory).await?;
         let received = async {
-            let mut chunk = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+            let mut chunk = vec![0u8; limits::SNAPSHOT_CHUNK_BYTES];
             let mut remaining_bytes = total_bytes;
             while remaining_bytes > 0 {
                 let chunk_bytes = remaining_bytes.min(chunk.len() as u64) as usize;
