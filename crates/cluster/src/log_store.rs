@@ -20,7 +20,7 @@ use std::fs;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 
 use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
@@ -29,7 +29,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tandem_core::limits;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{decode, encode};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
@@ -63,7 +63,7 @@ const LAST_PURGED_KEY: &str = "last_purged";
 /// The Raft log storage handed to openraft.
 pub struct LogStore {
     path: PathBuf,
-    writes: mpsc::SyncSender<Write>,
+    writes: mpsc::Sender<Write>,
     unflushed: Arc<Unflushed>,
     reader: Arc<Database>,
 }
@@ -134,7 +134,7 @@ impl LogStore {
         )
         .map_err(|error| describe(&path, "open for reading", error.into()))?;
         let unflushed = Arc::new(Unflushed::default());
-        let (writes, queue) = mpsc::sync_channel(limits::RAFT_LOG_WRITE_QUEUE_CAPACITY);
+        let (writes, queue) = mpsc::channel(limits::RAFT_LOG_WRITE_QUEUE_CAPACITY);
         let writer = Writer {
             path: path.clone(),
             connection,
@@ -168,15 +168,16 @@ impl LogStore {
             change: Some(Box::new(change)),
             done,
         };
-        self.send(write, &operation)?;
+        self.send(write, &operation).await?;
         answer
             .await
             .map_err(|_| stopped_writer(&self.path, &operation))?
     }
 
-    fn send(&self, write: Write, operation: &str) -> io::Result<()> {
+    async fn send(&self, write: Write, operation: &str) -> io::Result<()> {
         self.writes
             .send(write)
+            .await
             .map_err(|_| stopped_writer(&self.path, operation))
     }
 
@@ -310,6 +311,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let entries: Vec<Entry> = entries.into_iter().collect();
         self.unflushed.insert(&entries);
         self.send(Write::Append { entries, callback }, "append entries")
+            .await
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
@@ -456,10 +458,15 @@ struct Writer {
 impl Writer {
     /// Takes every write waiting, applies them in order in one transaction, fsyncs once,
     /// then reports each; until the store is dropped.
-    fn run(mut self, queue: mpsc::Receiver<Write>) {
-        while let Ok(first) = queue.recv() {
+    fn run(mut self, mut queue: mpsc::Receiver<Write>) {
+        while let Some(first) = queue.blocking_recv() {
             let mut writes = vec![first];
-            writes.extend(queue.try_iter().take(limits::RAFT_LOG_WRITE_QUEUE_CAPACITY));
+            while writes.len() < limits::RAFT_LOG_WRITE_QUEUE_CAPACITY {
+                let Ok(next) = queue.try_recv() else {
+                    break;
+                };
+                writes.push(next);
+            }
             let result = self.write_all(&mut writes);
             self.report(writes, result);
         }
