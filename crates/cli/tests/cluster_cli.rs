@@ -18,6 +18,11 @@ use support::tandem_binary;
 
 /// How long a node, or `tandem up`, may take to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Starts of a set of nodes tried before the test fails (a port may be taken meanwhile).
+const START_ATTEMPTS: usize = 3;
+/// The tests of this file run one at a time: each picks free ports and releases them
+/// before its nodes bind them, and the other's nodes would compete for them.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// How long the replica set may take to settle into one active and passives.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long `tandem up` may take to stop after SIGTERM.
@@ -123,7 +128,20 @@ struct LocalNodes {
 }
 
 impl LocalNodes {
+    /// Starts `count` nodes. Ports are found free and then released, so another process may
+    /// take one before a node binds it: a start that fails is retried on fresh ports.
     fn start(data: &Path, count: usize) -> LocalNodes {
+        for attempt in 1..=START_ATTEMPTS {
+            if let Some(nodes) =
+                LocalNodes::try_start(&data.join(format!("attempt-{attempt}")), count)
+            {
+                return nodes;
+            }
+        }
+        panic!("{count} nodes did not all report ready in {START_ATTEMPTS} attempts");
+    }
+
+    fn try_start(data: &Path, count: usize) -> Option<LocalNodes> {
         let ports = free_ports(3 * count);
         let mut nodes = LocalNodes {
             children: Vec::new(),
@@ -133,6 +151,9 @@ impl LocalNodes {
         for (index, ports) in ports.chunks(3).enumerate() {
             let address = |port: u16| format!("127.0.0.1:{port}");
             let node_id = (index + 1).to_string();
+            std::fs::create_dir_all(data).expect("data dir");
+            let log =
+                std::fs::File::create(data.join(format!("node-{node_id}.log"))).expect("node log");
             let mut child = Command::new(tandem_binary())
                 .args(["node", "start", "--no-bootstrap", "--node-id", &node_id])
                 .args(["--grpc-listen", &address(ports[0])])
@@ -142,21 +163,32 @@ impl LocalNodes {
                 .arg(data.join(format!("node-{node_id}")))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(log)
                 .spawn()
                 .expect("spawn tandem node");
             ready_lines.push(lines_of(&mut child));
             nodes.children.push(child);
             nodes.grpc.push(address(ports[0]));
         }
-        for (index, lines) in ready_lines.iter().enumerate() {
-            let ready = wait_for_line(lines, READY_TIMEOUT, |line| {
+        let all_ready = ready_lines.iter().all(|lines| {
+            wait_for_line(lines, READY_TIMEOUT, |line| {
                 line.starts_with("tandem node ready:")
-            });
-            assert!(ready.is_some(), "node {} did not report ready", index + 1);
-        }
-        nodes
+            })
+            .is_some()
+        });
+        // Dropping `nodes` kills every node of a failed attempt.
+        all_ready.then_some(nodes)
     }
+}
+
+/// What the nodes of one start attempt wrote to stderr.
+fn node_logs(data: &Path, count: usize) -> String {
+    (1..=count)
+        .map(|node| {
+            let log = std::fs::read_to_string(data.join(format!("node-{node}.log")));
+            format!("--- node {node}\n{}", log.unwrap_or_default())
+        })
+        .collect()
 }
 
 impl Drop for LocalNodes {
@@ -212,6 +244,9 @@ fn node_with_role(status: &Json, role: &str) -> (u64, String) {
 
 #[test]
 fn init_forms_a_replica_set_that_redirects_writes_switches_over_and_changes_members() {
+    let _one_at_a_time = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let data = tempfile::tempdir().expect("temp dir");
     let nodes = LocalNodes::start(data.path(), 4);
     let mut init = vec!["cluster", "init"];
@@ -364,6 +399,9 @@ impl Drop for Up {
 
 #[test]
 fn up_runs_a_replica_set_until_sigterm_and_leaves_nothing_behind() {
+    let _one_at_a_time = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let data = tempfile::tempdir().expect("temp dir");
     let base_port = free_base_port().to_string();
     let mut child = Command::new(tandem_binary())
