@@ -132,11 +132,11 @@ impl LocalNodes {
     /// take one before a node binds it: a start that fails is retried on fresh ports.
     fn start(data: &Path, count: usize) -> LocalNodes {
         for attempt in 1..=START_ATTEMPTS {
-            if let Some(nodes) =
-                LocalNodes::try_start(&data.join(format!("attempt-{attempt}")), count)
-            {
+            let attempt_data = data.join(format!("attempt-{attempt}"));
+            if let Some(nodes) = LocalNodes::try_start(&attempt_data, count) {
                 return nodes;
             }
+            eprintln!("attempt {attempt}: {}", node_logs(&attempt_data, count));
         }
         panic!("{count} nodes did not all report ready in {START_ATTEMPTS} attempts");
     }
