@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
 use tandem_client::{ClientError, TandemClient};
 use tandem_protocol::v1;
+use tandem_server::cluster::IN_SYNC_MAX_LAG_ENTRIES;
 use tokio::task::JoinSet;
 
 use crate::command_context::CommandContext;
@@ -456,9 +457,10 @@ fn print_headline(asked: &v1::NodeStatusResponse, active_id: Option<u64>, member
 
 fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
     let mut table = Table::new(vec![
-        "NODE", "ROLE", "TERM", "LAST LOG", "APPLIED", "LAG", "GRPC",
+        "NODE", "ROLE", "HEALTH", "TERM", "LAST LOG", "APPLIED", "LAG", "GRPC",
     ]);
     for view in views {
+        let health = health_of(view, lags.get(&view.member.node_id).copied());
         let lag = lags
             .get(&view.member.node_id)
             .map_or("-".to_string(), u64::to_string);
@@ -466,6 +468,7 @@ fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
             Ok(answer) => vec![
                 view.member.node_id.to_string(),
                 role_of(answer, &view.member),
+                health.to_string(),
                 answer.term.to_string(),
                 answer.last_log_index.to_string(),
                 answer.applied_index.to_string(),
@@ -475,6 +478,7 @@ fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
             Err(_) => vec![
                 view.member.node_id.to_string(),
                 DOWN_ROLE.to_string(),
+                health.to_string(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -485,6 +489,23 @@ fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
         table.add_row(row);
     }
     table
+}
+
+/// A member's health in one word: `serving` (the active), `in sync` (a passive that has
+/// applied nearly everything committed), `catching up`, `electing`, or `unreachable`.
+fn health_of(view: &MemberView, lag: Option<u64>) -> &'static str {
+    let Ok(answer) = &view.answer else {
+        return "unreachable";
+    };
+    let behind_the_active = lag.is_some_and(|lag| lag > IN_SYNC_MAX_LAG_ENTRIES);
+    let behind_its_commits =
+        answer.committed_index > answer.applied_index.saturating_add(IN_SYNC_MAX_LAG_ENTRIES);
+    match answer.role.as_str() {
+        "active" => "serving",
+        "candidate" => "electing",
+        _ if behind_the_active || behind_its_commits => "catching up",
+        _ => "in sync",
+    }
 }
 
 /// The role, marked when the member does not vote.
@@ -527,6 +548,7 @@ fn member_json(view: &MemberView, lags: &BTreeMap<u64, u64>) -> Json {
         "raft_address": member.raft_address,
         "voter": member.voter,
         "lag": lags.get(&member.node_id),
+        "health": health_of(view, lags.get(&member.node_id).copied()),
     });
     match &view.answer {
         Ok(answer) => {
@@ -765,8 +787,12 @@ mod tests {
         let lags = BTreeMap::from([(1, 0), (2, 7)]);
         let text = member_table(&views, &lags).render();
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[1].starts_with("1     active  3"), "{text}");
+        assert!(
+            lines[1].starts_with("1     active  serving      3"),
+            "{text}"
+        );
         assert!(lines[2].contains("down"), "{text}");
+        assert!(lines[2].contains("unreachable"), "{text}");
         assert!(lines[2].contains(" 7 "), "{text}");
     }
 }
