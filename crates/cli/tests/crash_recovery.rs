@@ -229,14 +229,7 @@ async fn consume_loop(
         let leased = leased.into_inner().messages;
         let ids = leased.iter().map(|message| message.message_id.clone());
         history.lock().unwrap().completions_attempted.extend(ids);
-        let settlements = leased
-            .iter()
-            .map(|message| v1::Settlement {
-                instance: message.instance,
-                token: message.token,
-                ..Default::default()
-            })
-            .collect();
+        let settlements = support::completions(&leased);
         let settle = client.settle(v1::SettleBatchRequest { settlements });
         let Ok(Ok(settled)) = tokio::time::timeout(CALL_TIMEOUT, settle).await else {
             return;

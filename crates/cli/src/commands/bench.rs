@@ -394,12 +394,17 @@ fn percentile_ms(latencies: &[Duration], quantile: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
+/// A report as pretty JSON (`--json`).
+pub fn print_json(report: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(report).unwrap_or_default()
+    );
+}
+
 fn print_report(report: &BenchReport, json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report).unwrap_or_default()
-        );
+        print_json(report);
         return;
     }
     println!(

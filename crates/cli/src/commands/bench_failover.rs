@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tandem_client::TandemClient;
 use tandem_protocol::v1;
 
-use crate::commands::bench::{BenchArgs, bench_property, completions};
+use crate::commands::bench::{BenchArgs, bench_property, completions, print_json};
 use crate::commands::bench_replica_set::BenchReplicaSet;
 use crate::process_signal;
 
@@ -296,10 +296,7 @@ async fn drain(addresses: &str, host: &str) -> Result<HashMap<String, usize>, St
 
 fn print_report(report: &FailoverReport, json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report).unwrap_or_default()
-        );
+        print_json(report);
         return;
     }
     println!(

@@ -197,3 +197,17 @@ pub fn check_data_dir(data_dir: &Path) -> (bool, String) {
     );
     (output.status.success(), text)
 }
+
+/// A `complete` settlement (the default verdict) for every leased message.
+pub fn completions(
+    leased: &[tandem_protocol::v1::LeasedMessage],
+) -> Vec<tandem_protocol::v1::Settlement> {
+    leased
+        .iter()
+        .map(|message| tandem_protocol::v1::Settlement {
+            instance: message.instance,
+            token: message.token,
+            ..Default::default()
+        })
+        .collect()
+}

@@ -380,14 +380,7 @@ async fn consume_loop(
             node_id,
             leased.iter().map(|message| message.message_id.clone()),
         );
-        let settlements = leased
-            .iter()
-            .map(|message| v1::Settlement {
-                instance: message.instance,
-                token: message.token,
-                ..Default::default()
-            })
-            .collect();
+        let settlements = super::completions(&leased);
         let settle = client.settle(v1::SettleBatchRequest { settlements });
         match bounded(settle, &mut stopped).await {
             Ok(settled) => {
