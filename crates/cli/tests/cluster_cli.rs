@@ -72,12 +72,9 @@ fn wait_for_line(
     None
 }
 
-/// `count` free loopback ports: all bound at once (so they differ), then released.
+/// `count` free loopback ports: all reserved at once (so they differ), then released.
 fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    listeners
+    support::reserve_node_ports(count)
         .iter()
         .map(|listener| listener.local_addr().expect("address").port())
         .collect()

@@ -211,3 +211,25 @@ pub fn completions(
         })
         .collect()
 }
+
+/// Test nodes listen on ports below the kernel's ephemeral range (32768 and up), so no
+/// outgoing connection can take one as its source port while the node owning it restarts.
+const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// `count` distinct free loopback ports from [`NODE_PORTS`], each held by a listener until
+/// the caller drops it (then a node binds it). The search starts at a random place, so tests
+/// running at the same time rarely want the same ports.
+pub fn reserve_node_ports(count: usize) -> Vec<std::net::TcpListener> {
+    let span = u64::from(NODE_PORTS.end - NODE_PORTS.start);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos() as u64)
+        .wrapping_add(u64::from(std::process::id()) * 7919);
+    let listeners: Vec<std::net::TcpListener> = (0..span)
+        .map(|step| NODE_PORTS.start + ((seed + step) % span) as u16)
+        .filter_map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
+        .take(count)
+        .collect();
+    assert_eq!(listeners.len(), count, "not enough free loopback ports");
+    listeners
+}

@@ -559,9 +559,7 @@ pub fn describe_statuses(statuses: &[v1::NodeStatusResponse]) -> String {
 /// Free loopback ports for `count` nodes, all bound at once so none repeats; they stay
 /// reserved until the returned listeners are dropped.
 fn free_node_ports(count: usize) -> (Vec<NodePorts>, Vec<TcpListener>) {
-    let listeners: Vec<TcpListener> = (0..count * 3)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
+    let listeners = super::reserve_node_ports(count * 3);
     let addresses: Vec<SocketAddr> = listeners
         .iter()
         .map(|listener| listener.local_addr().expect("free port address"))
