@@ -21,8 +21,10 @@ const PORT_STRIDE: u16 = 10;
 const PORTS_PER_NODE: u16 = 3;
 /// Candidate base ports tried before giving up.
 const BASE_PORT_ATTEMPTS: u16 = 200;
+/// Base ports are taken from below the kernel's ephemeral range (32768 and up), so no
+/// outgoing connection holds a node's port.
 const FIRST_BASE_PORT: u16 = 20_000;
-const BASE_PORT_SPAN: u16 = 30_000;
+const BASE_PORT_SPAN: u16 = 12_000;
 
 pub struct BenchNode {
     pub node_id: u64,
