@@ -49,27 +49,29 @@ impl StateMachine {
         })
     }
 
-    fn batch_for(&mut self, entry: &Entry) -> io::Result<Batch> {
-        let (timestamp_ms, commands, event) = match &entry.payload {
+    /// The store batch for `entry`, which it consumes: the commands move, never copied.
+    fn batch_for(&mut self, entry: Entry) -> io::Result<Batch> {
+        let log_id = entry.log_id;
+        let (timestamp_ms, commands, event) = match entry.payload {
             EntryPayload::Blank => (0, Vec::new(), None),
             EntryPayload::Membership(membership) => {
-                self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
+                self.membership = StoredMembership::new(Some(log_id), membership);
                 (0, Vec::new(), None)
             }
             EntryPayload::Normal(Proposal::Commands {
                 timestamp_ms,
                 commands,
-            }) => (*timestamp_ms, commands.clone(), None),
+            }) => (timestamp_ms, commands, None),
             EntryPayload::Normal(Proposal::Failover(record)) => {
                 let event = ClusterEvent {
                     at_ms: record.at_ms,
-                    record: serde_json_record(record)?,
+                    record: crate::failover::to_json(&record)?,
                 };
                 (record.at_ms, Vec::new(), Some(event))
             }
         };
         let position = AppliedPosition {
-            last_applied: Some(entry.log_id),
+            last_applied: Some(log_id),
             membership: self.membership.clone(),
         };
         Ok(Batch {
@@ -79,10 +81,6 @@ impl StateMachine {
             position: Some(codec::encode(&position)?),
         })
     }
-}
-
-fn serde_json_record(record: &crate::types::FailoverRecord) -> io::Result<String> {
-    crate::failover::to_json(record)
 }
 
 fn applied_position(store: &StoreHandle) -> io::Result<AppliedPosition> {
@@ -116,7 +114,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // answered together, so entries applied together share one transaction.
             let mut answers = Vec::with_capacity(chunk.len());
             for (entry, responder) in chunk {
-                let batch = self.batch_for(&entry)?;
+                let batch = self.batch_for(entry)?;
                 let answer = self.store.submit(batch).await.map_err(storage_error)?;
                 answers.push((answer, responder));
             }

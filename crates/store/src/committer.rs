@@ -1,8 +1,8 @@
 //! Group commit: one thread owns the write connection and the state machine. It takes every
 //! batch waiting in its queue (bounded), applies them in one transaction, commits, and only
 //! then answers each caller. A storage failure rolls the transaction back, reloads the
-//! machine from disk and answers every caller with the failure: nothing is acknowledged
-//! that is not on disk.
+//! machine from disk and answers every caller with the failure: nothing is answered that is
+//! not committed. (Durability itself comes from the replicated log; see `schema::configure`.)
 //!
 //! The same thread installs snapshots received from another replica, so that no batch is
 //! applied halfway through an install.
@@ -50,6 +50,10 @@ pub struct Committer {
     pub metrics: Arc<StoreMetrics>,
 }
 
+/// What one committed transaction answered: each batch's outcomes, and the log position it
+/// saved.
+type Committed = (Vec<Vec<Result<Outcome>>>, Option<Vec<u8>>);
+
 /// Batches gathered for one transaction, and what ended the gathering.
 struct Gathered {
     batches: Vec<Batch>,
@@ -84,12 +88,8 @@ impl Committer {
             .iter()
             .flat_map(|batch| &batch.commands)
             .any(changes_catalog);
-        let position = batches
-            .iter()
-            .rev()
-            .find_map(|batch| batch.position.clone());
         match self.apply_and_commit(batches) {
-            Ok(results) => {
+            Ok((results, position)) => {
                 self.metrics.record_commit(command_count, started.elapsed());
                 if position.is_some() {
                     self.position.set(position);
@@ -106,7 +106,6 @@ impl Committer {
                 self.metrics.record_storage_failure();
                 eprintln!("tandem: storage failure, batch rolled back: {failure}");
                 self.reload();
-                let failure = StoreError::Sqlite(failure);
                 for reply in replies {
                     let _ = reply.send(Err(StoreError::Failed(failure.to_string())));
                 }
@@ -114,10 +113,9 @@ impl Committer {
         }
     }
 
-    fn apply_and_commit(
-        &mut self,
-        batches: Vec<Batch>,
-    ) -> rusqlite::Result<Vec<Vec<Result<Outcome>>>> {
+    /// Applies `batches` in one transaction; answers each batch's outcomes and the log
+    /// position the transaction saved (the last batch's that carried one).
+    fn apply_and_commit(&mut self, batches: Vec<Batch>) -> rusqlite::Result<Committed> {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -147,7 +145,7 @@ impl Committer {
             return Err(failure);
         }
         transaction.commit()?;
-        Ok(results)
+        Ok((results, last_position))
     }
 
     /// After a failed batch the in-memory machine may hold changes that never reached disk.
