@@ -10,13 +10,13 @@
 //! - [`command_error`]: the `error: …` / `hint: …` a failed command prints.
 //! - [`output`]: tables, JSON, and renderings shared by commands.
 //! - [`process_signal`]: SIGTERM and SIGKILL for processes a command started.
-//! - [`duration`]: `500ms`, `30s`, `5m`, `2h`, `7d`.
+//! - `duration` (from core): `500ms`, `30s`, `5m`, `2h`, `7d`.
 //! - [`property_spec`]: `NAME[:TYPE]=VALUE` context properties.
 
 mod command_context;
 mod command_error;
 mod commands;
-mod duration;
+use tandem_core::duration;
 mod output;
 mod process_signal;
 mod property_spec;

@@ -9,6 +9,8 @@
 //!
 //! - [`value`]: typed property values and typed comparison.
 //! - [`timestamp`]: RFC 3339 <-> epoch milliseconds, pure arithmetic.
+//! - [`duration`]: durations as people write them (`500ms`, `30s`, `5m`), for the CLI and
+//!   configuration files.
 //! - [`context`]: a message's promoted and written properties.
 //! - [`filter`]: the subscription filter language (parser, evaluator) and the routing index.
 //! - [`ids`], [`message`], [`host`], [`subscription`], [`instance`], [`tracking`]: vocabulary.
@@ -22,6 +24,7 @@
 
 pub mod command;
 pub mod context;
+pub mod duration;
 pub mod error;
 pub mod filter;
 pub mod host;

@@ -1,5 +1,5 @@
-//! Durations typed on the command line: `500ms`, `30s`, `5m`, `2h`, `7d`, or plain
-//! milliseconds (`1500`).
+//! Durations as people type them on the command line and in configuration files:
+//! `500ms`, `30s`, `5m`, `2h`, `7d`, or plain milliseconds (`1500`).
 
 const UNITS_IN_MILLISECONDS: [(&str, u64); 5] = [
     ("ms", 1),
