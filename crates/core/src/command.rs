@@ -20,6 +20,10 @@ pub enum Command {
         filter: String,
         priority: u8,
         retry: RetryPolicy,
+        /// The backup transport's retries, used once the primary's are exhausted. Absent in
+        /// entries logged before backup transports existed.
+        #[serde(default)]
+        backup: Option<RetryPolicy>,
     },
     DeleteSubscription {
         id: SubscriptionId,

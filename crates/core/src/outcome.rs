@@ -60,6 +60,9 @@ pub struct LeasedMessage {
     pub context: Context,
     pub received_at_ms: i64,
     pub publisher: String,
+    /// Deliver this attempt through the send port's backup transport: the primary
+    /// transport's retries are exhausted.
+    pub backup_transport: bool,
 }
 
 /// What one maintenance tick did.

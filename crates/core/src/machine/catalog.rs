@@ -56,6 +56,7 @@ impl MessageBox {
         filter_text: String,
         priority: u8,
         retry: RetryPolicy,
+        backup: Option<RetryPolicy>,
         now_ms: i64,
     ) -> Result<Outcome> {
         validate::name("subscription", &name)?;
@@ -67,7 +68,10 @@ impl MessageBox {
         }
         let host_id = self.existing_host(host)?.id;
         validate_priority(priority)?;
-        validate_retry(&retry)?;
+        validate_retry("retry", &retry)?;
+        if let Some(backup) = &backup {
+            validate_retry("backup retry", backup)?;
+        }
         let filter = Filter::parse(&filter_text)
             .map_err(|error| Error::invalid(format!("filter: {error}")))?;
         if self.subscriptions.len() >= limits::MAX_SUBSCRIPTIONS {
@@ -85,6 +89,7 @@ impl MessageBox {
             filter: filter.to_text(),
             priority,
             retry,
+            backup,
             created_at_ms: now_ms,
         };
         tables.save_subscription(&subscription);
@@ -120,17 +125,18 @@ fn validate_priority(priority: u8) -> Result<()> {
     )))
 }
 
-fn validate_retry(retry: &RetryPolicy) -> Result<()> {
+/// Checks one transport's retry policy; `what` names it in the error ("retry", "backup retry").
+fn validate_retry(what: &str, retry: &RetryPolicy) -> Result<()> {
     if retry.retry_count > limits::MAX_RETRY_COUNT {
         return Err(Error::invalid(format!(
-            "retry count {} is above the limit of {}",
+            "{what} count {} is above the limit of {}",
             retry.retry_count,
             limits::MAX_RETRY_COUNT
         )));
     }
     if retry.retry_interval_ms > limits::MAX_RETRY_INTERVAL_MS {
         return Err(Error::invalid(format!(
-            "retry interval {} ms is above the limit of {} ms",
+            "{what} interval {} ms is above the limit of {} ms",
             retry.retry_interval_ms,
             limits::MAX_RETRY_INTERVAL_MS
         )));

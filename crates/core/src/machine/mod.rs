@@ -22,7 +22,7 @@ use crate::ids::{HostId, InstanceId, LeaseToken, MessageSeq, SubscriptionId};
 use crate::instance::{Instance, InstanceState};
 use crate::outcome::Outcome;
 use crate::settings::Settings;
-use crate::subscription::{RetryPolicy, Subscription};
+use crate::subscription::{DeliveryPolicy, Subscription};
 use crate::tables::Tables;
 use crate::tracking::{TrackingEvent, TrackingKind};
 
@@ -133,7 +133,9 @@ impl MessageBox {
                 filter,
                 priority,
                 retry,
-            } => self.create_subscription(tables, name, &host, filter, priority, retry, now_ms),
+                backup,
+            } => self
+                .create_subscription(tables, name, &host, filter, priority, retry, backup, now_ms),
             Command::DeleteSubscription { id } => self.delete_subscription(tables, id),
             Command::Publish {
                 publisher,
@@ -233,11 +235,13 @@ impl MessageBox {
             .ok_or_else(|| Error::not_found(format!("host '{name}' does not exist")))
     }
 
-    fn retry_policy(&self, instance: &Instance) -> RetryPolicy {
+    /// The instance's subscription's delivery policy; the default (primary retries only)
+    /// once the subscription is deleted.
+    fn delivery_policy(&self, instance: &Instance) -> DeliveryPolicy {
         instance
             .subscription
             .and_then(|id| self.subscription(id))
-            .map(|subscription| subscription.retry)
+            .map(Subscription::delivery_policy)
             .unwrap_or_default()
     }
 

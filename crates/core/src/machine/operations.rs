@@ -1,18 +1,21 @@
 //! Operator and maintenance commands: resume, terminate, the periodic tick, tracking purge.
 
 use super::MessageBox;
+use super::delivery::next_delivery_detail;
 use crate::error::{Error, ErrorCode, Result};
 use crate::ids::InstanceId;
 use crate::instance::{Instance, InstanceState};
 use crate::limits;
 use crate::outcome::{Outcome, TickReport};
+use crate::subscription::NextDelivery;
 use crate::tables::Tables;
 use crate::tracking::TrackingKind;
 use crate::validate;
 
 impl MessageBox {
-    /// Puts a suspended instance back in its host queue with a fresh retry budget. A
-    /// routing failure is routed again instead, and refused if it still matches nothing.
+    /// Puts a suspended instance back in its host queue with a fresh retry budget: its next
+    /// delivery is the primary transport's first again. A routing failure is routed again
+    /// instead, and refused if it still matches nothing.
     pub(super) fn resume(
         &mut self,
         tables: &mut impl Tables,
@@ -102,7 +105,16 @@ impl MessageBox {
     pub(super) fn tick(&mut self, tables: &mut impl Tables, now_ms: i64) -> Outcome {
         let mut report = TickReport::default();
         for mut instance in tables.expired_leases(now_ms, limits::MAX_SWEEP_PER_TICK) {
-            let detail = format!("lease of '{}' expired", instance.lease_holder);
+            // An expired lease is offered again at once, through whichever transport its
+            // next delivery uses; only exhaustion suspends it.
+            let next = self
+                .delivery_policy(&instance)
+                .after_failed(instance.attempts);
+            let detail = format!(
+                "lease of '{}' expired; {}",
+                instance.lease_holder,
+                next_delivery_detail(next, "now")
+            );
             self.track(
                 tables,
                 &instance,
@@ -112,14 +124,12 @@ impl MessageBox {
             );
             instance.last_error =
                 Some(format!("lease expired after attempt {}", instance.attempts));
-            // An expired lease is offered again at once; only exhaustion suspends it.
-            let policy = self.retry_policy(&instance);
-            if policy.allows_retry_after(instance.attempts) {
-                self.set_state(&mut instance, InstanceState::Ready);
-                tables.update_instance(&instance);
-            } else {
+            if next == NextDelivery::Suspend {
                 self.suspend(tables, &mut instance, now_ms);
                 report.suspended += 1;
+            } else {
+                self.set_state(&mut instance, InstanceState::Ready);
+                tables.update_instance(&instance);
             }
             report.leases_expired += 1;
         }

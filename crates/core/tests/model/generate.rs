@@ -9,7 +9,7 @@ use tandem_core::ids::MessageId;
 use tandem_core::message::NewMessage;
 use tandem_core::value::Value;
 
-use super::reference::{HOSTS, Model, PUBLISHER, Setup, State, SubscriptionSpec};
+use super::reference::{HOSTS, Model, PUBLISHER, RetrySpec, Setup, State, SubscriptionSpec};
 
 /// An instance id that is never created in a case.
 pub const MISSING_INSTANCE: u64 = 999_999;
@@ -76,27 +76,36 @@ pub struct Step {
     pub op: Op,
 }
 
-fn subscription_spec() -> impl Strategy<Value = SubscriptionSpec> {
+fn retry_spec() -> impl Strategy<Value = RetrySpec> {
     (
-        prop_oneof![Just(vec!["a"]), Just(vec!["b"]), Just(vec!["a", "b"])],
-        0..HOSTS.len(),
-        1..=3_u8,
         0..=2_u32,
         prop_oneof![Just(0_u64), Just(10), Just(50)],
         any::<bool>(),
     )
         .prop_map(
-            |(kinds, host, priority, retry_count, retry_interval_ms, exponential_backoff)| {
-                SubscriptionSpec {
-                    kinds,
-                    host,
-                    priority,
-                    retry_count,
-                    retry_interval_ms,
-                    exponential_backoff,
-                }
+            |(retry_count, retry_interval_ms, exponential_backoff)| RetrySpec {
+                retry_count,
+                retry_interval_ms,
+                exponential_backoff,
             },
         )
+}
+
+fn subscription_spec() -> impl Strategy<Value = SubscriptionSpec> {
+    (
+        prop_oneof![Just(vec!["a"]), Just(vec!["b"]), Just(vec!["a", "b"])],
+        0..HOSTS.len(),
+        1..=3_u8,
+        retry_spec(),
+        prop_oneof![2 => Just(None), 1 => retry_spec().prop_map(Some)],
+    )
+        .prop_map(|(kinds, host, priority, retry, backup)| SubscriptionSpec {
+            kinds,
+            host,
+            priority,
+            retry,
+            backup,
+        })
 }
 
 pub fn setup() -> impl Strategy<Value = Setup> {

@@ -12,7 +12,7 @@ use tandem_core::subscription::RetryPolicy;
 use tandem_core::{MemoryTables, MessageBox};
 
 use super::generate::{Op, Step, advance, resolve};
-use super::reference::{Fate, HOSTS, Lease, Model, Observed, Receipt, Setup, State};
+use super::reference::{Fate, HOSTS, Lease, Model, Observed, Receipt, RetrySpec, Setup, State};
 
 /// The commands that build the setup: settings, two hosts, the subscriptions.
 pub fn setup_commands(setup: &Setup) -> Vec<Command> {
@@ -31,14 +31,19 @@ pub fn setup_commands(setup: &Setup) -> Vec<Command> {
             host: HOSTS[spec.host].to_string(),
             filter: spec.filter(),
             priority: spec.priority,
-            retry: RetryPolicy {
-                retry_count: spec.retry_count,
-                retry_interval_ms: spec.retry_interval_ms,
-                exponential_backoff: spec.exponential_backoff,
-            },
+            retry: retry_policy(&spec.retry),
+            backup: spec.backup.as_ref().map(retry_policy),
         });
     }
     commands
+}
+
+fn retry_policy(spec: &RetrySpec) -> RetryPolicy {
+    RetryPolicy {
+        retry_count: spec.retry_count,
+        retry_interval_ms: spec.retry_interval_ms,
+        exponential_backoff: spec.exponential_backoff,
+    }
 }
 
 /// Maps a machine outcome to what the model can predict.
@@ -76,6 +81,7 @@ pub fn observe(result: &Result<Outcome>) -> Observed {
                     subscription: lease.subscription,
                     priority: lease.priority,
                     body: lease.body.clone(),
+                    backup_transport: lease.backup_transport,
                 })
                 .collect(),
         ),

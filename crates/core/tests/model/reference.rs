@@ -1,6 +1,7 @@
 //! A tiny, independent reference model of the MessageBox's delivery semantics, written from
-//! the design (publish, dedupe, throttle, routing by equality, leases, retries, suspension)
-//! and not from the machine's code. It interprets the same `Command`s as plain data.
+//! the design (publish, dedupe, throttle, routing by equality, leases, retries, the backup
+//! transport, suspension) and not from the machine's code. It interprets the same
+//! `Command`s as plain data.
 
 use std::collections::BTreeMap;
 
@@ -14,15 +15,34 @@ use tandem_core::value::Value;
 pub const HOSTS: [&str; 2] = ["h0", "h1"];
 pub const PUBLISHER: &str = "p";
 
-/// One subscription of the setup: `Kind == "a" [or Kind == "b"]` into one host.
+/// How often, and how far apart, one transport retries.
+#[derive(Clone, Copy, Debug)]
+pub struct RetrySpec {
+    pub retry_count: u32,
+    pub retry_interval_ms: u64,
+    pub exponential_backoff: bool,
+}
+
+impl RetrySpec {
+    /// The wait before this transport's next delivery after its `failures`-th failure.
+    fn delay_ms(&self, failures: u32) -> u64 {
+        if !self.exponential_backoff {
+            return self.retry_interval_ms;
+        }
+        let factor = 1_u64 << failures.saturating_sub(1).min(40);
+        (self.retry_interval_ms * factor).min(limits::MAX_RETRY_INTERVAL_MS)
+    }
+}
+
+/// One subscription of the setup: `Kind == "a" [or Kind == "b"]` into one host, with its
+/// primary transport's retries and maybe a backup transport's.
 #[derive(Clone, Debug)]
 pub struct SubscriptionSpec {
     pub kinds: Vec<&'static str>,
     pub host: usize,
     pub priority: u8,
-    pub retry_count: u32,
-    pub retry_interval_ms: u64,
-    pub exponential_backoff: bool,
+    pub retry: RetrySpec,
+    pub backup: Option<RetrySpec>,
 }
 
 impl SubscriptionSpec {
@@ -35,13 +55,36 @@ impl SubscriptionSpec {
         predicates.join(" or ")
     }
 
-    /// The wait before the next delivery after `attempts` failed deliveries.
-    fn retry_delay_ms(&self, attempts: u32) -> u64 {
-        if !self.exponential_backoff {
-            return self.retry_interval_ms;
+    fn primary_deliveries(&self) -> u32 {
+        self.retry.retry_count + 1
+    }
+
+    /// Every delivery both transports allow together.
+    fn deliveries(&self) -> u32 {
+        let backup = self.backup.map_or(0, |backup| backup.retry_count + 1);
+        self.primary_deliveries() + backup
+    }
+
+    fn is_backup_delivery(&self, attempt: u32) -> bool {
+        self.backup.is_some() && attempt > self.primary_deliveries()
+    }
+
+    /// The wait before the next delivery after delivery `attempt` failed, if there is one:
+    /// the primary's interval, none when switching to the backup, then the backup's.
+    fn retry_delay_ms(&self, attempt: u32) -> Option<u64> {
+        if attempt >= self.deliveries() {
+            return None;
         }
-        let factor = 1_u64 << attempts.saturating_sub(1).min(40);
-        (self.retry_interval_ms * factor).min(limits::MAX_RETRY_INTERVAL_MS)
+        let primary = self.primary_deliveries();
+        Some(if attempt < primary {
+            self.retry.delay_ms(attempt)
+        } else if attempt == primary {
+            0
+        } else {
+            self.backup
+                .expect("deliveries beyond the primary's")
+                .delay_ms(attempt - primary)
+        })
     }
 }
 
@@ -130,6 +173,7 @@ pub struct Lease {
     pub subscription: u64,
     pub priority: u8,
     pub body: Vec<u8>,
+    pub backup_transport: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -431,6 +475,7 @@ impl Model {
             self.tokens.entry(id).or_default().push(token);
             let instance = self.instances.get_mut(&id).expect("listed above");
             instance.attempts += 1;
+            let spec = &self.setup.subscriptions[instance.subscription];
             instance.lease_token = token;
             instance.lease_expires_at_ms = now + duration_ms as i64;
             instance.state = State::Leased;
@@ -443,6 +488,7 @@ impl Model {
                 subscription: instance.subscription as u64 + 1,
                 priority: instance.priority,
                 body: self.messages[&instance.message_seq].body.clone(),
+                backup_transport: spec.is_backup_delivery(instance.attempts),
             });
         }
         Observed::Leased(leases)
@@ -469,11 +515,10 @@ impl Model {
     fn retry_or_suspend(&mut self, id: u64, now: i64) -> bool {
         let instance = self.instances.get_mut(&id).expect("checked by the caller");
         let spec = &self.setup.subscriptions[instance.subscription];
-        if instance.attempts > spec.retry_count {
+        let Some(delay) = spec.retry_delay_ms(instance.attempts) else {
             instance.state = State::Suspended;
             return true;
-        }
-        let delay = spec.retry_delay_ms(instance.attempts);
+        };
         if delay == 0 {
             instance.state = State::Ready;
         } else {
@@ -488,8 +533,8 @@ impl Model {
         for instance in self.instances.values_mut() {
             if instance.state == State::Leased && instance.lease_expires_at_ms <= now {
                 report.leases_expired += 1;
-                let retry_count = self.setup.subscriptions[instance.subscription].retry_count;
-                if instance.attempts <= retry_count {
+                let deliveries = self.setup.subscriptions[instance.subscription].deliveries();
+                if instance.attempts < deliveries {
                     instance.state = State::Ready;
                 } else {
                     instance.state = State::Suspended;
