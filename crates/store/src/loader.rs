@@ -54,10 +54,20 @@ fn load_hosts(connection: &Connection) -> Result<Vec<Host>, StoreError> {
 fn load_subscriptions(connection: &Connection) -> Result<Vec<Subscription>, StoreError> {
     let mut statement = connection.prepare(
         "SELECT id, name, host_id, filter, priority, retry_count, retry_interval_ms, \
-         exponential_backoff, created_at_ms FROM subscriptions ORDER BY id",
+         exponential_backoff, created_at_ms, backup_retry_count, backup_retry_interval_ms, \
+         backup_exponential_backoff FROM subscriptions ORDER BY id",
     )?;
     let subscriptions = statement
         .query_map([], |row| {
+            let backup_retry_count: Option<u32> = row.get(9)?;
+            let backup = match backup_retry_count {
+                Some(retry_count) => Some(RetryPolicy {
+                    retry_count,
+                    retry_interval_ms: row.get(10)?,
+                    exponential_backoff: row.get(11)?,
+                }),
+                None => None,
+            };
             Ok(Subscription {
                 id: row.get(0)?,
                 name: row.get(1)?,
@@ -69,6 +79,7 @@ fn load_subscriptions(connection: &Connection) -> Result<Vec<Subscription>, Stor
                     retry_interval_ms: row.get(6)?,
                     exponential_backoff: row.get(7)?,
                 },
+                backup,
                 created_at_ms: row.get(8)?,
             })
         })?

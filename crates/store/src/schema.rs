@@ -8,7 +8,12 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::StoreError;
 
 /// The format this binary writes. Bump it with a migration when the schema changes.
-pub const FORMAT_VERSION: i64 = 2;
+/// Version 3 added the subscriptions' backup transport retry policy.
+pub const FORMAT_VERSION: i64 = 3;
+
+/// The one older format this binary upgrades when a node opens the store (see
+/// [`create_or_check`]); read-only checks and snapshots need the current format.
+pub const UPGRADABLE_FORMAT_VERSION: i64 = 2;
 
 /// The database file inside a node's data directory.
 pub const DATABASE_FILE: &str = "messagebox.sqlite";
@@ -36,7 +41,10 @@ CREATE TABLE subscriptions (
     retry_count INTEGER NOT NULL,
     retry_interval_ms INTEGER NOT NULL,
     exponential_backoff INTEGER NOT NULL,
-    created_at_ms INTEGER NOT NULL
+    created_at_ms INTEGER NOT NULL,
+    backup_retry_count INTEGER,
+    backup_retry_interval_ms INTEGER,
+    backup_exponential_backoff INTEGER
 );
 CREATE TABLE messages (
     seq INTEGER PRIMARY KEY,
@@ -110,7 +118,8 @@ pub fn configure(connection: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Creates the schema in an empty database, or checks the format version of an existing one.
+/// Creates the schema in an empty database, or checks the format version of an existing one
+/// (upgrading a version-2 store in place).
 pub fn create_or_check(connection: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if version == 0 {
@@ -137,11 +146,32 @@ pub fn create_or_check(connection: &mut Connection) -> Result<(), StoreError> {
         transaction.commit()?;
         return Ok(());
     }
+    if version == UPGRADABLE_FORMAT_VERSION {
+        return upgrade_from_version_2(connection);
+    }
     if version != FORMAT_VERSION {
         return Err(StoreError::Format(format!(
             "the data directory holds format version {version}; this binary reads format \
-             version {FORMAT_VERSION}"
+             version {FORMAT_VERSION} (and upgrades {UPGRADABLE_FORMAT_VERSION})"
         )));
     }
+    Ok(())
+}
+
+/// Version 2 → 3: the subscriptions' backup transport retry policy, three nullable columns
+/// (NULL: no backup transport). One transaction: the store is upgraded or left as it was.
+fn upgrade_from_version_2(connection: &mut Connection) -> Result<(), StoreError> {
+    let transaction = connection.transaction()?;
+    transaction.execute_batch(
+        "ALTER TABLE subscriptions ADD COLUMN backup_retry_count INTEGER;
+         ALTER TABLE subscriptions ADD COLUMN backup_retry_interval_ms INTEGER;
+         ALTER TABLE subscriptions ADD COLUMN backup_exponential_backoff INTEGER;",
+    )?;
+    transaction.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'format_version'",
+        [FORMAT_VERSION.to_string()],
+    )?;
+    transaction.pragma_update(None, "user_version", FORMAT_VERSION)?;
+    transaction.commit()?;
     Ok(())
 }

@@ -204,10 +204,12 @@ impl Tables for SqliteTables<'_> {
 
     fn save_subscription(&mut self, subscription: &Subscription) {
         let retry = subscription.retry;
+        let backup = subscription.backup;
         self.execute(
             "INSERT OR REPLACE INTO subscriptions (id, name, host_id, filter, priority, \
-             retry_count, retry_interval_ms, exponential_backoff, created_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             retry_count, retry_interval_ms, exponential_backoff, created_at_ms, \
+             backup_retry_count, backup_retry_interval_ms, backup_exponential_backoff) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 subscription.id,
                 subscription.name,
@@ -217,7 +219,10 @@ impl Tables for SqliteTables<'_> {
                 retry.retry_count,
                 retry.retry_interval_ms,
                 retry.exponential_backoff,
-                subscription.created_at_ms
+                subscription.created_at_ms,
+                backup.map(|backup| backup.retry_count),
+                backup.map(|backup| backup.retry_interval_ms),
+                backup.map(|backup| backup.exponential_backoff)
             ],
         );
     }

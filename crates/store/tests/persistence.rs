@@ -1,5 +1,6 @@
 //! A closed and reopened store holds exactly what it held; its directory lock keeps a
-//! second node out; files of another format, or not written by Tandem, are refused.
+//! second node out; a store of the previous format is upgraded on open; files of another
+//! format, or not written by Tandem, are refused.
 
 mod common;
 
@@ -9,6 +10,7 @@ use tandem_core::command::Command;
 use tandem_core::instance::Instance;
 use tandem_core::outcome::Outcome;
 use tandem_core::settings::Settings;
+use tandem_core::subscription::RetryPolicy;
 use tandem_store::{InstanceQuery, Store, StoreError, integrity, schema};
 
 use common::{create_catalog, lease, leased, open, publish, runtime};
@@ -83,6 +85,24 @@ fn reopening_gives_back_the_same_catalog_and_instances() {
     let after = store.handle().catalog();
     assert_eq!(after.hosts, before_catalog.hosts, "hosts and depths");
     assert_eq!(after.subscriptions, before_catalog.subscriptions);
+    let backups: Vec<Option<RetryPolicy>> = after
+        .subscriptions
+        .iter()
+        .map(|subscription| subscription.backup)
+        .collect();
+    assert_eq!(
+        backups,
+        [
+            None,
+            None,
+            Some(RetryPolicy {
+                retry_count: 1,
+                retry_interval_ms: 50,
+                exponential_backoff: false,
+            }),
+        ],
+        "backup transports"
+    );
     assert_eq!(after.state, before_catalog.state, "counters and settings");
     assert_eq!(all_instances(&store), before_instances, "instances");
 
@@ -138,6 +158,111 @@ fn a_database_of_another_format_version_is_refused() {
         matches!(integrity::check(dir.path()), Err(StoreError::Format(_))),
         "the integrity check refuses it too"
     );
+}
+
+/// The subscriptions table as format version 2 wrote it: no backup transport columns.
+const VERSION_2_SUBSCRIPTIONS: &str = "
+CREATE TABLE subscriptions (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    host_id INTEGER NOT NULL,
+    filter TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    retry_count INTEGER NOT NULL,
+    retry_interval_ms INTEGER NOT NULL,
+    exponential_backoff INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);";
+
+/// Turns the closed store in `dir` into a format-version-2 store: the same rows, the
+/// subscriptions table in its version-2 shape, version 2 in the header and the meta table.
+fn downgrade_to_version_2(dir: &Path) {
+    let mut connection = common::database(dir);
+    let transaction = connection.transaction().expect("transaction");
+    transaction
+        .execute_batch(&format!(
+            "ALTER TABLE subscriptions RENAME TO subscriptions_v3;
+             {VERSION_2_SUBSCRIPTIONS}
+             INSERT INTO subscriptions SELECT id, name, host_id, filter, priority, retry_count,
+                 retry_interval_ms, exponential_backoff, created_at_ms FROM subscriptions_v3;
+             DROP TABLE subscriptions_v3;
+             UPDATE meta SET value = '2' WHERE key = 'format_version';
+             PRAGMA user_version = 2;"
+        ))
+        .expect("rewrite as version 2");
+    transaction.commit().expect("commit");
+}
+
+#[test]
+fn a_version_2_store_is_upgraded_on_open_and_keeps_its_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    populate(dir.path());
+    let before = all_instances(&open(dir.path()));
+    downgrade_to_version_2(dir.path());
+    let refused = integrity::check(dir.path()).expect_err("a read-only check does not upgrade");
+    assert!(
+        refused
+            .to_string()
+            .contains("starting a node on it upgrades it"),
+        "{refused}"
+    );
+
+    let store = open(dir.path());
+    let catalog = store.handle().catalog();
+    let names: Vec<&str> = catalog
+        .subscriptions
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["s0", "s1", "s2"]);
+    assert!(
+        catalog.subscriptions.iter().all(|s| s.backup.is_none()),
+        "a version-2 subscription has no backup transport: {:?}",
+        catalog.subscriptions
+    );
+    assert_eq!(
+        all_instances(&store),
+        before,
+        "instances survive the upgrade"
+    );
+    let backup = RetryPolicy {
+        retry_count: 2,
+        retry_interval_ms: 10,
+        exponential_backoff: true,
+    };
+    let created = runtime().block_on(store.handle().execute(Command::CreateSubscription {
+        name: "s3".into(),
+        host: "h1".into(),
+        filter: "Kind == \"c\"".into(),
+        priority: 5,
+        retry: RetryPolicy::default(),
+        backup: Some(backup),
+    }));
+    assert!(created.is_ok(), "{created:?}");
+    store.close();
+
+    let connection = common::database(dir.path());
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .expect("user_version");
+    let meta: String = connection
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'format_version'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("meta format_version");
+    assert_eq!((version, meta), (schema::FORMAT_VERSION, "3".to_string()));
+    drop(connection);
+    let store = open(dir.path());
+    let reopened = store.handle().catalog();
+    assert_eq!(
+        reopened.subscriptions.last().and_then(|s| s.backup),
+        Some(backup)
+    );
+    store.close();
+    let report = integrity::check(dir.path()).expect("integrity check runs");
+    assert!(report.is_healthy(), "problems: {:?}", report.problems);
 }
 
 #[test]

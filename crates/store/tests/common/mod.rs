@@ -37,15 +37,22 @@ pub fn open(dir: &Path) -> Store {
     }
 }
 
-/// Two hosts and three subscriptions: `a` goes to both hosts, `b` to h0 only.
+/// Two hosts and three subscriptions: `a` goes to both hosts, `b` to h0 only (with a
+/// backup transport).
 pub fn catalog_commands() -> Vec<Command> {
-    let subscription = |name: &str, host: &str, kind: &str, priority: u8, retry: RetryPolicy| {
+    let subscription = |name: &str,
+                        host: &str,
+                        kind: &str,
+                        priority: u8,
+                        retry: RetryPolicy,
+                        backup: Option<RetryPolicy>| {
         Command::CreateSubscription {
             name: name.to_string(),
             host: host.to_string(),
             filter: format!("Kind == \"{kind}\""),
             priority,
             retry,
+            backup,
         }
     };
     let retry = |retry_count, retry_interval_ms, exponential_backoff| RetryPolicy {
@@ -59,9 +66,16 @@ pub fn catalog_commands() -> Vec<Command> {
             name: name.to_string(),
         })
         .collect();
-    commands.push(subscription("s0", "h0", "a", 2, retry(1, 0, false)));
-    commands.push(subscription("s1", "h1", "a", 1, retry(0, 0, false)));
-    commands.push(subscription("s2", "h0", "b", 1, retry(2, 1_000, true)));
+    commands.push(subscription("s0", "h0", "a", 2, retry(1, 0, false), None));
+    commands.push(subscription("s1", "h1", "a", 1, retry(0, 0, false), None));
+    commands.push(subscription(
+        "s2",
+        "h0",
+        "b",
+        1,
+        retry(2, 1_000, true),
+        Some(retry(1, 50, false)),
+    ));
     commands
 }
 
