@@ -107,6 +107,8 @@ pub struct SubscriptionOrder {
     pub retry_count: Option<u32>,
     pub retry_interval_ms: Option<u64>,
     pub exponential_backoff: bool,
+    /// The backup transport's retries as the caller gave them; `None`: no backup transport.
+    pub backup: Option<RetryPolicy>,
 }
 
 /// What a publish answers: one result per message, and the acknowledgement (absent when no
@@ -309,6 +311,7 @@ impl AppState {
                 filter: order.filter.clone(),
                 priority,
                 retry,
+                backup: order.backup,
             };
             match self.execute(command).await {
                 Ok(Outcome::SubscriptionCreated(subscription)) => return Ok(subscription),

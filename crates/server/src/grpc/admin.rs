@@ -62,6 +62,7 @@ impl Admin for AdminService {
             retry_count: request.retry_count,
             retry_interval_ms: request.retry_interval_ms,
             exponential_backoff: request.exponential_backoff,
+            backup: request.backup.map(convert::retry_policy),
         };
         let subscription = self
             .backend

@@ -5,7 +5,7 @@ use tandem_core::host::Host;
 use tandem_core::instance::Instance;
 use tandem_core::message::NewMessage;
 use tandem_core::outcome::{LeasedMessage, PublishReceipt};
-use tandem_core::subscription::Subscription;
+use tandem_core::subscription::{RetryPolicy, Subscription};
 use tandem_core::{Context, Error, MessageId, Property};
 use tandem_protocol::v1;
 use tandem_store::Catalog;
@@ -115,6 +115,7 @@ pub fn leased_message(message: LeasedMessage) -> v1::LeasedMessage {
         body: message.body,
         received_at_ms: message.received_at_ms,
         publisher: message.publisher,
+        backup_transport: message.backup_transport,
     }
 }
 
@@ -143,6 +144,24 @@ pub fn subscription(subscription: &Subscription, catalog: &Catalog) -> v1::Subsc
         retry_interval_ms: subscription.retry.retry_interval_ms,
         exponential_backoff: subscription.retry.exponential_backoff,
         created_at_ms: subscription.created_at_ms,
+        backup: subscription.backup.map(wire_retry_policy),
+    }
+}
+
+/// A wire retry policy as given: every field counts (proto3 cannot tell 0 from absent).
+pub fn retry_policy(policy: v1::RetryPolicy) -> RetryPolicy {
+    RetryPolicy {
+        retry_count: policy.retry_count,
+        retry_interval_ms: policy.retry_interval_ms,
+        exponential_backoff: policy.exponential_backoff,
+    }
+}
+
+fn wire_retry_policy(policy: RetryPolicy) -> v1::RetryPolicy {
+    v1::RetryPolicy {
+        retry_count: policy.retry_count,
+        retry_interval_ms: policy.retry_interval_ms,
+        exponential_backoff: policy.exponential_backoff,
     }
 }
 

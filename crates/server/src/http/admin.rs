@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
+use tandem_core::subscription::RetryPolicy;
 use tandem_core::{Command, Outcome};
 
 use crate::errors::ApiError;
@@ -53,6 +54,28 @@ pub struct CreateSubscriptionRequest {
     pub retry_count: Option<u32>,
     pub retry_interval_ms: Option<u64>,
     pub exponential_backoff: Option<bool>,
+    /// The backup transport's retries; absent or null means none.
+    pub backup: Option<RetryPolicyRequest>,
+}
+
+/// A backup transport's retry policy, as gRPC's `RetryPolicy` message: omitted fields are
+/// 0 and false, as there.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicyRequest {
+    pub retry_count: u32,
+    pub retry_interval_ms: u64,
+    pub exponential_backoff: bool,
+}
+
+impl From<RetryPolicyRequest> for RetryPolicy {
+    fn from(request: RetryPolicyRequest) -> RetryPolicy {
+        RetryPolicy {
+            retry_count: request.retry_count,
+            retry_interval_ms: request.retry_interval_ms,
+            exponential_backoff: request.exponential_backoff,
+        }
+    }
 }
 
 pub async fn create_subscription(
@@ -68,6 +91,7 @@ pub async fn create_subscription(
         retry_count: request.retry_count,
         retry_interval_ms: request.retry_interval_ms,
         exponential_backoff: request.exponential_backoff.unwrap_or(false),
+        backup: request.backup.map(RetryPolicy::from),
     };
     let subscription = state.create_subscription(order).await?;
     let view = views::subscription(&subscription, &state.store.catalog());

@@ -37,6 +37,11 @@ pub fn subscription(subscription: &Subscription, catalog: &Catalog) -> Json {
         "retry_count": subscription.retry.retry_count,
         "retry_interval_ms": subscription.retry.retry_interval_ms,
         "exponential_backoff": subscription.retry.exponential_backoff,
+        "backup": subscription.backup.map(|backup| json!({
+            "retry_count": backup.retry_count,
+            "retry_interval_ms": backup.retry_interval_ms,
+            "exponential_backoff": backup.exponential_backoff,
+        })),
         "created_at_ms": subscription.created_at_ms,
     })
 }
@@ -94,6 +99,7 @@ pub fn leased_message(message: &LeasedMessage) -> Json {
         "properties": properties::to_json(&message.context),
         "received_at_ms": message.received_at_ms,
         "publisher": message.publisher,
+        "backup_transport": message.backup_transport,
     })
 }
 

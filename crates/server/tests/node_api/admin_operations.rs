@@ -158,3 +158,119 @@ async fn failed_messages_are_suspended_resumed_and_terminated() {
     .await;
     node.shutdown().await;
 }
+
+/// A subscription with a backup transport: both APIs create and list its policy, a lease
+/// says which transport to deliver through, and the message is suspended only after the
+/// backup transport's delivery failed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_transport_delivers_after_the_primary_before_suspension() {
+    let node = TestNode::start(|_| {}).await;
+    bounded(async {
+        let address = node.http();
+        let host = http_request(address, "POST", "/v1/hosts", r#"{"name":"orders"}"#).await;
+        assert_eq!(host.status, 201, "{}", host.body);
+        let backup = v1::RetryPolicy {
+            retry_count: 0,
+            retry_interval_ms: 0,
+            exponential_backoff: false,
+        };
+        let mut admin = node.admin().await;
+        let created = admin
+            .create_subscription(v1::CreateSubscriptionRequest {
+                name: "orders-with-backup".into(),
+                host: "orders".into(),
+                filter: r#"MessageType == "Order""#.into(),
+                retry_count: Some(0),
+                backup: Some(backup),
+                ..Default::default()
+            })
+            .await
+            .expect("subscription")
+            .into_inner();
+        assert_eq!(created.backup, Some(backup));
+        let over_http = json!({
+            "name": "invoices-with-backup",
+            "host": "orders",
+            "filter": r#"MessageType == "Invoice""#,
+            "backup": {"retry_count": 2, "retry_interval_ms": 30000, "exponential_backoff": true},
+        });
+        let created =
+            http_request(address, "POST", "/v1/subscriptions", &over_http.to_string()).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let without = json!({"name": "plain", "host": "orders", "filter": "Total > 100"});
+        http_request(address, "POST", "/v1/subscriptions", &without.to_string()).await;
+        let listed = http_request(address, "GET", "/v1/subscriptions", "")
+            .await
+            .json();
+        let backups: Vec<&serde_json::Value> = listed["subscriptions"]
+            .as_array()
+            .expect("subscriptions")
+            .iter()
+            .map(|subscription| &subscription["backup"])
+            .collect();
+        assert_eq!(
+            backups,
+            [
+                &json!({"retry_count": 0, "retry_interval_ms": 0, "exponential_backoff": false}),
+                &json!({"retry_count": 2, "retry_interval_ms": 30000, "exponential_backoff": true}),
+                &serde_json::Value::Null,
+            ]
+        );
+        let listed = admin
+            .list_subscriptions(v1::ListSubscriptionsRequest {})
+            .await
+            .expect("list")
+            .into_inner()
+            .subscriptions;
+        assert_eq!(
+            listed[1].backup,
+            Some(v1::RetryPolicy {
+                retry_count: 2,
+                retry_interval_ms: 30_000,
+                exponential_backoff: true,
+            })
+        );
+
+        publish(&node, vec![order_message("backed-up", b"x")]).await;
+        let mut message_box = node.message_box().await;
+        let primary = message_box
+            .lease(v1::LeaseRequest {
+                host: "orders".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("lease")
+            .into_inner()
+            .messages;
+        assert!(!primary[0].backup_transport);
+        let failed = message_box
+            .fail(v1::FailRequest {
+                instance: primary[0].instance,
+                token: primary[0].token,
+                reason: "the partner is down".into(),
+            })
+            .await
+            .expect("fail")
+            .into_inner();
+        assert!(!failed.suspended, "the backup transport is next");
+        let leased = http_request(address, "POST", "/v1/hosts/orders/lease", "").await;
+        let message = &leased.json()["messages"][0];
+        assert_eq!(message["backup_transport"], true, "{}", leased.body);
+        assert_eq!(message["attempt"], 2);
+        let failed = message_box
+            .fail(v1::FailRequest {
+                instance: primary[0].instance,
+                token: message["token"].as_u64().expect("token"),
+                reason: "the backup partner is down too".into(),
+            })
+            .await
+            .expect("fail")
+            .into_inner();
+        assert!(failed.suspended);
+        let suspended = http_request(address, "GET", "/v1/instances?state=suspended", "").await;
+        let last_error = &suspended.json()["instances"][0]["last_error"];
+        assert_eq!(last_error, "the backup partner is down too");
+    })
+    .await;
+    node.shutdown().await;
+}
