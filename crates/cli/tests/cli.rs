@@ -1,5 +1,6 @@
-//! The `tandem` command against a real node: declare a route, publish, consume, inspect,
-//! and the error paths a person meets first (no route, malformed filter, no node).
+//! The `tandem` command against a real node: declare a route (and one with a backup
+//! transport), publish, consume, inspect, and the error paths a person meets first (no
+//! route, malformed filter, no node).
 
 mod support;
 
@@ -35,6 +36,7 @@ fn publish_route_consume_and_inspect_through_the_cli() {
     unroutable_messages_are_refused_with_a_hint(&node);
     malformed_filters_name_the_position(&node);
     status_lists_the_host(&node);
+    a_backup_transport_is_declared_and_listed(&node);
 
     let exit = node.stop();
     assert!(exit.success(), "node exited with {exit:?} after SIGTERM");
@@ -168,6 +170,45 @@ fn status_lists_the_host(node: &NodeProcess) {
     assert!(queue.stdout.contains("orders"), "{}", queue.describe());
 }
 
+fn a_backup_transport_is_declared_and_listed(node: &NodeProcess) {
+    let arguments = [
+        "subscription",
+        "create",
+        "--host",
+        "orders",
+        "--filter",
+        r#"MessageType == "Refund""#,
+        "--name",
+        "refunds",
+        "--backup-retry-count",
+        "2",
+        "--backup-retry-interval",
+        "30s",
+    ];
+    run_against(node, &arguments).expect_success();
+    let listed = run_against(node, &["subscription", "list"]).expect_success();
+    assert!(
+        listed.stdout.contains("2 retries, 30s, fixed"),
+        "{}",
+        listed.describe()
+    );
+    let listed = run_against(node, &["--json", "subscription", "list"]).expect_success();
+    let document: serde_json::Value =
+        serde_json::from_str(&listed.stdout).expect("subscription list --json prints JSON");
+    let backups: Vec<&serde_json::Value> = document["subscriptions"]
+        .as_array()
+        .expect("subscriptions array")
+        .iter()
+        .map(|subscription| &subscription["backup"])
+        .collect();
+    let refunds = serde_json::json!({
+        "retry_count": 2,
+        "retry_interval_ms": 30_000,
+        "exponential_backoff": false,
+    });
+    assert_eq!(backups, [&serde_json::Value::Null, &refunds]);
+}
+
 #[test]
 fn an_unreachable_node_is_reported_with_what_to_do() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -197,4 +238,20 @@ fn usage_errors_exit_two_and_name_the_flag() {
     assert!(failed.stderr.contains("no '='"), "{}", failed.describe());
     let failed = run_tandem(&["consume", "--host", "h", "--lease", "soon"]).expect_exit_code(2);
     assert!(failed.stderr.contains("--lease"), "{}", failed.describe());
+    let arguments = [
+        "subscription",
+        "create",
+        "--host",
+        "h",
+        "--filter",
+        "A == 1",
+        "--backup-retry-interval",
+        "soon",
+    ];
+    let failed = run_tandem(&arguments).expect_exit_code(2);
+    assert!(
+        failed.stderr.contains("--backup-retry-interval"),
+        "{}",
+        failed.describe()
+    );
 }

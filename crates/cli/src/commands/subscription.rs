@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
-use tandem_core::limits::{DEFAULT_PRIORITY, DEFAULT_RETRY_COUNT};
+use tandem_core::limits::{DEFAULT_PRIORITY, DEFAULT_RETRY_COUNT, DEFAULT_RETRY_INTERVAL_MS};
 use tandem_protocol::v1;
 
 use crate::command_context::CommandContext;
@@ -39,7 +39,8 @@ pub struct CreateArgs {
     #[arg(long, default_value_t = u32::from(DEFAULT_PRIORITY),
           value_parser = clap::value_parser!(u32).range(1..=10))]
     priority: u32,
-    /// Deliveries retried after the first failure before the message is suspended.
+    /// Deliveries retried after the first failure before the backup transport takes over
+    /// (when there is one) or the message is suspended.
     #[arg(long, default_value_t = DEFAULT_RETRY_COUNT)]
     retry_count: u32,
     /// Wait before a failed message is offered again (e.g. 30s, 5m, 2h).
@@ -48,6 +49,34 @@ pub struct CreateArgs {
     /// Double the retry interval after each failed attempt.
     #[arg(long)]
     exponential_backoff: bool,
+    /// Add a backup transport, which delivers once the primary's retries are exhausted and
+    /// retries this many times before the message is suspended [default: 3]. Any
+    /// --backup-… flag adds the backup transport.
+    #[arg(long)]
+    backup_retry_count: Option<u32>,
+    /// Backup transport: wait before a failed message is offered again through it
+    /// [default: 5m].
+    #[arg(long, value_parser = parse_milliseconds)]
+    backup_retry_interval: Option<u64>,
+    /// Backup transport: double its retry interval after each failed attempt.
+    #[arg(long)]
+    backup_exponential_backoff: bool,
+}
+
+impl CreateArgs {
+    /// The backup transport's retries, when any backup flag was given.
+    fn backup(&self) -> Option<v1::RetryPolicy> {
+        let enabled = self.backup_retry_count.is_some()
+            || self.backup_retry_interval.is_some()
+            || self.backup_exponential_backoff;
+        enabled.then(|| v1::RetryPolicy {
+            retry_count: self.backup_retry_count.unwrap_or(DEFAULT_RETRY_COUNT),
+            retry_interval_ms: self
+                .backup_retry_interval
+                .unwrap_or(DEFAULT_RETRY_INTERVAL_MS),
+            exponential_backoff: self.backup_exponential_backoff,
+        })
+    }
 }
 
 pub async fn run(
@@ -63,7 +92,9 @@ pub async fn run(
 
 async fn create(arguments: CreateArgs, context: &CommandContext) -> Result<(), CommandError> {
     let client = context.connect().await?;
+    let backup = arguments.backup();
     let request = v1::CreateSubscriptionRequest {
+        backup,
         name: arguments.name,
         host: arguments.host,
         filter: arguments.filter,
@@ -103,7 +134,7 @@ async fn list(context: &CommandContext) -> Result<(), CommandError> {
         return Ok(());
     }
     let mut table = Table::new(vec![
-        "ID", "NAME", "HOST", "PRIORITY", "RETRIES", "INTERVAL", "BACKOFF", "FILTER",
+        "ID", "NAME", "HOST", "PRIORITY", "RETRIES", "INTERVAL", "BACKOFF", "BACKUP", "FILTER",
     ]);
     for subscription in &subscriptions {
         table.add_row(vec![
@@ -114,6 +145,7 @@ async fn list(context: &CommandContext) -> Result<(), CommandError> {
             subscription.retry_count.to_string(),
             format_milliseconds(subscription.retry_interval_ms),
             backoff_name(subscription.exponential_backoff).to_string(),
+            backup_text(subscription.backup.as_ref()),
             subscription.filter.clone(),
         ]);
     }
@@ -142,6 +174,19 @@ fn backoff_name(exponential_backoff: bool) -> &'static str {
     }
 }
 
+/// The backup transport's retries in one column: `3 retries, 30s, fixed`, or `-` for none.
+fn backup_text(backup: Option<&v1::RetryPolicy>) -> String {
+    match backup {
+        Some(backup) => format!(
+            "{} retries, {}, {}",
+            backup.retry_count,
+            format_milliseconds(backup.retry_interval_ms),
+            backoff_name(backup.exponential_backoff)
+        ),
+        None => "-".to_string(),
+    }
+}
+
 fn subscription_json(subscription: &v1::Subscription) -> Json {
     json!({
         "id": subscription.id,
@@ -152,6 +197,11 @@ fn subscription_json(subscription: &v1::Subscription) -> Json {
         "retry_count": subscription.retry_count,
         "retry_interval_ms": subscription.retry_interval_ms,
         "exponential_backoff": subscription.exponential_backoff,
+        "backup": subscription.backup.as_ref().map(|backup| json!({
+            "retry_count": backup.retry_count,
+            "retry_interval_ms": backup.retry_interval_ms,
+            "exponential_backoff": backup.exponential_backoff,
+        })),
         "created_at": format_time(subscription.created_at_ms),
     })
 }
