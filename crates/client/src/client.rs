@@ -1,82 +1,107 @@
 //! [`TandemClient`]: one async method per RPC of the `MessageBox`, `Admin` and `Cluster`
-//! services, each following redirects to the active node and waiting out elections.
+//! services, each riding through failovers: following redirects to the active node, moving
+//! round the given addresses when a node cannot be reached, and retrying with backoff.
+//!
+//! # Retrying, and what a retried call may answer
+//!
+//! A call is sent again, unchanged, after a failure worth another attempt: the node could
+//! not be reached or did not answer within the call timeout (the next attempt goes to the
+//! next address), a passive's `not_active` (the next goes to the active it names), an
+//! election (`unavailable`), `no_quorum`, and `throttled` (after at least its
+//! `retry_after_ms`). Everything else is the node's answer and is returned at once. The
+//! [`RetryPolicy`] bounds the retrying (5 s by default, or forever).
+//!
+//! Sending a call again is safe when the first attempt did nothing. When its outcome is
+//! unknown (the answer was lost with the connection or did not come in time, or the node
+//! answered `no_quorum`), the first attempt may have landed, and the retry meets its
+//! effect; an error answered after such a retry has [`ClientError::after_retry`] set. Call
+//! by call:
+//!
+//! | call | retry | what a retry after a landed attempt answers |
+//! | --- | --- | --- |
+//! | `publish`, `publish_one` | safe: each message has its id before the first attempt, and the node stores an id once within its dedupe window | the message's result says `duplicate` |
+//! | `lease`, `lease_stream` (opening) | safe | the messages the lost attempt leased are delivered again once their lease expires |
+//! | `renew_lease` | safe | the renewal, again |
+//! | `complete` | safe | `not_found` (the instance is gone): done, see [`ClientError::completed_by_earlier_attempt`] |
+//! | `abandon`, `fail` | safe | `lease_expired` (the instance is ready, delayed or suspended), or `lease_mismatch` / `not_found` if another host instance leased or completed it since: either way, no longer this holder's |
+//! | `settle` | safe | per settlement, as for `complete`, `abandon`, `fail` |
+//! | `create_host`, `create_subscription` | safe | `already_exists` |
+//! | `delete_subscription`, `resume`, `terminate` | safe | `not_found` (or `invalid_state`) |
+//! | `purge_tracking` and every read | safe | the answer |
+//! | `initialize`, `add_member`, `remove_member` | safe | a refusal: already initialized, already a member, not a member |
+//! | `switchover` | not sent again after an attempt whose outcome is unknown (a second handover could follow the first): that failure is returned | — |
 
 use std::future::Future;
 use std::time::Duration;
 
 use tandem_core::Property;
 use tandem_protocol::v1;
-use tandem_protocol::{ACTIVE_GRPC_METADATA, ERROR_CODE_METADATA};
+use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
-use crate::connection::{Connection, error_from_status_at};
+use crate::attempt_failure::{AttemptFailure, timed_out_here};
+use crate::connection::{Connection, NodeChannel};
+use crate::connection_monitor::{ConnectionEvent, ConnectionState};
 use crate::error::ClientError;
 use crate::lease_stream::LeaseStream;
-use crate::retry::Backoff;
+use crate::retry_policy::RetryPolicy;
+use crate::retrying_call::RetryingCall;
 
 /// How long a call may take by default; calls that wait for work (`lease`) get their
 /// wait on top.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a call keeps trying by default while the node knows no active (an election is
-/// under way) before it gives up with the node's `unavailable` error.
-pub const DEFAULT_ACTIVE_WAIT: Duration = Duration::from_secs(5);
-/// How many times one call moves to the active a `not_active` answer names before it
-/// gives up (a chain of passives with stale views).
+/// How many redirects one call follows in a row, without a pause, before it pauses (a
+/// chain of passives with stale views of who is active).
 pub const MAX_REDIRECTS: usize = 3;
 /// The header in which a request tells the node how long the caller waits.
 const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
 
-/// A client of a Tandem replica set, talking to one node at a time. Cheap to clone;
-/// clones share the connection.
+/// A client of a Tandem replica set, talking to one node at a time (the active, once
+/// found). Cheap to clone; clones share the connection.
 ///
-/// Every call is sent again, unchanged, when the node refused it without doing anything:
-/// a passive's `not_active` moves the connection to the active it names (at most
-/// [`MAX_REDIRECTS`] moves per call; later calls stay there), and a node that knows no
-/// active yet (`unavailable` during an election), or names an active that cannot be
-/// reached (it may just have died), is asked again after a short, growing pause for up to
-/// the active wait ([`DEFAULT_ACTIVE_WAIT`]). Publishes are safe to send again because
-/// every message carries its id from the first attempt on. A node that cannot be reached
-/// at all is reported at once: finding another node is the caller's choice.
+/// Every call rides through failovers as the [module docs](crate::client) describe: it
+/// follows a passive's redirect to the active, moves round the given addresses when a node
+/// cannot be reached, and retries with jittered, growing pauses under the client's
+/// [`RetryPolicy`] (by default for 5 s; [`RetryPolicy::indefinitely`] for a host instance
+/// that must never give up). [`TandemClient::connection_events`] reports the failovers.
 #[derive(Clone, Debug)]
 pub struct TandemClient {
     connection: Connection,
     call_timeout: Duration,
-    active_wait: Duration,
+    retry_policy: RetryPolicy,
     publisher: String,
 }
 
-/// What to do after a failed attempt.
-enum NextStep {
-    /// The node is passive and named the active's gRPC address.
-    Redirect(String),
-    /// The node refused for now (no active known): try again after a pause.
-    Pause,
-    /// Report the error.
-    GiveUp,
-}
-
 impl TandemClient {
-    /// Connects to a node: `127.0.0.1:7400` or `http://127.0.0.1:7400`, or several
-    /// separated by commas, tried in order until one answers.
-    pub async fn connect(addresses: &str) -> Result<TandemClient, ClientError> {
-        let connection = Connection::open(addresses).await?;
+    /// A client of the nodes at `addresses`: `127.0.0.1:7400` or `http://127.0.0.1:7400`,
+    /// or several separated by commas (best: every node of the replica set). Nothing is
+    /// dialled yet: the first call finds a node, under the retry policy, so a client can be
+    /// made while the replica set is down. Fails only on addresses that are not addresses.
+    pub fn open(addresses: &str) -> Result<TandemClient, ClientError> {
         Ok(TandemClient {
-            connection,
+            connection: Connection::open(addresses)?,
             call_timeout: DEFAULT_CALL_TIMEOUT,
-            active_wait: DEFAULT_ACTIVE_WAIT,
+            retry_policy: RetryPolicy::default(),
             publisher: String::new(),
         })
     }
 
-    /// Sets how long each call may take (plus its wait, for `lease`).
+    /// [`TandemClient::open`] for async callers: it does not wait for a node either.
+    pub async fn connect(addresses: &str) -> Result<TandemClient, ClientError> {
+        TandemClient::open(addresses)
+    }
+
+    /// Sets how long each attempt of a call may take (plus its wait, for `lease`) before
+    /// the node counts as not answering and the call moves on to the next address.
     pub fn with_call_timeout(mut self, call_timeout: Duration) -> TandemClient {
         self.call_timeout = call_timeout;
         self
     }
 
-    /// Sets how long a call keeps trying while no active is known; zero gives up at once.
-    pub fn with_active_wait(mut self, active_wait: Duration) -> TandemClient {
-        self.active_wait = active_wait;
+    /// Sets how calls are retried: [`RetryPolicy::until`] a deadline,
+    /// [`RetryPolicy::indefinitely`], or [`RetryPolicy::no_retries`].
+    pub fn with_retry_policy(mut self, retry_policy: RetryPolicy) -> TandemClient {
+        self.retry_policy = retry_policy;
         self
     }
 
@@ -94,8 +119,20 @@ impl TandemClient {
         self.call_timeout
     }
 
-    pub fn active_wait(&self) -> Duration {
-        self.active_wait
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry_policy
+    }
+
+    /// Where the connection to the replica set stands now.
+    pub fn connection_state(&self) -> ConnectionState {
+        self.connection.state()
+    }
+
+    /// The [`ConnectionEvent`]s from now on: connected, failing over, reconnected (each
+    /// once per change, not per attempt; also logged through `tracing`). Bounded: a
+    /// receiver that falls behind misses the oldest and gets `RecvError::Lagged`.
+    pub fn connection_events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.connection.events()
     }
 
     // ----- MessageBox -----
@@ -112,8 +149,8 @@ impl TandemClient {
                 message.message_id = crate::new_message_id();
             }
         }
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.message_box();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.message_box();
             async move { client.publish(request).await }
         })
         .await
@@ -151,8 +188,8 @@ impl TandemClient {
     /// Leases up to `max_messages`, waiting up to `wait_ms` for work.
     pub async fn lease(&self, request: v1::LeaseRequest) -> Result<v1::LeaseResponse, ClientError> {
         let wait = Duration::from_millis(request.wait_ms);
-        self.call(request, wait, |connection, request| {
-            let mut client = connection.message_box();
+        self.call(request, wait, |node, request| {
+            let mut client = node.message_box();
             async move { client.lease(request).await }
         })
         .await
@@ -165,21 +202,21 @@ impl TandemClient {
     ) -> Result<LeaseStream, ClientError> {
         // The stream stays open: only opening it is bounded by the call timeout.
         let messages = self
-            .call(request, Duration::ZERO, |connection, mut request| {
-                let mut client = connection.message_box();
+            .call(request, Duration::ZERO, |node, mut request| {
+                let mut client = node.message_box();
                 request.metadata_mut().remove(GRPC_TIMEOUT_HEADER);
                 async move { client.lease_stream(request).await }
             })
             .await?;
-        Ok(LeaseStream::new(messages, self.connection.clone()))
+        Ok(LeaseStream::new(messages, self.connection.address()))
     }
 
     pub async fn renew_lease(
         &self,
         request: v1::RenewLeaseRequest,
     ) -> Result<v1::RenewLeaseResponse, ClientError> {
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.message_box();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.message_box();
             async move { client.renew_lease(request).await }
         })
         .await
@@ -189,8 +226,8 @@ impl TandemClient {
         &self,
         request: v1::SettleRequest,
     ) -> Result<v1::SettleResponse, ClientError> {
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.message_box();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.message_box();
             async move { client.complete(request).await }
         })
         .await
@@ -201,8 +238,8 @@ impl TandemClient {
         &self,
         request: v1::SettleRequest,
     ) -> Result<v1::SettleResponse, ClientError> {
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.message_box();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.message_box();
             async move { client.abandon(request).await }
         })
         .await
@@ -210,8 +247,8 @@ impl TandemClient {
 
     /// Reports a failed delivery: retried per the subscription's policy, then suspended.
     pub async fn fail(&self, request: v1::FailRequest) -> Result<v1::SettleResponse, ClientError> {
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.message_box();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.message_box();
             async move { client.fail(request).await }
         })
         .await
@@ -225,8 +262,8 @@ impl TandemClient {
         settlements: Vec<v1::Settlement>,
     ) -> Result<v1::SettleBatchResponse, ClientError> {
         let request = v1::SettleBatchRequest { settlements };
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.message_box();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.message_box();
             async move { client.settle(request).await }
         })
         .await
@@ -238,8 +275,8 @@ impl TandemClient {
         &self,
         request: v1::CreateHostRequest,
     ) -> Result<v1::Host, ClientError> {
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.admin();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.admin();
             async move { client.create_host(request).await }
         })
         .await
@@ -247,8 +284,8 @@ impl TandemClient {
 
     pub async fn list_hosts(&self) -> Result<v1::ListHostsResponse, ClientError> {
         let request = v1::ListHostsRequest {};
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.admin();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.admin();
             async move { client.list_hosts(request).await }
         })
         .await
@@ -258,8 +295,8 @@ impl TandemClient {
         &self,
         request: v1::CreateSubscriptionRequest,
     ) -> Result<v1::Subscription, ClientError> {
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.admin();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.admin();
             async move { client.create_subscription(request).await }
         })
         .await
@@ -267,8 +304,8 @@ impl TandemClient {
 
     pub async fn list_subscriptions(&self) -> Result<v1::ListSubscriptionsResponse, ClientError> {
         let request = v1::ListSubscriptionsRequest {};
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.admin();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.admin();
             async move { client.list_subscriptions(request).await }
         })
         .await
@@ -278,8 +315,8 @@ impl TandemClient {
         &self,
         request: v1::DeleteSubscriptionRequest,
     ) -> Result<v1::DeleteSubscriptionResponse, ClientError> {
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.admin();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.admin();
             async move { client.delete_subscription(request).await }
         })
         .await
@@ -290,8 +327,8 @@ impl TandemClient {
         &self,
         request: v1::ListInstancesRequest,
     ) -> Result<v1::ListInstancesResponse, ClientError> {
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.admin();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.admin();
             async move { client.list_instances(request).await }
         })
         .await
@@ -301,8 +338,8 @@ impl TandemClient {
         &self,
         request: v1::ResumeRequest,
     ) -> Result<v1::ResumeResponse, ClientError> {
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.admin();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.admin();
             async move { client.resume(request).await }
         })
         .await
@@ -312,8 +349,8 @@ impl TandemClient {
         &self,
         request: v1::TerminateRequest,
     ) -> Result<v1::TerminateResponse, ClientError> {
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.admin();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.admin();
             async move { client.terminate(request).await }
         })
         .await
@@ -324,8 +361,8 @@ impl TandemClient {
         &self,
         request: v1::MessageHistoryRequest,
     ) -> Result<v1::MessageHistoryResponse, ClientError> {
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.admin();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.admin();
             async move { client.message_history(request).await }
         })
         .await
@@ -335,8 +372,8 @@ impl TandemClient {
         &self,
         request: v1::PurgeTrackingRequest,
     ) -> Result<v1::PurgeTrackingResponse, ClientError> {
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.admin();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.admin();
             async move { client.purge_tracking(request).await }
         })
         .await
@@ -344,8 +381,8 @@ impl TandemClient {
 
     pub async fn status(&self) -> Result<v1::StatusResponse, ClientError> {
         let request = v1::StatusRequest {};
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.admin();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.admin();
             async move { client.status(request).await }
         })
         .await
@@ -357,8 +394,8 @@ impl TandemClient {
     /// the failover history. Answered by every node, passive or not.
     pub async fn node_status(&self) -> Result<v1::NodeStatusResponse, ClientError> {
         let request = v1::NodeStatusRequest {};
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.cluster();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.cluster();
             async move { client.node_status(request).await }
         })
         .await
@@ -368,8 +405,8 @@ impl TandemClient {
     /// of them and belong to no replica set yet.
     pub async fn initialize(&self, members: Vec<v1::Member>) -> Result<(), ClientError> {
         let request = v1::InitializeRequest { members };
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.cluster();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.cluster();
             async move { client.initialize(request).await }
         })
         .await
@@ -382,8 +419,8 @@ impl TandemClient {
         let request = v1::AddMemberRequest {
             member: Some(member),
         };
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.cluster();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.cluster();
             async move { client.add_member(request).await }
         })
         .await
@@ -393,8 +430,8 @@ impl TandemClient {
     /// Removes a node from the replica set.
     pub async fn remove_member(&self, node_id: u64) -> Result<(), ClientError> {
         let request = v1::RemoveMemberRequest { node_id };
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.cluster();
+        self.call(request, Duration::ZERO, |node, request| {
+            let mut client = node.cluster();
             async move { client.remove_member(request).await }
         })
         .await
@@ -404,10 +441,15 @@ impl TandemClient {
     /// Hands the active role to `to_node` (or, without one, to the most up-to-date
     /// passive); returns the node chosen. The handover completes shortly after: watch the
     /// chosen node's [`TandemClient::node_status`] to see it active.
+    ///
+    /// Not sent again after an attempt whose outcome is unknown: a second handover could
+    /// follow the first. That attempt's failure is returned instead.
     pub async fn switchover(&self, to_node: Option<u64>) -> Result<u64, ClientError> {
         let request = v1::SwitchoverRequest { to_node };
-        self.call(request, Duration::ZERO, |connection, request| {
-            let mut client = connection.cluster();
+        let retrying = RetryingCall::new(&self.connection, &self.retry_policy)
+            .without_resending_unknown_outcomes();
+        self.call_with(retrying, request, Duration::ZERO, |node, request| {
+            let mut client = node.cluster();
             async move { client.switchover(request).await }
         })
         .await
@@ -416,8 +458,8 @@ impl TandemClient {
 
     // ----- plumbing -----
 
-    /// Sends `message` through `send` until the node answers, following redirects to the
-    /// active and pausing while no active is known (see [`TandemClient`]).
+    /// Sends `message` through `send` until a node answers or the retry policy gives up
+    /// (see the [module docs](crate::client)).
     async fn call<M, T, SendAttempt, Answer>(
         &self,
         message: M,
@@ -426,33 +468,39 @@ impl TandemClient {
     ) -> Result<T, ClientError>
     where
         M: Clone,
-        SendAttempt: Fn(&Connection, Request<M>) -> Answer,
+        SendAttempt: Fn(&NodeChannel, Request<M>) -> Answer,
         Answer: Future<Output = Result<Response<T>, Status>>,
     {
-        let mut backoff = Backoff::for_up_to(self.active_wait);
-        let mut redirects = 0;
+        let retrying = RetryingCall::new(&self.connection, &self.retry_policy);
+        self.call_with(retrying, message, wait, send).await
+    }
+
+    /// [`TandemClient::call`], retrying as `retrying` says.
+    async fn call_with<M, T, SendAttempt, Answer>(
+        &self,
+        mut retrying: RetryingCall<'_>,
+        message: M,
+        wait: Duration,
+        send: SendAttempt,
+    ) -> Result<T, ClientError>
+    where
+        M: Clone,
+        SendAttempt: Fn(&NodeChannel, Request<M>) -> Answer,
+        Answer: Future<Output = Result<Response<T>, Status>>,
+    {
         loop {
-            let address = self.connection.address();
-            let attempt = send(&self.connection, self.request(message.clone(), wait));
-            let (error, next_step) = match self.finish(attempt, wait, &address).await {
-                Ok(answer) => return Ok(answer),
+            let node = self.connection.current_node();
+            let attempt = send(&node, self.request(message.clone(), wait));
+            let failure = match self.finish(attempt, wait, &node.address).await {
+                Ok(answer) => {
+                    self.connection.node_answered(&node);
+                    return Ok(answer);
+                }
                 Err(failure) => failure,
             };
-            match next_step {
-                NextStep::GiveUp => return Err(error),
-                NextStep::Redirect(_) if redirects >= MAX_REDIRECTS => return Err(error),
-                NextStep::Redirect(active) => {
-                    if self.connection.move_to(&active).await.is_ok() {
-                        redirects += 1;
-                        continue;
-                    }
-                    // The active the passive names may just have died, and the passive not
-                    // noticed yet: ask again after a pause, until a new active is elected.
-                }
-                NextStep::Pause => {}
-            }
-            if !backoff.pause().await {
-                return Err(error);
+            self.report(&node, &failure);
+            if !retrying.prepare_next_attempt(&node, &failure).await {
+                return Err(retrying.final_error(failure));
             }
         }
     }
@@ -464,237 +512,34 @@ impl TandemClient {
         request
     }
 
-    /// Awaits one attempt for at most the call timeout plus `wait`; a failure comes with
-    /// what to do next.
+    /// Awaits one attempt on the node at `address` for at most the call timeout plus
+    /// `wait`.
     async fn finish<T>(
         &self,
         attempt: impl Future<Output = Result<Response<T>, Status>>,
         wait: Duration,
         address: &str,
-    ) -> Result<T, (ClientError, NextStep)> {
+    ) -> Result<T, AttemptFailure> {
         let limit = self.call_timeout + wait;
         match tokio::time::timeout(limit, attempt).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => {
-                let next_step = next_step_after(&status);
-                Err((error_from_status_at(address, status), next_step))
+            Ok(Err(status)) if timed_out_here(&status) => {
+                Err(AttemptFailure::no_answer_within(address, limit))
             }
-            Err(_elapsed) => Err((
-                ClientError::new(
-                    "deadline_exceeded",
-                    format!(
-                        "the node at {address} did not answer within {} ms",
-                        limit.as_millis()
-                    ),
-                ),
-                NextStep::GiveUp,
-            )),
-        }
-    }
-}
-
-/// A passive's `not_active` redirects; the node's own `unavailable` (no active known, an
-/// election under way) is worth another attempt; anything else, including a node that
-/// cannot be reached, is the answer.
-fn next_step_after(status: &Status) -> NextStep {
-    let metadata = status.metadata();
-    let text = |key: &str| metadata.get(key).and_then(|value| value.to_str().ok());
-    match (text(ERROR_CODE_METADATA), text(ACTIVE_GRPC_METADATA)) {
-        (Some("not_active"), Some(active)) => NextStep::Redirect(active.to_string()),
-        (Some("not_active") | Some("unavailable"), _) => NextStep::Pause,
-        _ => NextStep::GiveUp,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use tandem_protocol::v1::cluster_server::{Cluster, ClusterServer};
-    use tonic::metadata::MetadataValue;
-    use tonic::transport::Server;
-    use tonic::transport::server::TcpIncoming;
-
-    use super::*;
-
-    /// A node that answers `Switchover` only: passive (redirecting), or active after a
-    /// number of `unavailable` answers (an election).
-    struct FakeNode {
-        active_grpc_address: Option<String>,
-        elections_left: AtomicU32,
-        active_node: u64,
-    }
-
-    #[tonic::async_trait]
-    impl Cluster for FakeNode {
-        async fn node_status(
-            &self,
-            _request: Request<v1::NodeStatusRequest>,
-        ) -> Result<Response<v1::NodeStatusResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn initialize(
-            &self,
-            _request: Request<v1::InitializeRequest>,
-        ) -> Result<Response<v1::InitializeResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn add_member(
-            &self,
-            _request: Request<v1::AddMemberRequest>,
-        ) -> Result<Response<v1::AddMemberResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn remove_member(
-            &self,
-            _request: Request<v1::RemoveMemberRequest>,
-        ) -> Result<Response<v1::RemoveMemberResponse>, Status> {
-            Err(Status::unimplemented("fake"))
-        }
-
-        async fn switchover(
-            &self,
-            _request: Request<v1::SwitchoverRequest>,
-        ) -> Result<Response<v1::SwitchoverResponse>, Status> {
-            if let Some(active) = &self.active_grpc_address {
-                let mut status = status_with("not_active", None);
-                let value = MetadataValue::try_from(active.as_str()).expect("address");
-                status.metadata_mut().insert(ACTIVE_GRPC_METADATA, value);
-                return Err(status);
-            }
-            let election_over = self
-                .elections_left
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                    left.checked_sub(1)
-                })
-                .is_err();
-            if election_over {
-                Ok(Response::new(v1::SwitchoverResponse {
-                    active_node: self.active_node,
-                }))
-            } else {
-                Err(status_with("unavailable", None))
-            }
+            Ok(Err(status)) => Err(AttemptFailure::from_status(address, status)),
+            Err(_elapsed) => Err(AttemptFailure::no_answer_within(address, limit)),
         }
     }
 
-    /// Serves `node` on a free loopback port until the test ends; returns its address.
-    async fn serve(node: FakeNode) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let address = listener.local_addr().expect("address").to_string();
-        let incoming = TcpIncoming::from(listener);
-        tokio::spawn(
-            Server::builder()
-                .add_service(ClusterServer::new(node))
-                .serve_with_incoming(incoming),
-        );
-        address
-    }
-
-    fn active_after(elections: u32) -> FakeNode {
-        FakeNode {
-            active_grpc_address: None,
-            elections_left: AtomicU32::new(elections),
-            active_node: 1,
+    /// Tells the connection whether `node` served the failed attempt as an active would (a
+    /// final answer, or throttled) or not (a failover under way).
+    fn report(&self, node: &NodeChannel, failure: &AttemptFailure) {
+        if failure.kind.is_outage() {
+            let reason = failure.error.to_string();
+            tracing::debug!(address = node.address, reason, "attempt failed");
+            self.connection.node_failed(node, &reason);
+        } else {
+            self.connection.node_answered(node);
         }
-    }
-
-    fn passive_pointing_at(active: &str) -> FakeNode {
-        FakeNode {
-            active_grpc_address: Some(active.to_string()),
-            elections_left: AtomicU32::new(0),
-            active_node: 2,
-        }
-    }
-
-    #[tokio::test]
-    async fn calls_follow_the_redirect_and_stay_with_the_active() {
-        let active = serve(active_after(0)).await;
-        let passive = serve(passive_pointing_at(&active)).await;
-        let client = TandemClient::connect(&passive).await.expect("connect");
-        assert_eq!(client.switchover(None).await.expect("redirected"), 1);
-        assert_eq!(client.connection().address(), active);
-        let clone = client.clone();
-        assert_eq!(clone.switchover(None).await.expect("still there"), 1);
-    }
-
-    #[tokio::test]
-    async fn redirect_chains_are_cut_short() {
-        // Each passive names the next; the active is one hop too many away.
-        let mut next = serve(active_after(0)).await;
-        for _ in 0..=MAX_REDIRECTS {
-            next = serve(passive_pointing_at(&next)).await;
-        }
-        let client = TandemClient::connect(&next).await.expect("connect");
-        let error = client.switchover(None).await.expect_err("too many hops");
-        assert!(error.is_code("not_active"), "{error}");
-    }
-
-    #[tokio::test]
-    async fn a_dead_active_named_by_a_passive_is_waited_out() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let gone = listener.local_addr().expect("address").to_string();
-        drop(listener);
-        let passive = serve(passive_pointing_at(&gone)).await;
-        let client = TandemClient::connect(&passive)
-            .await
-            .expect("connect")
-            .with_active_wait(Duration::from_millis(300));
-        let started = std::time::Instant::now();
-        let error = client.switchover(None).await.expect_err("no active");
-        assert!(error.is_code("not_active"), "{error}");
-        assert!(started.elapsed() >= Duration::from_millis(300));
-        assert_eq!(client.connection().address(), passive);
-    }
-
-    #[tokio::test]
-    async fn elections_are_waited_out_within_the_active_wait() {
-        let node = serve(active_after(3)).await;
-        let client = TandemClient::connect(&node).await.expect("connect");
-        assert_eq!(client.switchover(None).await.expect("elected"), 1);
-
-        let endless = serve(active_after(u32::MAX)).await;
-        let client = TandemClient::connect(&endless)
-            .await
-            .expect("connect")
-            .with_active_wait(Duration::from_millis(300));
-        let started = std::time::Instant::now();
-        let error = client.switchover(None).await.expect_err("never elected");
-        assert!(error.is_code("unavailable"), "{error}");
-        let elapsed = started.elapsed();
-        assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
-        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
-    }
-
-    fn status_with(code: &'static str, active: Option<&'static str>) -> Status {
-        let mut status = Status::unavailable("refused");
-        let metadata = status.metadata_mut();
-        metadata.insert(ERROR_CODE_METADATA, MetadataValue::from_static(code));
-        if let Some(active) = active {
-            metadata.insert(ACTIVE_GRPC_METADATA, MetadataValue::from_static(active));
-        }
-        status
-    }
-
-    #[test]
-    fn passives_redirect_and_elections_pause() {
-        let redirect = next_step_after(&status_with("not_active", Some("127.0.0.1:7410")));
-        assert!(matches!(redirect, NextStep::Redirect(address) if address == "127.0.0.1:7410"));
-        let election = next_step_after(&status_with("unavailable", None));
-        assert!(matches!(election, NextStep::Pause));
-    }
-
-    #[test]
-    fn other_failures_are_the_answer() {
-        let no_quorum = next_step_after(&status_with("no_quorum", None));
-        assert!(matches!(no_quorum, NextStep::GiveUp));
-        // A transport failure carries no error code: the node could not be reached.
-        let unreachable = next_step_after(&Status::unavailable("connection refused"));
-        assert!(matches!(unreachable, NextStep::GiveUp));
     }
 }

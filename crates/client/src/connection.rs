@@ -1,22 +1,22 @@
 //! [`Connection`]: the gRPC channel to the node the client currently talks to.
 //!
-//! Everything that knows *where* the node is lives here: the addresses the caller gave
-//! (a comma-separated list is tried in order until one node answers), and the switch to
-//! the active node when a passive redirects a call there. The call methods of
-//! [`crate::TandemClient`] only ask for a service client on the current channel.
+//! Everything that knows *where* the nodes are lives here: the addresses the caller gave
+//! (one, or a comma-separated list), the move to the active when a passive redirects a
+//! call there, and the move to the next address in the list (round robin) when the node
+//! talked to cannot be reached. Channels connect lazily, on their first call, so a client
+//! can be made while no node runs; the call's retries wait for one. The call methods of
+//! [`crate::TandemClient`] only ask for the current `NodeChannel`.
 
-use std::error::Error as StdError;
-use std::io::ErrorKind;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tandem_protocol::ERROR_CODE_METADATA;
 use tandem_protocol::v1::admin_client::AdminClient;
 use tandem_protocol::v1::cluster_client::ClusterClient;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
+use tokio::sync::broadcast;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
 
+use crate::connection_monitor::{ConnectionEvent, ConnectionMonitor, ConnectionState};
 use crate::error::ClientError;
 
 /// How long establishing the TCP and HTTP/2 connection may take.
@@ -27,132 +27,196 @@ pub const MAX_GRPC_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// Most addresses accepted in one comma-separated list.
 pub const MAX_ADDRESSES: usize = 16;
 
-/// An open channel to one node, cheap to clone. Clones share the channel, and when one
-/// clone moves to another node (following a redirect to the active) they all do.
+/// The channel to the node talked to now, cheap to clone. Clones share it, and when one
+/// clone moves to another node (following a redirect, or failing over) they all do.
 #[derive(Clone, Debug)]
 pub struct Connection {
-    current: Arc<Mutex<NodeChannel>>,
+    shared: Arc<Shared>,
 }
 
-/// The node talked to now: its address as given (or as the redirect named it) and the
-/// channel to it.
+#[derive(Debug)]
+struct Shared {
+    /// The addresses given, in order.
+    addresses: Vec<String>,
+    current: Mutex<Current>,
+    monitor: ConnectionMonitor,
+}
+
+#[derive(Debug)]
+struct Current {
+    node: NodeChannel,
+    /// Whether `node` has answered a call, or a passive named it as the active: then calls
+    /// stay with it rather than going back to a node that answered before.
+    trusted: bool,
+    /// The index in `addresses` to fail over to next.
+    next_index: usize,
+}
+
+/// One node's address and a channel to it. `generation` grows with every move, so that a
+/// failure on a channel already left behind does not move the connection again.
 #[derive(Clone, Debug)]
-struct NodeChannel {
-    address: String,
+pub(crate) struct NodeChannel {
+    pub address: String,
+    pub generation: u64,
     channel: Channel,
 }
 
 impl Connection {
-    /// Connects to `addresses`: one `host:port` or `http://host:port`, or several separated
-    /// by commas, tried in order until one answers.
-    pub async fn open(addresses: &str) -> Result<Connection, ClientError> {
-        let candidates = split_addresses(addresses)?;
-        let mut failures = Vec::with_capacity(candidates.len());
-        for address in &candidates {
-            match connect(address, CONNECT_TIMEOUT).await {
-                Ok(channel) => {
-                    let current = NodeChannel {
-                        address: address.clone(),
-                        channel,
-                    };
-                    return Ok(Connection {
-                        current: Arc::new(Mutex::new(current)),
-                    });
-                }
-                Err(error) => failures.push(error),
-            }
+    /// A connection to `addresses`: one `host:port` or `http://host:port`, or several
+    /// separated by commas. Nothing is dialled yet: the first call talks to the first
+    /// address. Fails only on addresses that are not addresses.
+    pub fn open(addresses: &str) -> Result<Connection, ClientError> {
+        let addresses = split_addresses(addresses)?;
+        for address in &addresses {
+            endpoint_for(address)?;
         }
-        match failures.len() {
-            1 => Err(failures.remove(0)),
-            _ => Err(ClientError::new(
-                "unavailable",
-                format!(
-                    "none of the nodes answered: {}",
-                    failures
-                        .iter()
-                        .map(|failure| failure.message.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-            )),
-        }
+        let node = NodeChannel::lazy(&addresses[0], 1)?;
+        let current = Current {
+            node,
+            trusted: false,
+            next_index: 1 % addresses.len(),
+        };
+        Ok(Connection {
+            shared: Arc::new(Shared {
+                addresses,
+                current: Mutex::new(current),
+                monitor: ConnectionMonitor::new(),
+            }),
+        })
     }
 
     /// The address of the node talked to now.
     pub fn address(&self) -> String {
-        self.lock().address.clone()
+        self.lock().node.address.clone()
     }
 
-    /// Connects to `address` (the active, as a redirect named it) and talks to it from now
-    /// on; on failure the connection stays where it was.
-    pub async fn move_to(&self, address: &str) -> Result<(), ClientError> {
-        let channel = connect(address, CONNECT_TIMEOUT).await?;
-        *self.lock() = NodeChannel {
-            address: address.to_string(),
-            channel,
-        };
+    /// The addresses given when connecting, in order.
+    pub fn addresses(&self) -> &[String] {
+        &self.shared.addresses
+    }
+
+    /// Where the connection stands now.
+    pub fn state(&self) -> ConnectionState {
+        self.shared.monitor.state()
+    }
+
+    /// Every [`ConnectionEvent`] from now on (bounded: a receiver that falls
+    /// [`crate::connection_monitor::CONNECTION_EVENT_CAPACITY`] events behind misses the
+    /// oldest).
+    pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.shared.monitor.subscribe()
+    }
+
+    /// Talks to `address` (the active, as a redirect named it) from now on; the channel
+    /// connects on its first call.
+    pub fn move_to(&self, address: &str) -> Result<(), ClientError> {
+        let mut current = self.lock();
+        if current.node.address == address {
+            return Ok(());
+        }
+        current.node = NodeChannel::lazy(address, current.node.generation + 1)?;
+        current.trusted = true;
+        if let Some(index) = self.shared.addresses.iter().position(|a| a == address) {
+            current.next_index = (index + 1) % self.shared.addresses.len();
+        }
         Ok(())
     }
 
     pub fn message_box(&self) -> MessageBoxClient<Channel> {
-        MessageBoxClient::new(self.channel())
-            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+        self.current_node().message_box()
     }
 
     pub fn admin(&self) -> AdminClient<Channel> {
-        AdminClient::new(self.channel())
-            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+        self.current_node().admin()
     }
 
     pub fn cluster(&self) -> ClusterClient<Channel> {
-        ClusterClient::new(self.channel())
-            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+        self.current_node().cluster()
     }
 
-    /// Turns a failed call into a [`ClientError`]; a transport failure (no error code
-    /// from the node) says which node could not be reached.
-    pub fn error_from_status(&self, status: Status) -> ClientError {
-        error_from_status_at(&self.address(), status)
+    /// The node talked to now.
+    pub(crate) fn current_node(&self) -> NodeChannel {
+        self.lock().node.clone()
     }
 
-    fn channel(&self) -> Channel {
-        self.lock().channel.clone()
+    /// After `failed` could not serve a call: talks to the next address in the list,
+    /// skipping `failed`'s own unless it is the only one (then on a fresh channel: the node
+    /// may be restarting). Does nothing when another call moved the connection already.
+    pub(crate) fn fail_over_from(&self, failed: &NodeChannel) {
+        let mut current = self.lock();
+        if current.node.generation != failed.generation {
+            return;
+        }
+        let addresses = &self.shared.addresses;
+        let mut index = current.next_index;
+        if addresses[index] == failed.address && addresses.len() > 1 {
+            index = (index + 1) % addresses.len();
+        }
+        // The addresses were checked when the connection was opened.
+        if let Ok(node) = NodeChannel::lazy(&addresses[index], failed.generation + 1) {
+            current.node = node;
+            current.trusted = false;
+            current.next_index = (index + 1) % addresses.len();
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, NodeChannel> {
-        self.current
+    /// `node` answered a call. If another call failed over meanwhile to a node that has not
+    /// answered yet, the connection moves back: calls go where answers come from.
+    pub(crate) fn node_answered(&self, node: &NodeChannel) {
+        let mut current = self.lock();
+        if current.node.generation != node.generation && !current.trusted {
+            current.node = NodeChannel {
+                generation: current.node.generation + 1,
+                ..node.clone()
+            };
+        }
+        current.trusted |= current.node.address == node.address;
+        let generation = current.node.generation;
+        drop(current);
+        self.shared.monitor.node_answered(&node.address, generation);
+    }
+
+    /// `node` failed to serve a call as an active would, for `reason`.
+    pub(crate) fn node_failed(&self, node: &NodeChannel, reason: &str) {
+        self.shared
+            .monitor
+            .node_failed(&node.address, node.generation, reason);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Current> {
+        self.shared
+            .current
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-/// [`Connection::error_from_status`] for a call that went to `address`.
-pub(crate) fn error_from_status_at(address: &str, status: Status) -> ClientError {
-    let from_transport =
-        status.code() == Code::Unavailable && status.metadata().get(ERROR_CODE_METADATA).is_none();
-    if from_transport {
-        let reason = match status.source() {
-            Some(cause) => describe_cause(cause),
-            None => status.message().to_lowercase(),
-        };
-        return ClientError::unreachable(address, &reason);
+impl NodeChannel {
+    /// A channel to `address` that connects on its first call.
+    fn lazy(address: &str, generation: u64) -> Result<NodeChannel, ClientError> {
+        Ok(NodeChannel {
+            address: address.to_string(),
+            generation,
+            channel: endpoint_for(address)?.connect_lazy(),
+        })
     }
-    ClientError::from(status)
-}
 
-/// Opens a channel to one node within `timeout`.
-async fn connect(address: &str, timeout: Duration) -> Result<Channel, ClientError> {
-    let endpoint = endpoint_for(address)?;
-    match tokio::time::timeout(timeout, endpoint.connect()).await {
-        Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(error)) => Err(ClientError::unreachable(address, &describe_cause(&error))),
-        Err(_elapsed) => {
-            let reason = format!("no answer within {} s", timeout.as_secs());
-            Err(ClientError::unreachable(address, &reason))
-        }
+    pub fn message_box(&self) -> MessageBoxClient<Channel> {
+        MessageBoxClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+    }
+
+    pub fn admin(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+    }
+
+    pub fn cluster(&self) -> ClusterClient<Channel> {
+        ClusterClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES)
     }
 }
 
@@ -198,39 +262,9 @@ fn endpoint_for(address: &str) -> Result<Endpoint, ClientError> {
     Ok(endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true))
 }
 
-/// The most specific reason in an error's chain, e.g. "connection refused".
-fn describe_cause(error: &(dyn StdError + 'static)) -> String {
-    let mut innermost = error;
-    let mut current = Some(error);
-    while let Some(cause) = current {
-        if let Some(io_error) = cause.downcast_ref::<std::io::Error>() {
-            return describe_io_error(io_error);
-        }
-        innermost = cause;
-        current = cause.source();
-    }
-    innermost.to_string()
-}
-
-fn describe_io_error(error: &std::io::Error) -> String {
-    match error.kind() {
-        ErrorKind::ConnectionRefused => "connection refused".to_string(),
-        ErrorKind::ConnectionReset => "connection reset".to_string(),
-        ErrorKind::TimedOut => "connection timed out".to_string(),
-        _ => error.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn free_address() -> String {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let address = listener.local_addr().expect("address").to_string();
-        drop(listener);
-        address
-    }
 
     #[test]
     fn addresses_without_a_scheme_get_http() {
@@ -256,45 +290,72 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refused_connections_say_what_to_do() {
-        let address = free_address();
-        let error = Connection::open(&address)
-            .await
-            .expect_err("nothing listens");
-        assert_eq!(error.code, "unavailable");
-        assert!(error.message.contains("connection refused"), "{error}");
-        assert!(error.message.contains("tandem node start"), "{error}");
+    async fn failing_over_goes_round_the_list_skipping_the_failed_node() {
+        let connection = Connection::open("a:1,b:2,c:3").expect("valid list");
+        let mut visited = vec![connection.address()];
+        for _ in 0..4 {
+            connection.fail_over_from(&connection.current_node());
+            visited.push(connection.address());
+        }
+        assert_eq!(visited, ["a:1", "b:2", "c:3", "a:1", "b:2"]);
     }
 
     #[tokio::test]
-    async fn a_list_is_tried_in_order_until_one_node_answers() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let listening = listener.local_addr().expect("address").to_string();
-        let accepting = tokio::spawn(async move {
-            // Accept (and hold) connections so that the HTTP/2 handshake can start.
-            let mut held = Vec::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                held.push(stream);
-            }
-        });
-        let dead = free_address();
-        let list = format!("{dead},{listening}");
-        let connection = Connection::open(&list).await.expect("the second answers");
-        assert_eq!(connection.address(), listening);
-        accepting.abort();
+    async fn a_failure_on_a_channel_left_behind_does_not_move_again() {
+        let connection = Connection::open("a:1,b:2,c:3").expect("valid list");
+        let failed = connection.current_node();
+        connection.fail_over_from(&failed);
+        connection.fail_over_from(&failed);
+        assert_eq!(connection.address(), "b:2");
     }
 
     #[tokio::test]
-    async fn a_list_of_dead_nodes_names_each() {
-        let first = free_address();
-        let second = free_address();
-        let error = Connection::open(&format!("{first},{second}"))
-            .await
-            .expect_err("nothing listens");
-        assert_eq!(error.code, "unavailable");
-        assert!(error.message.contains(&first), "{error}");
-        assert!(error.message.contains(&second), "{error}");
+    async fn a_single_node_is_retried_on_a_fresh_channel() {
+        let connection = Connection::open("a:1").expect("valid address");
+        let failed = connection.current_node();
+        connection.fail_over_from(&failed);
+        let retried = connection.current_node();
+        assert_eq!(retried.address, "a:1");
+        assert!(retried.generation > failed.generation);
+    }
+
+    #[tokio::test]
+    async fn after_a_redirect_failing_over_continues_after_the_active() {
+        let connection = Connection::open("a:1,b:2,c:3").expect("valid list");
+        connection.move_to("b:2").expect("valid address");
+        connection.fail_over_from(&connection.current_node());
+        assert_eq!(connection.address(), "c:3");
+        // An active outside the list: failing over returns to the list.
+        connection.move_to("d:4").expect("valid address");
+        connection.fail_over_from(&connection.current_node());
+        assert_eq!(connection.address(), "a:1");
+    }
+
+    #[tokio::test]
+    async fn an_answer_from_a_node_left_behind_brings_calls_back_to_it() {
+        let connection = Connection::open("a:1,b:2").expect("valid list");
+        let answering = connection.current_node();
+        connection.fail_over_from(&answering);
+        assert_eq!(connection.address(), "b:2");
+        connection.node_answered(&answering);
+        assert_eq!(connection.address(), "a:1");
+        // A node that answered (or that a passive named) keeps the calls.
+        let failed = connection.current_node();
+        connection.fail_over_from(&failed);
+        connection.node_answered(&connection.current_node());
+        connection.node_answered(&failed);
+        assert_eq!(connection.address(), "b:2");
+        let left_for_the_active = connection.current_node();
+        connection.move_to("a:1").expect("valid address");
+        connection.node_answered(&left_for_the_active);
+        assert_eq!(connection.address(), "a:1");
+    }
+
+    #[tokio::test]
+    async fn opening_checks_every_address_but_dials_none() {
+        let error = Connection::open("127.0.0.1:7400,not an address").expect_err("garbage");
+        assert_eq!(error.code, "invalid_argument");
+        let connection = Connection::open("127.0.0.1:1").expect("nothing dialled");
+        assert_eq!(connection.state(), ConnectionState::Connecting);
     }
 }

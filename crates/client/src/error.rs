@@ -8,7 +8,8 @@ use tonic::{Code, Status};
 /// A failed call: the node's stable error code (`no_route`, `not_found`, `throttled`,
 /// `not_active`, `no_quorum`, …, or the gRPC code in snake_case when the node gave none), a
 /// message a person can read, when throttled how long to wait before retrying, and when
-/// the node was passive (`not_active`) where the active is.
+/// the node was passive (`not_active`) where the active is, and whether an earlier attempt
+/// of the call may have taken effect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientError {
     pub code: String,
@@ -18,6 +19,11 @@ pub struct ClientError {
     pub active_grpc_address: Option<String>,
     /// On `not_active`: the active node's HTTP address.
     pub active_http_address: Option<String>,
+    /// True when the call was sent again after an attempt whose outcome is unknown (its
+    /// answer was lost with the connection, did not come in time, or was `no_quorum`): that
+    /// earlier attempt may have taken effect, and this error may be its trace. See
+    /// [`ClientError::completed_by_earlier_attempt`].
+    pub after_retry: bool,
 }
 
 impl ClientError {
@@ -28,6 +34,7 @@ impl ClientError {
             retry_after_ms: None,
             active_grpc_address: None,
             active_http_address: None,
+            after_retry: false,
         }
     }
 
@@ -41,9 +48,34 @@ impl ClientError {
         )
     }
 
+    /// None of several nodes could be reached: each `(address, reason)` is named.
+    pub fn unreachable_nodes(nodes: &[(String, String)]) -> ClientError {
+        if let [(address, reason)] = nodes {
+            return ClientError::unreachable(address, reason);
+        }
+        let each = nodes
+            .iter()
+            .map(|(address, reason)| format!("{address} ({reason})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        ClientError::new(
+            "unavailable",
+            format!("cannot reach the nodes at {each}; is `tandem node start` running?"),
+        )
+    }
+
     /// True when the error carries this code, e.g. `no_route`.
     pub fn is_code(&self, code: &str) -> bool {
         self.code == code
+    }
+
+    /// For `complete`: true when the message is done although the call failed: a retried
+    /// completion answered `not_found` ([`ClientError::after_retry`]), which is what an
+    /// earlier attempt that landed leaves behind (the instance is gone). A `not_found`
+    /// without a retry, or `lease_expired` / `lease_mismatch`, means the completion was
+    /// fenced: the message is, or will be, delivered again.
+    pub fn completed_by_earlier_attempt(&self) -> bool {
+        self.after_retry && self.is_code("not_found")
     }
 }
 
@@ -79,6 +111,7 @@ impl From<Status> for ClientError {
             retry_after_ms,
             active_grpc_address: text(ACTIVE_GRPC_METADATA),
             active_http_address: text(ACTIVE_HTTP_METADATA),
+            after_retry: false,
         }
     }
 }
@@ -188,5 +221,37 @@ mod tests {
             "unavailable: cannot reach the node at 127.0.0.1:7400: connection refused; \
              is `tandem node start` running?"
         );
+    }
+
+    #[test]
+    fn several_unreachable_nodes_are_each_named() {
+        let nodes = [
+            (
+                "127.0.0.1:7400".to_string(),
+                "connection refused".to_string(),
+            ),
+            ("127.0.0.1:7410".to_string(), "connection reset".to_string()),
+        ];
+        let error = ClientError::unreachable_nodes(&nodes);
+        assert_eq!(
+            error.to_string(),
+            "unavailable: cannot reach the nodes at 127.0.0.1:7400 (connection refused), \
+             127.0.0.1:7410 (connection reset); is `tandem node start` running?"
+        );
+        assert_eq!(
+            ClientError::unreachable_nodes(&nodes[..1]),
+            ClientError::unreachable("127.0.0.1:7400", "connection refused")
+        );
+    }
+
+    #[test]
+    fn only_a_retried_not_found_counts_as_completed() {
+        let mut not_found = ClientError::new("not_found", "message instance 7 does not exist");
+        assert!(!not_found.completed_by_earlier_attempt());
+        not_found.after_retry = true;
+        assert!(not_found.completed_by_earlier_attempt());
+        let mut expired = ClientError::new("lease_expired", "the lease ended");
+        expired.after_retry = true;
+        assert!(!expired.completed_by_earlier_attempt());
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
-use tandem_client::{ClientError, TandemClient};
+use tandem_client::{ClientError, RetryPolicy, TandemClient};
 use tandem_protocol::v1;
 use tandem_server::cluster::IN_SYNC_MAX_LAG_ENTRIES;
 use tokio::task::JoinSet;
@@ -115,7 +115,7 @@ pub async fn probe(address: &str) -> Result<v1::NodeStatusResponse, ClientError>
         TandemClient::connect(address)
             .await?
             .with_call_timeout(PROBE_TIMEOUT)
-            .with_active_wait(Duration::ZERO)
+            .with_retry_policy(RetryPolicy::no_retries())
             .node_status()
             .await
     };
