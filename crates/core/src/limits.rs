@@ -97,3 +97,24 @@ pub const MAX_INBOUND_REPLICATION_CONNECTIONS: usize = 256;
 pub const MAX_REPLICATION_FRAME_BYTES: usize = 512 * 1024 * 1024;
 /// Snapshot bytes read from the file, or from the socket, per step.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Host instances (the host layer).
+///
+/// Deliveries one host instance runs at once, across its send ports.
+pub const HOST_MAX_DELIVERIES_IN_FLIGHT: usize = 32;
+/// Messages one lease call of a host instance asks for at most.
+pub const HOST_LEASE_BATCH: usize = 16;
+/// How long a host instance's lease call waits for work before asking again.
+pub const HOST_LEASE_WAIT_MS: u64 = 1_000;
+/// The pause after a host instance's call failed for good, before it asks again.
+pub const HOST_ERROR_PAUSE_MS: u64 = 1_000;
+/// Files one pass of a FILE receive location claims at most.
+pub const HOST_FILE_PICKUP_BATCH: usize = 64;
+/// How long an HTTP receive request waits for the durable acknowledgement (through an
+/// election) before it is answered 503 with Retry-After.
+pub const HOST_HTTP_RECEIVE_DEADLINE_MS: u64 = 5_000;
+/// How long one call of a host instance to a node may take before the node counts as
+/// silent (paused, cut off) and the call moves on to another node.
+pub const HOST_CALL_TIMEOUT_MS: u64 = 5_000;
+/// How long an HTTP send may take, connection and answer included.
+pub const HTTP_SEND_TIMEOUT_MS: u64 = 30_000;
