@@ -28,8 +28,10 @@ use clap::{Parser, Subcommand};
 use command_context::CommandContext;
 use command_error::CommandError;
 use commands::bench::BenchArgs;
+use commands::bindings::BindingsCommand;
 use commands::cluster::ClusterCommand;
 use commands::consume::ConsumeArgs;
+use commands::demo::DemoArgs;
 use commands::host::HostCommand;
 use commands::message::MessageCommand;
 use commands::node::NodeCommand;
@@ -69,9 +71,13 @@ enum Command {
     Cluster(ClusterCommand),
     /// Run a local replica set (3 nodes by default) on 127.0.0.1 in the foreground.
     Up(UpArgs),
-    /// Declare and list hosts (named classes of work with their own queues).
+    /// Declare and list hosts (named classes of work with their own queues), and run host
+    /// instances.
     #[command(subcommand)]
     Host(HostCommand),
+    /// Check and apply bindings files: hosts, receive locations and send ports.
+    #[command(subcommand)]
+    Bindings(BindingsCommand),
     /// Create, list and delete subscriptions.
     #[command(subcommand)]
     Subscription(SubscriptionCommand),
@@ -94,6 +100,9 @@ enum Command {
     Tracking(TrackingCommand),
     /// Measure durable-publish and end-to-end throughput and ack latency on a real node.
     Bench(BenchArgs),
+    /// Run an integration flow end to end on a local replica set, killing the active
+    /// midway, and check that every file arrived exactly once.
+    Demo(DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -124,6 +133,7 @@ async fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Cluster(command) => commands::cluster::run(command, &context).await,
         Command::Up(arguments) => commands::up::run(arguments, &context).await,
         Command::Host(command) => commands::host::run(command, &context).await,
+        Command::Bindings(command) => commands::bindings::run(command, &context).await,
         Command::Subscription(command) => commands::subscription::run(command, &context).await,
         Command::Publish(arguments) => commands::publish::run(arguments, &context).await,
         Command::Consume(arguments) => commands::consume::run(arguments, &context).await,
@@ -132,6 +142,7 @@ async fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Suspended(command) => commands::suspended::run(command, &context).await,
         Command::Message(command) => commands::message::run(command, &context).await,
         Command::Tracking(command) => commands::tracking::run(command, &context).await,
+        Command::Demo(arguments) => commands::demo::run(arguments, &context).await,
         Command::Bench(arguments) => commands::bench::run(arguments, cli.json)
             .await
             .map_err(CommandError::new),

@@ -16,7 +16,7 @@ use tandem_protocol::v1::admin_client::AdminClient;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
 use tonic::transport::Channel;
 
-use crate::commands::bench_replica_set::BenchReplicaSet;
+use crate::commands::local_replica_set::LocalReplicaSet;
 
 /// How long the started node may take to become ready.
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -59,7 +59,7 @@ pub struct BenchArgs {
 enum Started {
     Nothing,
     Node { _node: StartedNode },
-    ReplicaSet { _replica_set: BenchReplicaSet },
+    ReplicaSet { _replica_set: LocalReplicaSet },
 }
 
 /// What one run measured.
@@ -87,7 +87,7 @@ pub async fn run(args: BenchArgs, json: bool) -> Result<(), String> {
     let (started, target) = match &args.target {
         Some(target) => (Started::Nothing, normalize(target)),
         None if args.nodes > 1 => {
-            let replica_set = BenchReplicaSet::start(args.nodes)?;
+            let replica_set = LocalReplicaSet::start(args.nodes)?;
             let target = replica_set.active_target();
             (
                 Started::ReplicaSet {

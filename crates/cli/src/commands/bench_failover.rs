@@ -13,7 +13,7 @@ use tandem_client::TandemClient;
 use tandem_protocol::v1;
 
 use crate::commands::bench::{BenchArgs, bench_property, completions, print_json};
-use crate::commands::bench_replica_set::BenchReplicaSet;
+use crate::commands::local_replica_set::LocalReplicaSet;
 use crate::process_signal;
 
 /// Calls that take longer than this count as failed and are retried.
@@ -51,7 +51,7 @@ pub struct FailoverReport {
 }
 
 pub async fn run(args: &BenchArgs, json: bool) -> Result<(), String> {
-    let replica_set = BenchReplicaSet::start(args.nodes.max(3))?;
+    let replica_set = LocalReplicaSet::start(args.nodes.max(3))?;
     let addresses = replica_set.addresses();
     let run_id = std::process::id().to_string();
     let host = format!("failover-{run_id}");
@@ -138,7 +138,7 @@ async fn declare_route(addresses: &str, host: &str, run_id: &str) -> Result<(), 
 
 /// Waits until half the messages are acknowledged, then kills the active at once.
 async fn kill_active_halfway(
-    replica_set: &BenchReplicaSet,
+    replica_set: &LocalReplicaSet,
     history: &Mutex<History>,
     total: usize,
 ) -> Result<(Instant, u64), String> {

@@ -1,4 +1,5 @@
-//! `tandem host …`: declare and list hosts.
+//! `tandem host …`: declare and list hosts, and run a host instance (`host run`, in
+//! [`crate::commands::host_run`]).
 
 use clap::Subcommand;
 use serde_json::json;
@@ -6,6 +7,7 @@ use tandem_protocol::v1;
 
 use crate::command_context::CommandContext;
 use crate::command_error::CommandError;
+use crate::commands::host_run::{self, HostRunArgs};
 use crate::output::{host_depth_table, host_json};
 
 #[derive(Debug, Subcommand)]
@@ -17,12 +19,15 @@ pub enum HostCommand {
     },
     /// List hosts with their queue depths.
     List,
+    /// Run a host instance: its receive locations and send ports from a bindings file.
+    Run(HostRunArgs),
 }
 
 pub async fn run(command: HostCommand, context: &CommandContext) -> Result<(), CommandError> {
     match command {
         HostCommand::Create { name } => create(name, context).await,
         HostCommand::List => list(context).await,
+        HostCommand::Run(arguments) => host_run::run(arguments, context).await,
     }
 }
 

@@ -1,9 +1,13 @@
-//! The replica set `tandem bench --nodes N` and `--failover` measure: `tandem up` started as
-//! a child process on free loopback ports, with its data in a temporary directory, and
-//! stopped (SIGTERM, which stops every node) when dropped.
+//! A replica set on free loopback ports that a command runs for itself (`tandem bench
+//! --nodes N`, `--failover`, `tandem demo`): `tandem up` started as a child process, with its
+//! data in a temporary or given directory, and stopped (SIGTERM, which stops every node)
+//! when dropped. A node killed on purpose can be started again ([`LocalReplicaSet::restart`]);
+//! such restarted nodes are stopped on drop too.
 
+use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,6 +21,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Ports between two nodes, as `tandem up` lays them out.
 const PORT_STRIDE: u16 = 10;
+/// What a node prints on stdout once it serves.
+const NODE_READY_PREFIX: &str = "tandem node ready:";
 /// Ports each node listens on (gRPC, HTTP, replication).
 const PORTS_PER_NODE: u16 = 3;
 /// Candidate base ports tried before giving up.
@@ -26,31 +32,47 @@ const BASE_PORT_ATTEMPTS: u16 = 200;
 const FIRST_BASE_PORT: u16 = 20_000;
 const BASE_PORT_SPAN: u16 = 12_000;
 
-pub struct BenchNode {
+pub struct LocalNode {
     pub node_id: u64,
     pub pid: u32,
     pub grpc_address: String,
 }
 
-pub struct BenchReplicaSet {
+pub struct LocalReplicaSet {
     child: Child,
-    pub nodes: Vec<BenchNode>,
+    /// Nodes started again after a kill; `tandem up` does not know them.
+    restarted: Vec<Child>,
+    pub nodes: Vec<LocalNode>,
     pub active_node: u64,
-    _temporary: tempfile::TempDir,
+    base_port: u16,
+    data_dir: PathBuf,
+    _temporary: Option<tempfile::TempDir>,
 }
 
-impl BenchReplicaSet {
-    pub fn start(node_count: u64) -> Result<BenchReplicaSet, String> {
+impl LocalReplicaSet {
+    /// Starts `node_count` nodes with their data in a temporary directory.
+    pub fn start(node_count: u64) -> Result<LocalReplicaSet, String> {
         let temporary =
             tempfile::tempdir().map_err(|error| format!("cannot create a temp dir: {error}"))?;
+        let data_dir = temporary.path().to_path_buf();
+        let mut replica_set = LocalReplicaSet::start_in(node_count, &data_dir)?;
+        eprintln!(
+            "tandem: started a {node_count}-node replica set (base port {}) with data in {}",
+            replica_set.base_port,
+            data_dir.display()
+        );
+        replica_set._temporary = Some(temporary);
+        Ok(replica_set)
+    }
+
+    /// Starts `node_count` nodes with their data under `data_dir` (node i in `node-i`).
+    pub fn start_in(node_count: u64, data_dir: &Path) -> Result<LocalReplicaSet, String> {
         let base_port = free_base_port(node_count)?;
-        let executable = std::env::current_exe()
-            .map_err(|error| format!("cannot find the tandem binary: {error}"))?;
-        let mut child = Command::new(executable)
+        let mut child = Command::new(tandem_executable()?)
             .args(["--json", "up", "--nodes", &node_count.to_string()])
             .args(["--base-port", &base_port.to_string()])
             .arg("--data-dir")
-            .arg(temporary.path())
+            .arg(data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -66,19 +88,56 @@ impl BenchReplicaSet {
         };
         let nodes = ready["nodes"]
             .as_array()
-            .map(|nodes| nodes.iter().filter_map(bench_node).collect())
+            .map(|nodes| nodes.iter().filter_map(local_node).collect())
             .unwrap_or_default();
-        eprintln!(
-            "tandem bench: started a {node_count}-node replica set (base port {base_port}) \
-             with data in {}",
-            temporary.path().display()
-        );
-        Ok(BenchReplicaSet {
+        Ok(LocalReplicaSet {
             child,
+            restarted: Vec::new(),
             nodes,
             active_node: ready["active_node"].as_u64().unwrap_or(0),
-            _temporary: temporary,
+            base_port,
+            data_dir: data_dir.to_path_buf(),
+            _temporary: None,
         })
+    }
+
+    /// Starts node `node_id` again (after it was killed) with the addresses and data
+    /// directory `tandem up` gave it, and waits until it serves.
+    pub fn restart(&mut self, node_id: u64) -> Result<(), String> {
+        let index = u16::try_from(node_id.saturating_sub(1)).map_err(|_| "no such node")?;
+        let node_base = self.base_port + PORT_STRIDE * index;
+        let data_dir = self.data_dir.join(format!("node-{node_id}"));
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("node.log"))
+            .map_err(|error| format!("cannot open node {node_id}'s log: {error}"))?;
+        let address = |offset: u16| format!("127.0.0.1:{}", node_base + offset);
+        let mut child = Command::new(tandem_executable()?)
+            .args([
+                "node",
+                "start",
+                "--no-bootstrap",
+                "--node-id",
+                &node_id.to_string(),
+            ])
+            .args(["--grpc-listen", &address(0), "--http-listen", &address(1)])
+            .args(["--raft-listen", &address(2)])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|error| format!("cannot restart node {node_id}: {error}"))?;
+        let pid = child.id();
+        let ready = wait_for_line(&mut child, |line| line.starts_with(NODE_READY_PREFIX));
+        self.restarted.push(child);
+        ready?;
+        if let Some(node) = self.nodes.iter_mut().find(|node| node.node_id == node_id) {
+            node.pid = pid;
+        }
+        Ok(())
     }
 
     /// The active's gRPC address as a URI.
@@ -86,7 +145,7 @@ impl BenchReplicaSet {
         format!("http://{}", self.active().grpc_address)
     }
 
-    pub fn active(&self) -> &BenchNode {
+    pub fn active(&self) -> &LocalNode {
         self.nodes
             .iter()
             .find(|node| node.node_id == self.active_node)
@@ -103,24 +162,39 @@ impl BenchReplicaSet {
     }
 }
 
-impl Drop for BenchReplicaSet {
+impl Drop for LocalReplicaSet {
     fn drop(&mut self) {
-        if process_signal::terminate(self.child.id()) {
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            while Instant::now() < deadline {
-                if matches!(self.child.try_wait(), Ok(Some(_))) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        for child in self
+            .restarted
+            .iter_mut()
+            .chain(std::iter::once(&mut self.child))
+        {
+            stop(child);
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
-fn bench_node(node: &Json) -> Option<BenchNode> {
-    Some(BenchNode {
+/// SIGTERM, then SIGKILL if the process has not exited within [`STOP_TIMEOUT`].
+fn stop(child: &mut Child) {
+    if process_signal::terminate(child.id()) {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn tandem_executable() -> Result<PathBuf, String> {
+    std::env::current_exe().map_err(|error| format!("cannot find the tandem binary: {error}"))
+}
+
+fn local_node(node: &Json) -> Option<LocalNode> {
+    Some(LocalNode {
         node_id: node["node_id"].as_u64()?,
         pid: u32::try_from(node["pid"].as_u64()?).ok()?,
         grpc_address: node["grpc_address"].as_str()?.to_string(),
@@ -129,20 +203,31 @@ fn bench_node(node: &Json) -> Option<BenchNode> {
 
 /// Reads `tandem up --json` events until `ready`.
 fn read_ready_event(child: &mut Child) -> Result<Json, String> {
-    let stdout = child.stdout.take().ok_or("`tandem up` has no stdout")?;
+    let line = wait_for_line(child, |line| {
+        serde_json::from_str::<Json>(line).is_ok_and(|event| event["event"] == "ready")
+    })
+    .map_err(|_| format!("the replica set did not form within {READY_TIMEOUT:?}"))?;
+    serde_json::from_str(&line).map_err(|error| error.to_string())
+}
+
+/// The first line of the child's stdout that `wanted` accepts, within [`READY_TIMEOUT`].
+/// The rest of stdout is read (and dropped) in the background, so the child never blocks.
+fn wait_for_line(
+    child: &mut Child,
+    wanted: impl Fn(&str) -> bool + Send + 'static,
+) -> Result<String, String> {
+    let stdout = child.stdout.take().ok_or("the process has no stdout")?;
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(event) = serde_json::from_str::<Json>(&line)
-                && event["event"] == "ready"
-            {
-                let _ = sender.send(event);
+            if wanted(&line) {
+                let _ = sender.send(line);
             }
         }
     });
     receiver
         .recv_timeout(READY_TIMEOUT)
-        .map_err(|_| format!("the replica set did not form within {READY_TIMEOUT:?}"))
+        .map_err(|_| format!("no ready line within {READY_TIMEOUT:?}"))
 }
 
 /// A base port whose whole run of node ports is free right now.

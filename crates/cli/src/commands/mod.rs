@@ -2,10 +2,13 @@
 
 pub mod bench;
 pub mod bench_failover;
-pub mod bench_replica_set;
+pub mod bindings;
 pub mod cluster;
 pub mod consume;
+pub mod demo;
 pub mod host;
+pub mod host_run;
+pub mod local_replica_set;
 pub mod message;
 pub mod node;
 pub mod publish;

@@ -11,11 +11,13 @@
 //! - [`workload`]: concurrent publishers and consumers that follow the active.
 //! - [`history`]: what the clients saw, and the checker for lost, unexpected and stale
 //!   acknowledgements.
+//! - [`host_instance`]: [`host_instance::HostInstanceProcess`], one `tandem host run`.
 
 #![allow(dead_code)]
 
 pub mod command;
 pub mod history;
+pub mod host_instance;
 pub mod proxy;
 pub mod replica_set;
 pub mod workload;
