@@ -36,7 +36,8 @@ pub use error::FilterError;
 pub use index::{RoutingIndex, SubscriptionId};
 pub use predicate::{Operator, Predicate};
 
-/// The longest filter text accepted, in bytes.
+/// The longest filter text accepted, in bytes, both as written and in canonical form
+/// ([`Filter::to_text`], which is what a subscription stores).
 pub const MAX_FILTER_BYTES: usize = 64 * 1024;
 /// The most predicates one filter may have, over all its AND-groups.
 pub const MAX_FILTER_PREDICATES: usize = 1000;
@@ -56,8 +57,23 @@ pub struct AndGroup {
 }
 
 impl Filter {
+    /// Parses filter text. A filter whose canonical text would be over [`MAX_FILTER_BYTES`]
+    /// is refused too (escapes and spacing can make it several times longer than what was
+    /// written): a subscription stores the canonical text and parses it again on every
+    /// load, so it must always fit.
     pub fn parse(text: &str) -> Result<Filter, FilterError> {
-        parser::parse(text).map(|groups| Filter { groups })
+        let filter = Filter {
+            groups: parser::parse(text)?,
+        };
+        let canonical_bytes = filter.to_text().len();
+        if canonical_bytes > MAX_FILTER_BYTES {
+            let message = format!(
+                "filter is {canonical_bytes} bytes in canonical form (with its escapes and \
+                 spacing written out); the limit is {MAX_FILTER_BYTES} bytes"
+            );
+            return Err(FilterError::at(lexer::Position::START, message));
+        }
+        Ok(filter)
     }
 
     pub fn matches(&self, context: &Context) -> bool {
@@ -149,6 +165,23 @@ mod tests {
         assert_eq!(filter.to_text(), canonical);
         assert_eq!(filter.to_string(), canonical);
         assert_eq!(Filter::parse(canonical), Ok(filter));
+    }
+
+    #[test]
+    fn a_filter_whose_canonical_text_is_over_the_limit_is_refused() {
+        // 11,007 bytes as written; 66,007 once each DEL is written out as \u{7f}.
+        let text = format!("A == \"{}\"", "\u{7f}".repeat(11_000));
+        let error = Filter::parse(&text).expect_err("canonical text over the limit");
+        assert_eq!((error.line, error.column), (1, 1));
+        assert!(
+            error
+                .message
+                .starts_with("filter is 66007 bytes in canonical form"),
+            "{error}"
+        );
+        let fits = format!("A == \"{}\"", "\u{7f}".repeat(10_000));
+        let filter = Filter::parse(&fits).expect("canonical text within the limit");
+        assert_eq!(Filter::parse(&filter.to_text()), Ok(filter));
     }
 
     #[test]
