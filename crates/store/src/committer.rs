@@ -165,11 +165,13 @@ impl Committer {
         }
     }
 
+    /// Checks the whole snapshot before it replaces anything: a refused snapshot leaves the
+    /// store as it was.
     fn install_snapshot(&mut self, path: PathBuf) -> std::result::Result<(), StoreError> {
-        snapshot::restore(&path, &mut self.connection)?;
-        self.machine = load_machine(&self.connection)?;
-        self.position
-            .set(snapshot::read_position(&self.connection)?);
+        let snapshot = snapshot::check(&path)?;
+        snapshot::restore(&snapshot, &mut self.connection)?;
+        self.machine = snapshot.machine;
+        self.position.set(snapshot.position);
         self.catalog
             .publish(Catalog::from_machine(&self.machine, None));
         Ok(())

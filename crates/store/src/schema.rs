@@ -3,6 +3,8 @@
 //! Queue tables have explicit integer primary keys. Partial indexes keep each queue
 //! lookup (ready by priority, expired leases, due retries) an index range scan.
 
+use std::collections::BTreeSet;
+
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::StoreError;
@@ -156,6 +158,39 @@ pub fn create_or_check(connection: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// Checks that `connection`'s database has every table of this format with the same
+/// columns, and every index; [`StoreError::Corrupt`] names the first one missing.
+pub fn check_tables(connection: &Connection) -> Result<(), StoreError> {
+    let expected = Connection::open_in_memory()?;
+    expected.execute_batch(SCHEMA)?;
+    let present = tables_and_indexes(connection)?;
+    match tables_and_indexes(&expected)?
+        .into_iter()
+        .find(|item| !present.contains(item))
+    {
+        Some(missing) => Err(StoreError::Corrupt(format!(
+            "the database has no {missing} (format version {FORMAT_VERSION} has it)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Every index, and every column of every table, described in words.
+fn tables_and_indexes(connection: &Connection) -> Result<BTreeSet<String>, StoreError> {
+    let mut statement = connection.prepare(
+        "SELECT 'column ' || m.name || '.' || c.name || ' ' || c.type \
+                || CASE WHEN c.\"notnull\" THEN ' NOT NULL' ELSE '' END \
+                || CASE WHEN c.pk > 0 THEN ' PRIMARY KEY' ELSE '' END \
+         FROM sqlite_master AS m, pragma_table_info(m.name) AS c WHERE m.type = 'table' \
+         UNION ALL \
+         SELECT 'index ' || name || ' on ' || tbl_name FROM sqlite_master WHERE type = 'index'",
+    )?;
+    let described = statement
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<BTreeSet<String>>>()?;
+    Ok(described)
 }
 
 /// Version 2 → 3: the subscriptions' backup transport retry policy, three nullable columns

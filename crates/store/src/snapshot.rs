@@ -2,6 +2,10 @@
 //! replicated log position it reflects. Written with `VACUUM INTO` on a separate read
 //! connection (the committer keeps committing meanwhile) and restored with SQLite's online
 //! backup API into the committer's own connection.
+//!
+//! A snapshot file comes from another node over the network, so it is [`check`]ed whole
+//! before [`restore`] replaces anything: a file that SQLite finds sound but that does not
+//! load as a Tandem store is refused like any other garbage.
 
 use std::fs::File;
 use std::path::Path;
@@ -9,8 +13,10 @@ use std::time::Duration;
 
 use rusqlite::backup::Backup;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tandem_core::MessageBox;
 
 use crate::StoreError;
+use crate::loader::load_machine;
 use crate::schema;
 
 /// Pages copied per backup step when restoring.
@@ -31,14 +37,44 @@ pub fn write(database: &Path, target: &Path) -> Result<Option<Vec<u8>>, StoreErr
     File::open(target)
         .and_then(|file| file.sync_all())
         .map_err(|error| StoreError::io(format!("cannot fsync {}", target.display()), error))?;
-    let snapshot = open_checked(target)?;
-    read_position(&snapshot)
+    Ok(check(target)?.position)
 }
 
-/// Replaces everything in `connection`'s database by the snapshot at `path`.
-pub fn restore(path: &Path, connection: &mut Connection) -> Result<(), StoreError> {
-    let source = open_checked(path)?;
-    let backup = Backup::new(&source, connection)?;
+/// A snapshot file that passed [`check`], with the state it holds.
+pub struct CheckedSnapshot {
+    connection: Connection,
+    /// The state machine as the snapshot's tables rebuild it.
+    pub machine: MessageBox,
+    /// The replicated log position the snapshot reflects.
+    pub position: Option<Vec<u8>>,
+}
+
+/// Checks the snapshot file at `path` as a node does before installing it: SQLite opens it,
+/// it has this binary's format version, passes SQLite's quick check, has every table and
+/// index of the format, and the state machine loads from it. Any other file is an error,
+/// and checking writes nothing.
+pub fn check(path: &Path) -> Result<CheckedSnapshot, StoreError> {
+    let connection = open_checked(path)?;
+    let corrupt = |error: StoreError| {
+        let reason = match error {
+            StoreError::Corrupt(reason) => reason,
+            other => other.to_string(),
+        };
+        StoreError::Corrupt(format!("snapshot {}: {reason}", path.display()))
+    };
+    schema::check_tables(&connection).map_err(corrupt)?;
+    let machine = load_machine(&connection).map_err(corrupt)?;
+    let position = read_position(&connection).map_err(corrupt)?;
+    Ok(CheckedSnapshot {
+        connection,
+        machine,
+        position,
+    })
+}
+
+/// Replaces everything in `connection`'s database by a checked snapshot.
+pub fn restore(snapshot: &CheckedSnapshot, connection: &mut Connection) -> Result<(), StoreError> {
+    let backup = Backup::new(&snapshot.connection, connection)?;
     backup.run_to_completion(RESTORE_PAGES_PER_STEP, Duration::ZERO, None)?;
     Ok(())
 }

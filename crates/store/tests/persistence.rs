@@ -253,6 +253,9 @@ fn a_version_2_store_is_upgraded_on_open_and_keeps_its_data() {
         )
         .expect("meta format_version");
     assert_eq!((version, meta), (schema::FORMAT_VERSION, "3".to_string()));
+    schema::check_tables(&connection).expect(
+        "an upgraded store has every table and column of the format (its snapshots install)",
+    );
     drop(connection);
     let store = open(dir.path());
     let reopened = store.handle().catalog();

@@ -1,6 +1,6 @@
 //! Snapshots: a store written to a file and installed into another store gives back the
-//! same catalog, instances and log position; a file that is not a snapshot is refused and
-//! changes nothing.
+//! same catalog, instances and log position; a file that is not a snapshot, or a sound
+//! SQLite file that does not load as a Tandem store, is refused and changes nothing.
 
 mod common;
 
@@ -102,4 +102,77 @@ fn a_file_that_is_not_a_snapshot_is_refused_and_changes_nothing() {
     });
     assert_eq!(store.handle().catalog().hosts.len(), 2);
     assert_eq!(store.handle().position().as_deref(), Some(&b"p1"[..]));
+}
+
+/// A snapshot that SQLite finds sound but that does not load as a Tandem store (here its
+/// machine state is not JSON, or a table is missing) is refused before it replaces anything:
+/// the store keeps its state and still opens.
+#[test]
+fn a_sound_file_that_does_not_load_is_refused_before_it_replaces_the_store() {
+    let tampering = [
+        (
+            "UPDATE meta SET value = 'not json' WHERE key = 'machine_state'",
+            "machine state does not parse",
+        ),
+        (
+            "DROP TABLE instances",
+            "has no column instances.attempts INTEGER NOT NULL",
+        ),
+        (
+            "UPDATE subscriptions SET filter = 'Kind =='",
+            "stored subscription 's0' has a bad filter",
+        ),
+    ];
+    for (tamper, reason) in tampering {
+        let source_dir = tempfile::tempdir().expect("temp dir");
+        let snapshot_dir = tempfile::tempdir().expect("temp dir");
+        let snapshot_path = snapshot_dir.path().join("snapshot.sqlite");
+        let source = open(source_dir.path());
+        let runtime = runtime();
+        runtime.block_on(async {
+            source
+                .handle()
+                .apply(replicated(catalog_commands(), b"p1"))
+                .await
+                .expect("catalog applies");
+            source
+                .handle()
+                .write_snapshot(snapshot_path.clone())
+                .await
+                .expect("snapshot written");
+        });
+        source.close();
+        rusqlite::Connection::open(&snapshot_path)
+            .and_then(|snapshot| snapshot.execute_batch(tamper))
+            .expect("tamper with the snapshot");
+
+        let store_dir = tempfile::tempdir().expect("temp dir");
+        let store = open(store_dir.path());
+        runtime.block_on(async {
+            store
+                .handle()
+                .apply(replicated(catalog_commands()[..1].to_vec(), b"mine"))
+                .await
+                .expect("catalog applies");
+            let error = store
+                .handle()
+                .install_snapshot(snapshot_path)
+                .await
+                .expect_err("a snapshot that does not load is refused");
+            assert!(
+                matches!(&error, StoreError::Corrupt(text) if text.contains(reason)),
+                "{tamper}: {error}"
+            );
+        });
+        assert_eq!(store.handle().catalog().hosts.len(), 1, "{tamper}");
+        assert_eq!(store.handle().position().as_deref(), Some(&b"mine"[..]));
+        store.close();
+        let reopened = open(store_dir.path());
+        assert_eq!(reopened.handle().catalog().hosts.len(), 1, "{tamper}");
+        assert_eq!(
+            reopened.handle().position().as_deref(),
+            Some(&b"mine"[..]),
+            "{tamper}"
+        );
+    }
 }
