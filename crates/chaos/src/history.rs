@@ -1,5 +1,6 @@
-//! [`History`]: what the clients of a fault test saw, and [`check`], which compares it with
+//! [`History`]: what the clients of a fault run saw, and [`check`], which compares it with
 //! what the replica set holds at the end and with its failover history.
+//! [`History::write_jsonl`] keeps it in a file, one operation per line.
 //!
 //! Every publish attempt is recorded per message when it is invoked (with the node it was
 //! sent to and the time), then resolved: acknowledged (with the acknowledgement's term, log
@@ -190,6 +191,46 @@ impl History {
             .filter(|answered_at_ms| *answered_at_ms >= since_ms)
             .min()
             .map(|answered_at_ms| answered_at_ms - since_ms)
+    }
+
+    /// Writes every operation as one JSON line: publishes with their invoke and answer
+    /// times, outcome (`ok` with term, log index and node; `fail`; `unknown`; `pending`),
+    /// then deliveries and completions.
+    pub fn write_jsonl(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let records = self.lock();
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for attempt in &records.publishes {
+            writeln!(file, "{}", publish_json(attempt))?;
+        }
+        for (kind, list) in [
+            ("delivery", &records.deliveries),
+            ("complete", &records.completions),
+        ] {
+            for delivery in list {
+                let line = serde_json::json!({
+                    "op": kind,
+                    "message_id": delivery.message_id,
+                    "node": delivery.node_id,
+                    "at_ms": delivery.at_ms,
+                });
+                writeln!(file, "{line}")?;
+            }
+        }
+        file.flush()
+    }
+
+    /// When each acknowledgement was answered, in time order.
+    pub fn acknowledgement_times(&self) -> Vec<i64> {
+        let mut times: Vec<i64> = self
+            .lock()
+            .publishes
+            .iter()
+            .filter(|attempt| matches!(attempt.outcome, PublishOutcome::Acknowledged { .. }))
+            .filter_map(|attempt| attempt.answered_at_ms)
+            .collect();
+        times.sort_unstable();
+        times
     }
 
     fn lock(&self) -> MutexGuard<'_, Records> {
@@ -445,4 +486,110 @@ fn counts<'a>(ids: impl Iterator<Item = &'a str>) -> BTreeMap<&'a str, usize> {
         *counts.entry(id).or_default() += 1;
     }
     counts
+}
+
+fn publish_json(attempt: &PublishAttempt) -> serde_json::Value {
+    let mut line = serde_json::json!({
+        "op": "publish",
+        "message_id": attempt.message_id,
+        "node": attempt.node_id,
+        "invoked_at_ms": attempt.invoked_at_ms,
+        "answered_at_ms": attempt.answered_at_ms,
+    });
+    let (outcome, detail) = match &attempt.outcome {
+        PublishOutcome::Pending => ("pending", serde_json::Value::Null),
+        PublishOutcome::Acknowledged {
+            term,
+            log_index,
+            node_id,
+        } => (
+            "ok",
+            serde_json::json!({ "term": term, "log_index": log_index, "ack_node": node_id }),
+        ),
+        PublishOutcome::Failed(reason) => ("fail", serde_json::json!({ "reason": reason })),
+        PublishOutcome::Unknown(reason) => ("unknown", serde_json::json!({ "reason": reason })),
+    };
+    line["outcome"] = outcome.into();
+    if let serde_json::Value::Object(fields) = detail {
+        for (key, value) in fields {
+            line[key] = value;
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acknowledged(term: u64) -> PublishOutcome {
+        PublishOutcome::Acknowledged {
+            term,
+            log_index: 1,
+            node_id: 1,
+        }
+    }
+
+    fn failover(term: u64, at_ms: i64) -> v1::FailoverEvent {
+        v1::FailoverEvent {
+            term,
+            at_ms,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_acknowledged_message_never_seen_again_is_lost() {
+        let history = History::default();
+        let invocation = history.invoke_publish(1, &["a".to_string(), "b".to_string()]);
+        history.resolve_publish_all(invocation, acknowledged(1));
+        history.record_deliveries(1, ["a".to_string()]);
+        let report = check(&history, &BTreeSet::new(), &[]);
+        assert_eq!(report.lost, ["b"]);
+        let stored: BTreeSet<String> = ["b".to_string()].into();
+        assert!(check(&history, &stored, &[]).violations().is_empty());
+    }
+
+    #[test]
+    fn an_acknowledgement_from_a_superseded_term_is_stale() {
+        let history = History::default();
+        history.record_deliveries(1, ["a".to_string()]);
+        let invocation = history.invoke_publish(1, &["a".to_string()]);
+        history.resolve_publish_all(invocation, acknowledged(2));
+        let earlier = failover(3, now_ms() - 60_000);
+        let report = check(&history, &BTreeSet::new(), &[earlier]);
+        assert_eq!(report.stale.len(), 1, "{:?}", report.violations());
+        let later = failover(3, now_ms() + 60_000);
+        assert!(check(&history, &BTreeSet::new(), &[later]).stale.is_empty());
+    }
+
+    #[test]
+    fn something_seen_but_never_published_is_unexpected() {
+        let history = History::default();
+        history.record_deliveries(2, ["ghost".to_string()]);
+        let report = check(&history, &BTreeSet::new(), &[]);
+        assert_eq!(report.unexpected, ["ghost"]);
+        assert_eq!(report.violations().len(), 1);
+    }
+
+    #[test]
+    fn the_history_file_has_one_operation_per_line() {
+        let history = History::default();
+        let invocation = history.invoke_publish(3, &["a".to_string()]);
+        history.resolve_publish_all(invocation, acknowledged(4));
+        history.record_deliveries(3, ["a".to_string()]);
+        let file = std::env::temp_dir().join(format!("history-{}.jsonl", std::process::id()));
+        history.write_jsonl(&file).expect("written");
+        let text = std::fs::read_to_string(&file).expect("read");
+        std::fs::remove_file(&file).expect("removed");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("JSON"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["op"], "publish");
+        assert_eq!(lines[0]["outcome"], "ok");
+        assert_eq!(lines[0]["term"], 4);
+        assert_eq!(lines[1]["op"], "delivery");
+    }
 }

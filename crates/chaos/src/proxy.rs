@@ -1,16 +1,20 @@
-//! [`FaultProxy`]: a TCP proxy on 127.0.0.1 that forwards to one target and can cut the
-//! link like a network partition, then heal it.
+//! [`FaultProxy`]: a TCP proxy on 127.0.0.1 that forwards to one target and can break the
+//! link the ways a network does: cut it both ways or one way, delay it, or drop every
+//! connection on it; then heal it.
 //!
-//! Cutting is a blackhole, not a refusal: connections already open stop forwarding bytes
-//! in both directions but stay open, and new connections are accepted and never forwarded,
-//! so the peers learn of the partition only through their own timeouts. Bytes arriving on
-//! a cut link are read and dropped. When the link heals, the connections the cut caught
-//! are closed (their streams lost bytes and cannot resume); new connections forward again.
+//! Cutting is a blackhole, not a refusal: bytes travelling a cut direction are read and
+//! dropped, connections stay open, and a close does not travel across a cut, so the peers
+//! learn of the partition only through their own timeouts. A connection accepted while the
+//! link is cut both ways is never forwarded. When the link heals, the connections that lost
+//! bytes are closed (their streams cannot resume); new connections forward again.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -21,13 +25,49 @@ pub const MAX_CONNECTIONS_PER_PROXY: usize = 256;
 const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The pause after a failed `accept` before the next.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(20);
-/// Bytes read and dropped per read on a cut link.
-const DISCARD_BUFFER_BYTES: usize = 16 * 1024;
+/// Bytes read (and forwarded or dropped) per read.
+const CHUNK_BYTES: usize = 16 * 1024;
+
+/// Which way bytes travel through the proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the connecting peer to the target.
+    ToTarget,
+    /// From the target back to the connecting peer.
+    FromTarget,
+}
+
+/// What the link does now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct LinkState {
+    to_target_cut: bool,
+    from_target_cut: bool,
+    /// Added before every chunk is forwarded.
+    delay: Duration,
+    /// Bumped to close every connection open now.
+    generation: u64,
+}
+
+impl LinkState {
+    fn is_cut(&self, direction: Direction) -> bool {
+        match direction {
+            Direction::ToTarget => self.to_target_cut,
+            Direction::FromTarget => self.from_target_cut,
+        }
+    }
+
+    fn is_fully_cut(&self) -> bool {
+        self.to_target_cut && self.from_target_cut
+    }
+
+    fn is_clear(&self) -> bool {
+        !self.to_target_cut && !self.from_target_cut
+    }
+}
 
 pub struct FaultProxy {
     address: SocketAddr,
-    /// True while the link is cut.
-    cut: watch::Sender<bool>,
+    link: watch::Sender<LinkState>,
     accept_task: JoinHandle<()>,
 }
 
@@ -38,11 +78,11 @@ impl FaultProxy {
             .await
             .expect("bind proxy listener");
         let address = listener.local_addr().expect("proxy address");
-        let (cut, link) = watch::channel(false);
-        let accept_task = tokio::spawn(accept_connections(listener, target, link));
+        let (link, state) = watch::channel(LinkState::default());
+        let accept_task = tokio::spawn(accept_connections(listener, target, state));
         FaultProxy {
             address,
-            cut,
+            link,
             accept_task,
         }
     }
@@ -52,18 +92,45 @@ impl FaultProxy {
         self.address
     }
 
-    /// Stops forwarding: open connections go silent, new ones are never forwarded.
+    /// Stops forwarding both ways: open connections go silent, new ones are never
+    /// forwarded.
     pub fn cut(&self) {
-        self.cut.send_replace(true);
+        self.link.send_modify(|state| {
+            state.to_target_cut = true;
+            state.from_target_cut = true;
+        });
     }
 
-    /// Forwards again; the connections the cut caught are closed.
+    /// Stops forwarding one way only: the other way still flows.
+    pub fn cut_one_way(&self, direction: Direction) {
+        self.link.send_modify(|state| match direction {
+            Direction::ToTarget => state.to_target_cut = true,
+            Direction::FromTarget => state.from_target_cut = true,
+        });
+    }
+
+    /// Holds every chunk this long before forwarding it (zero forwards at once).
+    pub fn delay(&self, delay: Duration) {
+        self.link.send_modify(|state| state.delay = delay);
+    }
+
+    /// Closes every connection open now, as a reset connection would; new ones forward.
+    pub fn drop_connections(&self) {
+        self.link.send_modify(|state| state.generation += 1);
+    }
+
+    /// Forwards again, at once, both ways; the connections that lost bytes are closed.
     pub fn heal(&self) {
-        self.cut.send_replace(false);
+        self.link.send_modify(|state| {
+            state.to_target_cut = false;
+            state.from_target_cut = false;
+            state.delay = Duration::ZERO;
+        });
     }
 
+    /// Whether either direction is cut.
     pub fn is_cut(&self) -> bool {
-        *self.cut.borrow()
+        !self.link.borrow().is_clear()
     }
 }
 
@@ -77,7 +144,7 @@ impl Drop for FaultProxy {
 async fn accept_connections(
     listener: TcpListener,
     target: SocketAddr,
-    link: watch::Receiver<bool>,
+    link: watch::Receiver<LinkState>,
 ) {
     let mut connections = JoinSet::new();
     loop {
@@ -96,56 +163,94 @@ async fn accept_connections(
     }
 }
 
-/// Forwards one connection both ways until either side closes it or the link is cut.
-async fn relay(mut inbound: TcpStream, target: SocketAddr, mut link: watch::Receiver<bool>) {
-    if *link.borrow_and_update() {
-        blackhole(inbound, None, link).await;
+/// Forwards one connection both ways, per the link's state, until both sides closed it,
+/// the link dropped its connections, or the link healed after this connection lost bytes.
+async fn relay(inbound: TcpStream, target: SocketAddr, mut link: watch::Receiver<LinkState>) {
+    let state = *link.borrow_and_update();
+    if state.is_fully_cut() {
+        never_forward(inbound, link).await;
         return;
     }
     let connected = tokio::time::timeout(TARGET_CONNECT_TIMEOUT, TcpStream::connect(target)).await;
-    let Ok(Ok(mut outbound)) = connected else {
+    let Ok(Ok(outbound)) = connected else {
         // Closing the incoming connection tells the peer the target is unreachable.
         return;
     };
     let _ = inbound.set_nodelay(true);
     let _ = outbound.set_nodelay(true);
+    let (inbound_read, inbound_write) = inbound.into_split();
+    let (outbound_read, outbound_write) = outbound.into_split();
+    let lost_bytes = Arc::new(AtomicBool::new(false));
+    let forward = pump(
+        inbound_read,
+        outbound_write,
+        Direction::ToTarget,
+        link.clone(),
+        lost_bytes.clone(),
+    );
+    let backward = pump(
+        outbound_read,
+        inbound_write,
+        Direction::FromTarget,
+        link.clone(),
+        lost_bytes.clone(),
+    );
+    let ended = link.wait_for(|now| {
+        now.generation != state.generation || (now.is_clear() && lost_bytes.load(Ordering::SeqCst))
+    });
     tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
-        cut = link.wait_for(|cut| *cut) => if cut.is_err() { return },
+        _ = async { tokio::join!(forward, backward) } => {}
+        _ = ended => {}
     }
-    blackhole(inbound, Some(outbound), link).await;
 }
 
-/// Holds the connection open without forwarding anything until the link heals. A caught
-/// connection (with an `outbound` side) stays open on both sides even if one side closes,
-/// so that no close travels across the partition. A connection accepted while the link is
-/// cut is closed when its peer gives up on it.
-async fn blackhole(
-    mut inbound: TcpStream,
-    mut outbound: Option<TcpStream>,
-    mut link: watch::Receiver<bool>,
+/// Moves bytes one way: dropped while that way is cut, held for the link's delay
+/// otherwise. A close is passed on unless that way is cut then.
+async fn pump(
+    mut reader: OwnedReadHalf,
+    mut writer: OwnedWriteHalf,
+    direction: Direction,
+    link: watch::Receiver<LinkState>,
+    lost_bytes: Arc<AtomicBool>,
 ) {
-    let silence = async {
-        match outbound.as_mut() {
-            Some(outbound) => {
-                tokio::join!(discard(&mut inbound), discard(outbound));
-                std::future::pending::<()>().await;
+    let mut buffer = vec![0u8; CHUNK_BYTES];
+    loop {
+        let read = match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        let state = *link.borrow();
+        if state.is_cut(direction) {
+            lost_bytes.store(true, Ordering::SeqCst);
+            continue;
+        }
+        if !state.delay.is_zero() {
+            tokio::time::sleep(state.delay).await;
+        }
+        if writer.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+    }
+    if link.borrow().is_cut(direction) {
+        // No close travels across a cut: the connection ends when the link heals.
+        std::future::pending::<()>().await;
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// A connection accepted while the link was cut both ways: read and dropped until its
+/// peer gives up on it or the link heals (then it is closed).
+async fn never_forward(mut inbound: TcpStream, mut link: watch::Receiver<LinkState>) {
+    let discard = async {
+        let mut buffer = vec![0u8; CHUNK_BYTES];
+        while let Ok(read) = inbound.read(&mut buffer).await {
+            if read == 0 {
+                return;
             }
-            None => discard(&mut inbound).await,
         }
     };
     tokio::select! {
-        () = silence => {},
-        _ = link.wait_for(|cut| !*cut) => {},
-    }
-}
-
-/// Reads and drops bytes until the peer closes the stream (or it fails).
-async fn discard(stream: &mut TcpStream) {
-    let mut buffer = vec![0u8; DISCARD_BUFFER_BYTES];
-    while let Ok(read) = stream.read(&mut buffer).await {
-        if read == 0 {
-            return;
-        }
+        () = discard => {},
+        _ = link.wait_for(|state| !state.is_fully_cut()) => {},
     }
 }

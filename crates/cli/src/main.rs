@@ -29,6 +29,7 @@ use command_context::CommandContext;
 use command_error::CommandError;
 use commands::bench::BenchArgs;
 use commands::bindings::BindingsCommand;
+use commands::chaos::ChaosArgs;
 use commands::cluster::ClusterCommand;
 use commands::consume::ConsumeArgs;
 use commands::demo::DemoArgs;
@@ -103,6 +104,8 @@ enum Command {
     /// Run an integration flow end to end on a local replica set, killing the active
     /// midway, and check that every file arrived exactly once.
     Demo(DemoArgs),
+    /// Inject faults into a local replica set under load and check the history.
+    Chaos(ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -143,6 +146,7 @@ async fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Message(command) => commands::message::run(command, &context).await,
         Command::Tracking(command) => commands::tracking::run(command, &context).await,
         Command::Demo(arguments) => commands::demo::run(arguments, &context).await,
+        Command::Chaos(arguments) => commands::chaos::run(arguments, &context).await,
         Command::Bench(arguments) => commands::bench::run(arguments, cli.json)
             .await
             .map_err(CommandError::new),

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_failover;
 pub mod bindings;
+pub mod chaos;
 pub mod cluster;
 pub mod consume;
 pub mod demo;

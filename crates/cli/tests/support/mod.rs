@@ -7,18 +7,18 @@
 //! - [`command`]: running the `tandem` command and reading what it answered.
 //! - [`replica_set`]: [`replica_set::ReplicaSet`], three (or N) nodes on fixed free ports
 //!   formed into one replica set, with kill -9, pause, stop, restart and wipe.
-//! - [`proxy`]: [`proxy::FaultProxy`], a TCP proxy that can cut (blackhole) and heal a link.
+//! - [`proxy`] (from `tandem-chaos`): [`proxy::FaultProxy`], a TCP proxy that can cut
+//!   (blackhole) and heal a link.
 //! - [`workload`]: concurrent publishers and consumers that follow the active.
-//! - [`history`]: what the clients saw, and the checker for lost, unexpected and stale
-//!   acknowledgements.
+//! - [`history`] (from `tandem-chaos`): what the clients saw, and the checker for lost,
+//!   unexpected and stale acknowledgements.
 //! - [`host_instance`]: [`host_instance::HostInstanceProcess`], one `tandem host run`.
 
 #![allow(dead_code)]
 
 pub mod command;
-pub mod history;
+pub use tandem_chaos::{history, proxy};
 pub mod host_instance;
-pub mod proxy;
 pub mod replica_set;
 pub mod workload;
 
