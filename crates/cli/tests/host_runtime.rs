@@ -640,3 +640,58 @@ backup = {{ adapter = "file", address = "backup", retry_count = 0 }}
         "the receive location did not resume after the outage"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_instance_stopped_during_an_outage_exits_after_its_grace() {
+    let mut set = ReplicaSet::start(ReplicaSetOptions::default()).await;
+    let servers = servers(&set);
+    let work = tempfile::tempdir().expect("work dir");
+    let sink = RecordingSink::start().await.expect("partner sink");
+    let bindings = work.path().join("bindings.toml");
+    let text = format!(
+        "[[host]]\nname = \"stop\"\n\n[[send_port]]\nname = \"stop-partner\"\nhost = \
+         \"stop\"\nfilter = 'Kind == \"stop\"'\nadapter = \"http\"\naddress = \"{}\"\n",
+        sink.url("/in")
+    );
+    std::fs::write(&bindings, text).expect("bindings");
+    run_tandem(&[
+        "--server",
+        &servers,
+        "bindings",
+        "apply",
+        bindings.to_str().unwrap(),
+    ])
+    .expect_success();
+    sink.hold_answers(true);
+    let log = work.path().join("stop.log");
+    let mut instance =
+        HostInstanceProcess::start(&servers, "stop", "stop-1", &bindings, "30s", &log);
+    let client = TandemClient::connect(&servers).await.expect("client");
+    let property = tandem_core::Property {
+        name: "Kind".into(),
+        value: tandem_core::Value::String("stop".into()),
+        promoted: true,
+    };
+    client
+        .publish_one(
+            tandem_client::new_message_id(),
+            b"work".to_vec(),
+            vec![property],
+        )
+        .await
+        .expect("publish");
+    assert!(
+        wait_for(|| !sink.received().is_empty()).await,
+        "nothing was delivered"
+    );
+    // The delivery is under way; the whole replica set goes away before it can be settled.
+    for node_id in set.node_ids() {
+        set.kill(node_id);
+    }
+    sink.hold_answers(false);
+    let stopped = tokio::task::block_in_place(|| instance.stop_within(Duration::from_secs(25)));
+    assert!(
+        stopped,
+        "the host instance did not stop within its grace during an outage"
+    );
+}

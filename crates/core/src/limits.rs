@@ -116,5 +116,8 @@ pub const HOST_HTTP_RECEIVE_DEADLINE_MS: u64 = 5_000;
 /// How long one call of a host instance to a node may take before the node counts as
 /// silent (paused, cut off) and the call moves on to another node.
 pub const HOST_CALL_TIMEOUT_MS: u64 = 5_000;
+/// How long a stopping host instance waits for its deliveries under way to be settled
+/// (during an outage they cannot be); the rest are delivered again after their leases.
+pub const HOST_STOP_GRACE_MS: u64 = 10_000;
 /// How long an HTTP send may take, connection and answer included.
 pub const HTTP_SEND_TIMEOUT_MS: u64 = 30_000;

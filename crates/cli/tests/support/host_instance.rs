@@ -65,6 +65,24 @@ impl HostInstanceProcess {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// SIGTERM, then waits up to `limit` for the exit; whether it exited.
+    pub fn stop_within(&mut self, limit: Duration) -> bool {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) sends SIGTERM to the process this guard started.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// kill -9.
     pub fn kill_hard(&mut self) {
         let _ = self.child.kill();

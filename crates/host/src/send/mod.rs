@@ -139,7 +139,7 @@ impl SendPorts {
 }
 
 /// Leases and delivers until `shutdown` turns true, then lets the deliveries under way
-/// finish (each is bounded by the transports' timeouts) and returns.
+/// finish for up to [`limits::HOST_STOP_GRACE_MS`] and returns.
 pub async fn run(side: Arc<SendSide>, mut shutdown: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(limits::HOST_MAX_DELIVERIES_IN_FLIGHT));
     let mut deliveries = JoinSet::new();
@@ -168,7 +168,19 @@ pub async fn run(side: Arc<SendSide>, mut shutdown: watch::Receiver<bool>) {
             });
         }
     }
-    while deliveries.join_next().await.is_some() {}
+    let grace = Duration::from_millis(limits::HOST_STOP_GRACE_MS);
+    let drained = tokio::time::timeout(grace, async {
+        while deliveries.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        // Still waiting for the message box: their leases expire and they are delivered again.
+        tracing::warn!(
+            host = %side.host,
+            "stopping with {} deliveries unsettled; they will be delivered again",
+            deliveries.len()
+        );
+        deliveries.abort_all();
+    }
 }
 
 /// Up to `room` messages, waiting a while for work; none after an error that retrying did
