@@ -425,7 +425,7 @@ async fn wait_for_status(grpc: SocketAddr) -> Result<v1::NodeStatusResponse, Str
 
 /// The node claiming the active role in the highest term, unless some node has already
 /// seen a later term (an election is under way).
-fn current_active(statuses: &[v1::NodeStatusResponse]) -> Option<Active> {
+pub fn current_active(statuses: &[v1::NodeStatusResponse]) -> Option<Active> {
     let highest_term = statuses.iter().map(|status| status.term).max()?;
     statuses
         .iter()

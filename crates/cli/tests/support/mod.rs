@@ -9,7 +9,8 @@
 //!   formed into one replica set, with kill -9, pause, stop, restart and wipe.
 //! - [`proxy`] (from `tandem-chaos`): [`proxy::FaultProxy`], a TCP proxy that can cut
 //!   (blackhole) and heal a link.
-//! - [`workload`]: concurrent publishers and consumers that follow the active.
+//! - [`workload`] (from `tandem-chaos`): concurrent publishers and consumers that follow the
+//!   active.
 //! - [`history`] (from `tandem-chaos`): what the clients saw, and the checker for lost,
 //!   unexpected and stale acknowledgements.
 //! - [`host_instance`]: [`host_instance::HostInstanceProcess`], one `tandem host run`.
@@ -17,10 +18,11 @@
 #![allow(dead_code)]
 
 pub mod command;
-pub use tandem_chaos::{history, proxy};
+// Each test binary uses its own part of the support.
+#[allow(unused_imports)]
+pub use tandem_chaos::{history, proxy, workload};
 pub mod host_instance;
 pub mod replica_set;
-pub mod workload;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use tandem_chaos::cluster::current_active;
 use tandem_protocol::v1;
 use tandem_protocol::v1::cluster_client::ClusterClient;
 use tempfile::TempDir;
@@ -67,11 +68,7 @@ impl Default for ReplicaSetOptions {
 }
 
 /// The active as one round of status calls saw it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ActiveNode {
-    pub node_id: u64,
-    pub term: u64,
-}
+pub use tandem_chaos::cluster::Active as ActiveNode;
 
 /// The three addresses a node listens on, chosen before it first starts so that a
 /// restarted node comes back where the membership expects it.
@@ -519,21 +516,6 @@ pub async fn node_status(url: &str) -> Option<v1::NodeStatusResponse> {
         .await
         .ok()
         .flatten()
-}
-
-/// The node claiming the active role in the highest term, unless some node has already
-/// seen a later term (an election is under way).
-fn current_active(statuses: &[v1::NodeStatusResponse]) -> Option<ActiveNode> {
-    let highest_term = statuses.iter().map(|status| status.term).max()?;
-    statuses
-        .iter()
-        .filter(|status| status.role == "active" && status.term == highest_term)
-        .find_map(|status| {
-            Some(ActiveNode {
-                node_id: status.node.as_ref()?.node_id,
-                term: status.term,
-            })
-        })
 }
 
 pub fn describe_statuses(statuses: &[v1::NodeStatusResponse]) -> String {
