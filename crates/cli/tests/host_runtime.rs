@@ -311,27 +311,66 @@ async fn no_file_is_lost_or_doubled_when_the_host_instance_is_killed_again_and_a
     assert!(instance.is_running(), "the last host instance exited");
 }
 
+/// A host (named `kind`) with one HTTP send port to a recording sink, for messages whose
+/// `Kind` property is `kind`; the bindings applied.
+struct SinkPort {
+    servers: String,
+    work: tempfile::TempDir,
+    sink: RecordingSink,
+    bindings: std::path::PathBuf,
+}
+
+impl SinkPort {
+    async fn apply(set: &ReplicaSet, kind: &str) -> SinkPort {
+        let servers = servers(set);
+        let work = tempfile::tempdir().expect("work dir");
+        let sink = RecordingSink::start().await.expect("partner sink");
+        let bindings = work.path().join("bindings.toml");
+        let text = format!(
+            "[[host]]\nname = \"{kind}\"\n\n[[send_port]]\nname = \"{kind}-partner\"\n\
+             host = \"{kind}\"\nfilter = 'Kind == \"{kind}\"'\nadapter = \"http\"\n\
+             address = \"{}\"\n",
+            sink.url("/in")
+        );
+        std::fs::write(&bindings, text).expect("bindings");
+        let path = bindings.to_str().expect("utf-8 path");
+        run_tandem(&["--server", &servers, "bindings", "apply", path]).expect_success();
+        SinkPort {
+            servers,
+            work,
+            sink,
+            bindings,
+        }
+    }
+}
+
+/// Publishes one message whose `Kind` is `kind`; its id.
+async fn publish_kind(client: &TandemClient, kind: &str) -> String {
+    let property = tandem_core::Property {
+        name: "Kind".into(),
+        value: tandem_core::Value::String(kind.into()),
+        promoted: true,
+    };
+    client
+        .publish_one(
+            tandem_client::new_message_id(),
+            b"work".to_vec(),
+            vec![property],
+        )
+        .await
+        .expect("publish")
+        .message_id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_instance_takes_over_the_leased_messages_of_one_that_crashed() {
     let set = ReplicaSet::start(ReplicaSetOptions::default()).await;
-    let servers = servers(&set);
-    let work = tempfile::tempdir().expect("work dir");
-    let sink = RecordingSink::start().await.expect("partner sink");
-    let bindings = work.path().join("bindings.toml");
-    let text = format!(
-        "[[host]]\nname = \"crash\"\n\n[[send_port]]\nname = \"crash-partner\"\nhost = \
-         \"crash\"\nfilter = 'Kind == \"crash\"'\nadapter = \"http\"\naddress = \"{}\"\n",
-        sink.url("/in")
-    );
-    std::fs::write(&bindings, text).expect("bindings");
-    run_tandem(&[
-        "--server",
-        &servers,
-        "bindings",
-        "apply",
-        bindings.to_str().unwrap(),
-    ])
-    .expect_success();
+    let SinkPort {
+        servers,
+        work,
+        sink,
+        bindings,
+    } = SinkPort::apply(&set, "crash").await;
 
     // The partner hangs: the first instance leases everything and holds it.
     sink.hold_answers(true);
@@ -341,20 +380,7 @@ async fn another_instance_takes_over_the_leased_messages_of_one_that_crashed() {
     let client = TandemClient::connect(&servers).await.expect("client");
     let mut ids = BTreeSet::new();
     for _ in 0..10 {
-        let property = tandem_core::Property {
-            name: "Kind".into(),
-            value: tandem_core::Value::String("crash".into()),
-            promoted: true,
-        };
-        let published = client
-            .publish_one(
-                tandem_client::new_message_id(),
-                b"work".to_vec(),
-                vec![property],
-            )
-            .await
-            .expect("publish");
-        ids.insert(published.message_id);
+        ids.insert(publish_kind(&client, "crash").await);
     }
     let leased_by_first = wait_for(|| sink.received().len() >= ids.len()).await;
     assert!(
@@ -644,42 +670,18 @@ backup = {{ adapter = "file", address = "backup", retry_count = 0 }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_instance_stopped_during_an_outage_exits_after_its_grace() {
     let mut set = ReplicaSet::start(ReplicaSetOptions::default()).await;
-    let servers = servers(&set);
-    let work = tempfile::tempdir().expect("work dir");
-    let sink = RecordingSink::start().await.expect("partner sink");
-    let bindings = work.path().join("bindings.toml");
-    let text = format!(
-        "[[host]]\nname = \"stop\"\n\n[[send_port]]\nname = \"stop-partner\"\nhost = \
-         \"stop\"\nfilter = 'Kind == \"stop\"'\nadapter = \"http\"\naddress = \"{}\"\n",
-        sink.url("/in")
-    );
-    std::fs::write(&bindings, text).expect("bindings");
-    run_tandem(&[
-        "--server",
-        &servers,
-        "bindings",
-        "apply",
-        bindings.to_str().unwrap(),
-    ])
-    .expect_success();
+    let SinkPort {
+        servers,
+        work,
+        sink,
+        bindings,
+    } = SinkPort::apply(&set, "stop").await;
     sink.hold_answers(true);
     let log = work.path().join("stop.log");
     let mut instance =
         HostInstanceProcess::start(&servers, "stop", "stop-1", &bindings, "30s", &log);
     let client = TandemClient::connect(&servers).await.expect("client");
-    let property = tandem_core::Property {
-        name: "Kind".into(),
-        value: tandem_core::Value::String("stop".into()),
-        promoted: true,
-    };
-    client
-        .publish_one(
-            tandem_client::new_message_id(),
-            b"work".to_vec(),
-            vec![property],
-        )
-        .await
-        .expect("publish");
+    publish_kind(&client, "stop").await;
     assert!(
         wait_for(|| !sink.received().is_empty()).await,
         "nothing was delivered"
