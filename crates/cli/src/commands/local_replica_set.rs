@@ -1,8 +1,8 @@
 //! A replica set on free loopback ports that a command runs for itself (`tandem bench
 //! --nodes N`, `--failover`, `tandem demo`): `tandem up` started as a child process, with its
-//! data in a temporary or given directory, and stopped (SIGTERM, which stops every node)
-//! when dropped. A node killed on purpose can be started again ([`LocalReplicaSet::restart`]);
-//! such restarted nodes are stopped on drop too.
+//! data in a temporary or given directory (its messages in `up.log` there), and stopped
+//! (SIGTERM, which stops every node) when dropped. A node killed on purpose can be started
+//! again ([`LocalReplicaSet::restart`]); such restarted nodes are stopped on drop too.
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader};
@@ -21,6 +21,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Ports between two nodes, as `tandem up` lays them out.
 const PORT_STRIDE: u16 = 10;
+/// The file in the data directory that `tandem up`'s own messages go to.
+const UP_LOG: &str = "up.log";
 /// What a node prints on stdout once it serves.
 const NODE_READY_PREFIX: &str = "tandem node ready:";
 /// Ports each node listens on (gRPC, HTTP, replication).
@@ -68,6 +70,11 @@ impl LocalReplicaSet {
     /// Starts `node_count` nodes with their data under `data_dir` (node i in `node-i`).
     pub fn start_in(node_count: u64, data_dir: &Path) -> Result<LocalReplicaSet, String> {
         let base_port = free_base_port(node_count)?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|error| format!("cannot create {}: {error}", data_dir.display()))?;
+        let up_log_path = data_dir.join(UP_LOG);
+        let up_log = std::fs::File::create(&up_log_path)
+            .map_err(|error| format!("cannot create {}: {error}", up_log_path.display()))?;
         let mut child = Command::new(tandem_executable()?)
             .args(["--json", "up", "--nodes", &node_count.to_string()])
             .args(["--base-port", &base_port.to_string()])
@@ -75,7 +82,7 @@ impl LocalReplicaSet {
             .arg(data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::from(up_log))
             .spawn()
             .map_err(|error| format!("cannot start `tandem up`: {error}"))?;
         let ready = match read_ready_event(&mut child) {
@@ -83,7 +90,7 @@ impl LocalReplicaSet {
             Err(error) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(error);
+                return Err(format!("{error}; see {}", up_log_path.display()));
             }
         };
         let nodes = ready["nodes"]
