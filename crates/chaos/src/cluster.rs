@@ -24,7 +24,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a new replica set may take to elect its first active.
 const FORMATION_TIMEOUT: Duration = Duration::from_secs(20);
 /// A status call that takes longer counts as no answer.
-const STATUS_CALL_TIMEOUT: Duration = Duration::from_millis(500);
+pub const STATUS_CALL_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the active is looked for.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Nodes listen on ports below the kernel's ephemeral range, so that no outgoing
@@ -257,7 +257,7 @@ impl ChaosCluster {
             .iter()
             .filter(|node| node.process.is_some() && !node.paused)
         {
-            statuses.extend(node_status(node.grpc).await);
+            statuses.extend(node_status(&format!("http://{}", node.grpc)).await);
         }
         statuses
     }
@@ -393,11 +393,10 @@ fn wait_for_ready_line(child: &mut Child) -> Result<(), String> {
         .map_err(|_| format!("no ready line within {READY_TIMEOUT:?}"))
 }
 
-async fn node_status(grpc: SocketAddr) -> Option<v1::NodeStatusResponse> {
+/// The node's status, or `None` when it does not answer within [`STATUS_CALL_TIMEOUT`].
+pub async fn node_status(url: &str) -> Option<v1::NodeStatusResponse> {
     let call = async {
-        let mut cluster = ClusterClient::connect(format!("http://{grpc}"))
-            .await
-            .ok()?;
+        let mut cluster = ClusterClient::connect(url.to_string()).await.ok()?;
         cluster
             .node_status(v1::NodeStatusRequest {})
             .await
@@ -413,7 +412,7 @@ async fn node_status(grpc: SocketAddr) -> Option<v1::NodeStatusResponse> {
 async fn wait_for_status(grpc: SocketAddr) -> Result<v1::NodeStatusResponse, String> {
     let deadline = Instant::now() + FORMATION_TIMEOUT;
     while Instant::now() < deadline {
-        if let Some(status) = node_status(grpc).await {
+        if let Some(status) = node_status(&format!("http://{grpc}")).await {
             return Ok(status);
         }
         tokio::time::sleep(POLL_INTERVAL).await;

@@ -22,6 +22,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use tandem_chaos::cluster::current_active;
+pub use tandem_chaos::cluster::node_status;
 use tandem_protocol::v1;
 use tandem_protocol::v1::cluster_client::ClusterClient;
 use tempfile::TempDir;
@@ -34,8 +35,6 @@ use super::workload::NodeAddress;
 /// One replica set at a time per test binary.
 static ONE_REPLICA_SET_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
-/// How long one status call may take before the node counts as not answering.
-pub const STATUS_CALL_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often a condition on the replica set is looked at again.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
 /// How long a new replica set may take to elect its first active.
@@ -500,22 +499,6 @@ impl Drop for ReplicaSet {
             );
         }
     }
-}
-
-/// The node's status, or `None` when it does not answer within [`STATUS_CALL_TIMEOUT`].
-pub async fn node_status(url: &str) -> Option<v1::NodeStatusResponse> {
-    let call = async {
-        let mut cluster = ClusterClient::connect(url.to_string()).await.ok()?;
-        cluster
-            .node_status(v1::NodeStatusRequest {})
-            .await
-            .ok()
-            .map(tonic::Response::into_inner)
-    };
-    tokio::time::timeout(STATUS_CALL_TIMEOUT, call)
-        .await
-        .ok()
-        .flatten()
 }
 
 pub fn describe_statuses(statuses: &[v1::NodeStatusResponse]) -> String {
