@@ -120,6 +120,11 @@ pub(crate) fn error_from_status_at(address: &str, status: Status) -> ClientError
     AttemptFailure::from_status(address, status).error
 }
 
+/// Whether a node's error code asks for another attempt rather than being the answer.
+pub(crate) fn is_retryable_answer(error: &ClientError) -> bool {
+    !matches!(kind_of_answer(error), FailureKind::Answer)
+}
+
 /// What a node's own error code means for the next attempt.
 fn kind_of_answer(error: &ClientError) -> FailureKind {
     match error.code.as_str() {

@@ -77,6 +77,14 @@ impl ClientError {
     pub fn completed_by_earlier_attempt(&self) -> bool {
         self.after_retry && self.is_code("not_found")
     }
+
+    /// True when the error says "not now" rather than "not this call": no node could serve
+    /// it as an active (unreachable, passive, electing, without a quorum, no answer in
+    /// time) or the active asked for patience (throttled). The same call can succeed later;
+    /// every other code is the node's answer to the call itself.
+    pub fn is_transient(&self) -> bool {
+        self.is_code("deadline_exceeded") || crate::attempt_failure::is_retryable_answer(self)
+    }
 }
 
 impl std::fmt::Display for ClientError {
@@ -153,6 +161,28 @@ mod tests {
     use tonic::metadata::MetadataValue;
 
     use super::*;
+
+    #[test]
+    fn outages_and_throttling_are_transient_and_answers_are_not() {
+        for code in [
+            "unavailable",
+            "not_active",
+            "no_quorum",
+            "throttled",
+            "deadline_exceeded",
+        ] {
+            assert!(ClientError::new(code, "x").is_transient(), "{code}");
+        }
+        for code in [
+            "no_route",
+            "invalid_argument",
+            "not_found",
+            "too_large",
+            "lease_expired",
+        ] {
+            assert!(!ClientError::new(code, "x").is_transient(), "{code}");
+        }
+    }
 
     #[test]
     fn status_metadata_gives_the_code_and_retry_hint() {

@@ -37,7 +37,7 @@ pub async fn publish(
     };
     let result = match client.publish(request).await {
         Ok(response) => response.results.into_iter().next(),
-        Err(error) if is_transient(&error) => return PublishOutcome::Unavailable(error),
+        Err(error) if error.is_transient() => return PublishOutcome::Unavailable(error),
         Err(error) => return PublishOutcome::Refused(error),
     };
     match result {
@@ -50,7 +50,7 @@ pub async fn publish(
             error: Some(error), ..
         }) => {
             let error = ClientError::from(error);
-            if is_transient(&error) {
+            if error.is_transient() {
                 PublishOutcome::Unavailable(error)
             } else {
                 PublishOutcome::Refused(error)
@@ -61,17 +61,4 @@ pub async fn publish(
             "the node answered a publish of one message with no result",
         )),
     }
-}
-
-/// Errors that say "not now" rather than "not this message": trying later can succeed.
-fn is_transient(error: &ClientError) -> bool {
-    [
-        "unavailable",
-        "not_active",
-        "no_quorum",
-        "deadline_exceeded",
-        "throttled",
-    ]
-    .iter()
-    .any(|code| error.is_code(code))
 }
