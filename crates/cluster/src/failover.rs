@@ -16,11 +16,12 @@
 //! node applies the record, so every node shows the same history.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::network::LeaderContact;
 use crate::types::{FailoverRecord, NodeId, Proposal, Raft};

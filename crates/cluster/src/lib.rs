@@ -7,6 +7,7 @@
 //! # Layout
 //!
 //! - [`types`]: the openraft type configuration: entries, results, members.
+//! - [`clock`]: the wall clock stamped into entries (simulated on a simulation's thread).
 //! - [`codec`]: binary encoding and length-prefixed frames.
 //! - [`log_store`]: the durable Raft log and vote (SQLite, fsync per append).
 //! - [`state_machine`]: the node's store as openraft's state machine; snapshots.
@@ -14,20 +15,24 @@
 //! - [`proposer`]: many commands per log entry, stamped with the active's clock.
 //! - [`failover`]: the failover history the new active writes into the log.
 //! - [`status`]: roles, terms, indexes and lag, from openraft's metrics.
+//! - [`runtime`]: tokio for openraft, with seedable election timeouts.
 //! - [`settings`]: node identity and replication timings.
 //! - [`replica`]: [`Replica`], what the node uses: execute, status, membership.
 
+pub mod clock;
 pub mod codec;
 pub mod failover;
 pub mod log_store;
 pub mod network;
 pub mod proposer;
 pub mod replica;
+pub mod runtime;
 pub mod settings;
 pub mod state_machine;
 pub mod status;
 pub mod types;
 
+pub use clock::wall_clock_ms;
 pub use proposer::Acknowledged;
 pub use replica::Replica;
 pub use settings::ReplicaSettings;
@@ -57,12 +62,3 @@ impl std::fmt::Display for ClusterError {
 }
 
 impl std::error::Error for ClusterError {}
-
-/// The active's clock in ms since the epoch, stamped into entries; replicas never read
-/// their own clock while applying.
-pub fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}

@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 
 use crate::failover::{self, FastElection, elect_when_the_active_is_gone, record_failovers};
 use crate::log_store::LogStore;
-use crate::network::{LeaderContact, NetworkFactory, serve};
+use crate::network::{
+    LeaderContact, Listener, NetworkFactory, TcpPeerListener, TcpTransport, Transport, serve,
+};
 use crate::proposer::{Acknowledged, Pending, not_active, run_proposer, unconfirmed_active};
 use crate::state_machine::StateMachine;
 use crate::status::{ReplicaStatus, Role};
@@ -29,6 +31,24 @@ use crate::{ClusterError, ReplicaSettings};
 pub const LOG_DIRECTORY: &str = "raft";
 /// The directory of snapshots inside a node's data directory.
 pub const SNAPSHOT_DIRECTORY: &str = "snapshots";
+
+/// What a replica runs on: its replication network, both directions. A node uses TCP
+/// ([`Environment::tcp`]); the deterministic simulation gives its simulated network.
+pub struct Environment {
+    /// Where peers' replication connections arrive.
+    pub listener: Box<dyn Listener>,
+    /// How this node dials its peers.
+    pub transport: Arc<dyn Transport>,
+}
+
+impl Environment {
+    pub fn tcp(listener: TcpListener) -> Environment {
+        Environment {
+            listener: Box::new(TcpPeerListener(listener)),
+            transport: Arc::new(TcpTransport),
+        }
+    }
+}
 
 pub struct Replica {
     raft: Raft,
@@ -48,6 +68,16 @@ impl Replica {
         store: StoreHandle,
         listener: TcpListener,
     ) -> std::result::Result<Replica, ClusterError> {
+        Replica::start_in(Environment::tcp(listener), settings, data_dir, store).await
+    }
+
+    /// [`Replica::start`] on the network `environment` gives.
+    pub async fn start_in(
+        environment: Environment,
+        settings: ReplicaSettings,
+        data_dir: &Path,
+        store: StoreHandle,
+    ) -> std::result::Result<Replica, ClusterError> {
         let log_store = LogStore::open(&data_dir.join(LOG_DIRECTORY))
             .map_err(|error| ClusterError::Storage(format!("raft log: {error}")))?;
         let snapshot_directory = data_dir.join(SNAPSHOT_DIRECTORY);
@@ -58,7 +88,7 @@ impl Replica {
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
-            NetworkFactory::with_routes(settings.peer_routes.clone()),
+            NetworkFactory::new(settings.peer_routes.clone(), environment.transport),
             log_store,
             state_machine,
         )
@@ -70,7 +100,7 @@ impl Replica {
         let (proposals, pending) = mpsc::channel(limits::PROPOSAL_QUEUE_CAPACITY);
         let write_timeout = Duration::from_millis(settings.write_timeout_ms);
         let server = tokio::spawn(serve(
-            listener,
+            environment.listener,
             raft.clone(),
             snapshot_directory,
             contact.clone(),

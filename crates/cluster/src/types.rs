@@ -17,6 +17,7 @@ openraft::declare_raft_types!(
         R = ProposalResult,
         NodeId = NodeId,
         Node = Member,
+        AsyncRuntime = crate::runtime::ClusterRuntime,
 );
 
 pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;

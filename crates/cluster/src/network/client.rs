@@ -23,29 +23,40 @@ use openraft::type_config::alias::SnapshotOf;
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, StorageError};
 use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufStream};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::messages::{Request, Response};
 use tandem_core::limits::SNAPSHOT_CHUNK_BYTES;
 
 use super::MIN_REPLICATION_TIMEOUT_MS;
+use super::transport::{BoxedConnection, TcpTransport, Transport};
 use crate::codec::{read_frame, write_frame};
 use crate::types::{Member, NodeId, SnapshotFile, TypeConfig, Vote};
 
 /// Creates the per-target clients openraft sends RPCs through.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct NetworkFactory {
     /// Peers this node reaches at another address than the one in the membership (a
     /// tunnel, a NAT, or a fault-injecting proxy in tests).
     route_overrides: Arc<BTreeMap<NodeId, String>>,
+    transport: Arc<dyn Transport>,
 }
 
 impl NetworkFactory {
-    pub fn with_routes(route_overrides: BTreeMap<NodeId, String>) -> NetworkFactory {
+    pub fn new(
+        route_overrides: BTreeMap<NodeId, String>,
+        transport: Arc<dyn Transport>,
+    ) -> NetworkFactory {
         NetworkFactory {
             route_overrides: Arc::new(route_overrides),
+            transport,
         }
+    }
+}
+
+impl Default for NetworkFactory {
+    fn default() -> NetworkFactory {
+        NetworkFactory::new(BTreeMap::new(), Arc::new(TcpTransport))
     }
 }
 
@@ -57,7 +68,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             .route_overrides
             .get(&target)
             .unwrap_or(&node.raft_address);
-        PeerClient::new(target, address.clone())
+        PeerClient::new(target, address.clone(), self.transport.clone())
     }
 }
 
@@ -66,7 +77,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct PeerClient {
     target: NodeId,
     address: String,
-    connection: Option<BufStream<TcpStream>>,
+    transport: Arc<dyn Transport>,
+    connection: Option<BufStream<BoxedConnection>>,
 }
 
 /// Why an exchange failed, and whether the peer was ever reached.
@@ -76,10 +88,11 @@ enum Failure {
 }
 
 impl PeerClient {
-    pub fn new(target: NodeId, address: String) -> Self {
+    pub fn new(target: NodeId, address: String, transport: Arc<dyn Transport>) -> Self {
         Self {
             target,
             address,
+            transport,
             connection: None,
         }
     }
@@ -123,17 +136,23 @@ impl PeerClient {
     }
 
     /// The open connection, or a new one if there is none or the peer closed it.
-    async fn connect(&mut self, deadline: Instant) -> Result<&mut BufStream<TcpStream>, Failure> {
-        let connection = match self.connection.take() {
-            Some(connection) if is_open(&connection) => connection,
-            _ => {
-                let stream = match timeout_at(deadline, TcpStream::connect(&self.address)).await {
-                    Ok(Ok(stream)) => stream,
+    async fn connect(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<&mut BufStream<BoxedConnection>, Failure> {
+        let kept = self
+            .connection
+            .take()
+            .and_then(|mut connection| connection.get_mut().is_open().then_some(connection));
+        let connection = match kept {
+            Some(connection) => connection,
+            None => {
+                let dialed = timeout_at(deadline, self.transport.connect(&self.address)).await;
+                match dialed {
+                    Ok(Ok(stream)) => BufStream::new(stream),
                     Ok(Err(error)) => return Err(Failure::Connect(error)),
                     Err(_elapsed) => return Err(Failure::Connect(timed_out("no connection"))),
-                };
-                stream.set_nodelay(true).map_err(Failure::Connect)?;
-                BufStream::new(stream)
+                }
             }
         };
         Ok(self.connection.insert(connection))
@@ -287,16 +306,6 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     }
 }
 
-/// Whether a connection kept between RPCs is still usable: the peer has neither closed it nor
-/// sent anything unasked.
-fn is_open(connection: &BufStream<TcpStream>) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(
-        connection.get_ref().try_read(&mut probe),
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock
-    )
-}
-
 async fn open_snapshot(path: &Path) -> io::Result<(File, u64)> {
     let file = File::open(path).await?;
     let total_bytes = file.metadata().await?.len();
@@ -307,7 +316,7 @@ async fn open_snapshot(path: &Path) -> io::Result<(File, u64)> {
 async fn copy_snapshot(
     file: File,
     total_bytes: u64,
-    connection: &mut BufStream<TcpStream>,
+    connection: &mut BufStream<BoxedConnection>,
     step_timeout: std::time::Duration,
 ) -> io::Result<()> {
     let mut file = file.take(total_bytes);

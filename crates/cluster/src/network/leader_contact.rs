@@ -9,10 +9,11 @@
 //! heartbeat connection stays open.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
+use crate::clock::wall_clock_ms;
 use crate::types::NodeId;
 
 /// The last AppendEntries this node accepted from a leader.
@@ -151,12 +152,6 @@ impl Drop for ConnectionRecord {
     fn drop(&mut self) {
         self.contact.connection_closed(self.carried_leader);
     }
-}
-
-fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! - [`client`]: the sending side: [`NetworkFactory`] hands openraft one [`PeerClient`] per
 //!   target, each with at most one connection.
 //! - [`server`]: the receiving side: [`serve`] answers peers' requests with the local Raft.
+//! - [`transport`]: how connections are made: TCP in a node, a simulated network in the
+//!   deterministic simulation.
 //! - [`leader_contact`]: [`LeaderContact`], when the active last reached this node and whether
 //!   its connections are still open.
 //!
@@ -20,10 +22,14 @@ pub mod client;
 pub mod leader_contact;
 pub mod messages;
 pub mod server;
+pub mod transport;
 
 pub use client::{NetworkFactory, PeerClient};
 pub use leader_contact::{Contact, LeaderContact};
 pub use server::serve;
+pub use transport::{
+    BoxedConnection, Connection, Listener, TcpPeerListener, TcpTransport, Transport,
+};
 
 /// An AppendEntries that carries entries may take at least this long (the peer writes and
 /// fsyncs them before it answers); heartbeats keep openraft's shorter limit.

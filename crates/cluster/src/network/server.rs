@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::Raft;
 use openraft::raft::{AppendEntriesResponse, VoteRequest};
@@ -21,13 +21,13 @@ use openraft::vote::RaftLeaderId;
 use tandem_core::limits;
 use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
 use super::leader_contact::{ConnectionRecord, LeaderContact};
 use super::messages::{Request, Response};
+use super::transport::{BoxedConnection, Listener};
 use super::{ACCEPT_RETRY_DELAY_MS, IDLE_CONNECTION_TIMEOUT_MS, STALLED_PEER_TIMEOUT_MS};
 use crate::codec::{read_frame, write_frame};
 use crate::types::{SnapshotFile, SnapshotMeta, TypeConfig, Vote};
@@ -42,7 +42,7 @@ const STALLED_PEER_TIMEOUT: Duration = Duration::from_millis(STALLED_PEER_TIMEOU
 /// connection. Fails only if the snapshot directory cannot be created or cleaned of
 /// interrupted transfers.
 pub async fn serve<SM>(
-    listener: TcpListener,
+    mut listener: Box<dyn Listener>,
     raft: Raft<TypeConfig, SM>,
     snapshot_directory: PathBuf,
     contact: Arc<LeaderContact>,
@@ -51,8 +51,10 @@ pub async fn serve<SM>(
 where
     SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
 {
-    tokio::fs::create_dir_all(&snapshot_directory).await?;
-    remove_interrupted_transfers(&snapshot_directory).await?;
+    // Plain blocking calls: they run once, before serving, and a simulation needs every
+    // step to finish on its own thread.
+    std::fs::create_dir_all(&snapshot_directory)?;
+    remove_interrupted_transfers(&snapshot_directory)?;
     let connection_slots = Arc::new(Semaphore::new(limits::MAX_INBOUND_REPLICATION_CONNECTIONS));
     let snapshot_directory: Arc<Path> = snapshot_directory.into();
     let mut connections = JoinSet::new();
@@ -64,7 +66,7 @@ where
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
-            Ok((stream, _peer_address)) => stream,
+            Ok(stream) => stream,
             Err(_) => {
                 tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_DELAY_MS)).await;
                 continue;
@@ -103,8 +105,7 @@ impl<SM> Connection<SM>
 where
     SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
 {
-    async fn serve(mut self, stream: TcpStream) -> io::Result<()> {
-        stream.set_nodelay(true)?;
+    async fn serve(mut self, stream: BoxedConnection) -> io::Result<()> {
         let mut stream = BufStream::new(stream);
         loop {
             let waiting = timeout(IDLE_CONNECTION_TIMEOUT, stream.fill_buf()).await;
@@ -144,7 +145,7 @@ where
     async fn answer(
         &mut self,
         request: Request,
-        stream: &mut BufStream<TcpStream>,
+        stream: &mut BufStream<BoxedConnection>,
     ) -> io::Result<Response> {
         let response = match request {
             Request::AppendEntries(rpc) => {
@@ -191,7 +192,7 @@ where
     /// Copies the `total_bytes` that follow the header into a new, fsynced file.
     async fn receive_snapshot(
         &self,
-        stream: &mut BufStream<TcpStream>,
+        stream: &mut BufStream<BoxedConnection>,
         total_bytes: u64,
     ) -> io::Result<PathBuf> {
         let (mut file, path) = create_received_file(&self.snapshot_directory).await?;
@@ -259,11 +260,9 @@ fn stalled(what: &str) -> io::Error {
 async fn create_received_file(directory: &Path) -> io::Result<(File, PathBuf)> {
     static RECEIVED_SNAPSHOTS: AtomicU64 = AtomicU64::new(0);
     let sequence = RECEIVED_SNAPSHOTS.fetch_add(1, Ordering::Relaxed);
-    let started_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos());
+    let started_ms = crate::clock::wall_clock_ms();
     let path = directory.join(format!(
-        "{RECEIVED_SNAPSHOT_PREFIX}{started_ns}-{sequence}{RECEIVED_SNAPSHOT_SUFFIX}"
+        "{RECEIVED_SNAPSHOT_PREFIX}{started_ms}-{sequence}{RECEIVED_SNAPSHOT_SUFFIX}"
     ));
     let file = OpenOptions::new()
         .write(true)
@@ -273,13 +272,13 @@ async fn create_received_file(directory: &Path) -> io::Result<(File, PathBuf)> {
     Ok((file, path))
 }
 
-async fn remove_interrupted_transfers(directory: &Path) -> io::Result<()> {
-    let mut entries = tokio::fs::read_dir(directory).await?;
-    while let Some(entry) = entries.next_entry().await? {
+fn remove_interrupted_transfers(directory: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(directory)? {
+        let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with(RECEIVED_SNAPSHOT_PREFIX) && name.ends_with(RECEIVED_SNAPSHOT_SUFFIX) {
-            tokio::fs::remove_file(entry.path()).await?;
+            std::fs::remove_file(entry.path())?;
         }
     }
     Ok(())
