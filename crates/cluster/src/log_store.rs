@@ -13,6 +13,12 @@
 //! own fsync runs. Votes, truncations and purges wait for their fsync before they return.
 //! Every [`LogReader`] reads through a second, read-only connection plus the unflushed
 //! entries, so replication reads never wait behind an fsync.
+//!
+//! That is [`Execution::Threads`], the default. With [`Execution::Inline`] (a single-threaded
+//! simulation) the writer is a task on the runtime that opened the log instead of a thread,
+//! with the same group commit, and reads run in place instead of on tokio's blocking pool:
+//! every operation runs on that runtime's thread. Dropping the runtime drops the task and its
+//! connection.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,6 +35,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tandem_core::limits;
+use tandem_store::Execution;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{decode, encode};
@@ -98,10 +105,12 @@ enum Write {
     },
 }
 
-/// One connection to the log file, and the file's path for error messages.
+/// One connection to the log file, the file's path for error messages, and where its work
+/// runs.
 struct Database {
     path: PathBuf,
     connection: Mutex<Connection>,
+    execution: Execution,
 }
 
 /// Why an operation failed, before the file and the operation are named.
@@ -112,8 +121,26 @@ enum Failure {
 
 impl LogStore {
     /// Opens `directory/`[`LOG_DATABASE_FILE`], creating the directory and the file if they are
-    /// missing. Refuses a file written with another [`LOG_FORMAT_VERSION`] or by another program.
+    /// missing, with a writer thread ([`Execution::Threads`]). Refuses a file written with
+    /// another [`LOG_FORMAT_VERSION`] or by another program.
     pub fn open(directory: &Path) -> io::Result<LogStore> {
+        LogStore::open_with(directory, Execution::Threads)
+    }
+
+    /// Opens the log like [`LogStore::open`], to run as `execution` says.
+    /// [`Execution::Inline`] needs to be called inside the tokio runtime that will run the
+    /// writer task.
+    pub fn open_with(directory: &Path, execution: Execution) -> io::Result<LogStore> {
+        let runtime = match execution {
+            Execution::Threads => None,
+            Execution::Inline => Some(tokio::runtime::Handle::try_current().map_err(|error| {
+                io::Error::other(format!(
+                    "raft log in {}: inline execution needs a tokio runtime to run the writer: \
+                     {error}",
+                    directory.display()
+                ))
+            })?),
+        };
         fs::create_dir_all(directory).map_err(|error| {
             io::Error::new(
                 error.kind(),
@@ -140,10 +167,17 @@ impl LogStore {
             connection,
             unflushed: Arc::clone(&unflushed),
         };
-        std::thread::Builder::new()
-            .name("tandem-raft-log".into())
-            .spawn(move || writer.run(queue))
-            .map_err(|error| describe(&path, "start the writer thread", error.into()))?;
+        match runtime {
+            None => {
+                std::thread::Builder::new()
+                    .name("tandem-raft-log".into())
+                    .spawn(move || writer.run(queue))
+                    .map_err(|error| describe(&path, "start the writer thread", error.into()))?;
+            }
+            Some(runtime) => {
+                runtime.spawn(writer.run_inline(queue));
+            }
+        }
         Ok(LogStore {
             path: path.clone(),
             writes,
@@ -151,6 +185,7 @@ impl LogStore {
             reader: Arc::new(Database {
                 path,
                 connection: Mutex::new(reader),
+                execution,
             }),
         })
     }
@@ -448,7 +483,7 @@ impl Unflushed {
     }
 }
 
-/// The writer thread: owns the write connection.
+/// The writer thread (or task): owns the write connection.
 struct Writer {
     path: PathBuf,
     connection: Connection,
@@ -456,20 +491,34 @@ struct Writer {
 }
 
 impl Writer {
-    /// Takes every write waiting, applies them in order in one transaction, fsyncs once,
-    /// then reports each; until the store is dropped.
+    /// The writer thread: [`Writer::write_waiting`] for each write it blocks for, until the
+    /// store is dropped.
     fn run(mut self, mut queue: mpsc::Receiver<Write>) {
         while let Some(first) = queue.blocking_recv() {
-            let mut writes = vec![first];
-            while writes.len() < limits::RAFT_LOG_WRITE_QUEUE_CAPACITY {
-                let Ok(next) = queue.try_recv() else {
-                    break;
-                };
-                writes.push(next);
-            }
-            let result = self.write_all(&mut writes);
-            self.report(writes, result);
+            self.write_waiting(first, &mut queue);
         }
+    }
+
+    /// The writer as a task ([`Execution::Inline`]): the same as [`Writer::run`], awaiting the
+    /// queue instead of blocking on it.
+    async fn run_inline(mut self, mut queue: mpsc::Receiver<Write>) {
+        while let Some(first) = queue.recv().await {
+            self.write_waiting(first, &mut queue);
+        }
+    }
+
+    /// Takes `first` and every write waiting behind it, applies them in order in one
+    /// transaction, fsyncs once, then reports each.
+    fn write_waiting(&mut self, first: Write, queue: &mut mpsc::Receiver<Write>) {
+        let mut writes = vec![first];
+        while writes.len() < limits::RAFT_LOG_WRITE_QUEUE_CAPACITY {
+            let Ok(next) = queue.try_recv() else {
+                break;
+            };
+            writes.push(next);
+        }
+        let result = self.write_all(&mut writes);
+        self.report(writes, result);
     }
 
     /// Applies `writes` in order in one transaction; a failure rolls all of them back.
@@ -528,21 +577,27 @@ fn copy_result(result: &io::Result<()>) -> io::Result<()> {
 
 fn stopped_writer(path: &Path, operation: &str) -> io::Error {
     io::Error::other(format!(
-        "raft log {}: cannot {operation}: the writer thread has stopped",
+        "raft log {}: cannot {operation}: the writer has stopped",
         path.display()
     ))
 }
 
 impl Database {
-    /// Runs `work` on a blocking thread and awaits it.
+    /// Runs `work` on a blocking thread and awaits it ([`Execution::Threads`]), or runs it in
+    /// place ([`Execution::Inline`]).
     async fn run<T, W>(self: &Arc<Self>, operation: impl Into<String>, work: W) -> io::Result<T>
     where
         T: Send + 'static,
         W: FnOnce(&mut Connection) -> Result<T, Failure> + Send + 'static,
     {
-        let database = Arc::clone(self);
         let operation = operation.into();
-        spawn_blocking(move || database.locked(&operation, work)).await
+        match self.execution {
+            Execution::Threads => {
+                let database = Arc::clone(self);
+                spawn_blocking(move || database.locked(&operation, work)).await
+            }
+            Execution::Inline => self.locked(&operation, work),
+        }
     }
 
     /// Runs `work` on this thread with the connection locked; errors name the file and

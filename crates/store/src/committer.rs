@@ -1,12 +1,21 @@
-//! Group commit: one thread owns the write connection and the state machine. It takes every
-//! batch waiting in its queue (bounded), applies them in one transaction, commits, and only
-//! then answers each caller. A storage failure rolls the transaction back, reloads the
+//! Group commit: one committer owns the write connection and the state machine. It takes
+//! every batch waiting in its queue (bounded), applies them in one transaction, commits, and
+//! only then answers each caller. A storage failure rolls the transaction back, reloads the
 //! machine from disk and answers every caller with the failure: nothing is answered that is
 //! not committed. (Durability itself comes from the replicated log; see `schema::configure`.)
 //!
-//! The same thread installs snapshots received from another replica, so that no batch is
+//! The committer is an OS thread ([`Committer::run`], [`Execution::Threads`]) or a tokio task
+//! on the runtime that opened the store ([`Committer::run_inline`], [`Execution::Inline`]);
+//! both run the same rounds (`Committer::serve`) and differ only in how they wait for the
+//! first request of a round.
+//!
+//! The committer also installs snapshots received from another replica, so that no batch is
 //! applied halfway through an install.
+//!
+//! [`Execution::Threads`]: crate::Execution::Threads
+//! [`Execution::Inline`]: crate::Execution::Inline
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,23 +71,56 @@ struct Gathered {
 }
 
 impl Committer {
+    /// The committer thread: blocks on its queue, round after round, until a
+    /// [`Request::Stop`] or until every sender is gone.
     pub fn run(mut self, mut requests: mpsc::Receiver<Request>) {
-        loop {
-            let Some(first) = requests.blocking_recv() else {
+        while let Some(first) = requests.blocking_recv() {
+            if self.serve(first, &mut requests).is_break() {
                 return;
-            };
-            let gathered = gather(first, &mut requests);
-            if !gathered.batches.is_empty() {
-                self.commit(gathered.batches, gathered.replies);
-            }
-            match gathered.then {
-                Some(Request::Stop) => return,
-                Some(Request::InstallSnapshot { path, reply }) => {
-                    let _ = reply.send(self.install_snapshot(path));
-                }
-                Some(Request::Apply { .. }) | None => {}
             }
         }
+    }
+
+    /// The committer as a task on the current runtime: the same rounds as [`Committer::run`],
+    /// awaiting the queue instead of blocking on it. Besides a [`Request::Stop`] and the end of
+    /// every sender, it stops when `stop` fires or its sender is dropped while no request is
+    /// waiting (requests already queued are served first). Dropping the task (its runtime is
+    /// dropped) drops the connection.
+    pub async fn run_inline(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                request = requests.recv() => request,
+                _ = &mut stop => None,
+            };
+            let Some(first) = first else {
+                return;
+            };
+            if self.serve(first, &mut requests).is_break() {
+                return;
+            }
+        }
+    }
+
+    /// One round: `first` and every batch waiting behind it (up to the limits) in one
+    /// transaction, then the request that ended the gathering. Breaks on [`Request::Stop`].
+    fn serve(&mut self, first: Request, requests: &mut mpsc::Receiver<Request>) -> ControlFlow<()> {
+        let gathered = gather(first, requests);
+        if !gathered.batches.is_empty() {
+            self.commit(gathered.batches, gathered.replies);
+        }
+        match gathered.then {
+            Some(Request::Stop) => return ControlFlow::Break(()),
+            Some(Request::InstallSnapshot { path, reply }) => {
+                let _ = reply.send(self.install_snapshot(path));
+            }
+            Some(Request::Apply { .. }) | None => {}
+        }
+        ControlFlow::Continue(())
     }
 
     fn commit(&mut self, batches: Vec<Batch>, replies: Vec<oneshot::Sender<BatchResult>>) {

@@ -10,7 +10,8 @@
 //! - [`sqlite_tables`]: core's `Tables` trait on a SQLite transaction.
 //! - [`loader`]: rebuilds the state machine from disk.
 //! - [`batch`]: what the committer applies: stamped commands and their log position.
-//! - [`committer`]: the group-commit thread.
+//! - [`committer`]: group commit: the committer thread (or task, see [`execution`]).
+//! - [`execution`]: where storage work runs: OS threads, or inline on the calling runtime.
 //! - [`position`]: the replicated log position applied so far.
 //! - [`snapshot`]: consistent copies of the store, written and restored.
 //! - [`catalog`]: the read-only catalog view published after each commit.
@@ -22,6 +23,7 @@
 pub mod batch;
 pub mod catalog;
 pub mod committer;
+pub mod execution;
 pub mod integrity;
 pub mod loader;
 pub mod metrics;
@@ -35,6 +37,7 @@ pub mod store;
 pub use batch::{Batch, ClusterEvent};
 pub use catalog::Catalog;
 pub use committer::BatchResult;
+pub use execution::Execution;
 pub use reader::{InstanceQuery, MessageHistory};
 pub use store::{Store, StoreHandle};
 

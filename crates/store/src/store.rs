@@ -1,5 +1,11 @@
 //! A node's store: opens (or creates) the data directory, takes its lock, starts the group
 //! committer, and hands out cheap handles for applying batches, snapshots and reading.
+//!
+//! With [`Execution::Threads`] the committer is a thread and the store holds the directory
+//! lock; reads and snapshot writes run on tokio's blocking pool. With [`Execution::Inline`] the
+//! committer is a task on the runtime that opened the store and holds the directory lock
+//! itself, so that dropping that runtime (a simulated crash) releases the connection and the
+//! lock; reads and snapshot writes run in place.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -11,23 +17,35 @@ use tandem_core::error::{Error, Result};
 use tandem_core::{Command, Outcome};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::StoreError;
 use crate::batch::{Batch, ClusterEvent};
 use crate::catalog::{Catalog, CatalogCell};
 use crate::committer::{BatchResult, Committer, Request};
+use crate::execution::Execution;
 use crate::loader::load_machine;
 use crate::metrics::StoreMetrics;
 use crate::position::PositionCell;
 use crate::reader::{InstanceQuery, MessageHistory, Reader};
-use crate::{schema, snapshot};
+use crate::{StoreError, schema, snapshot};
 
 /// The lock file that keeps two nodes off one data directory.
 pub const LOCK_FILE: &str = "node.lock";
 
 pub struct Store {
     handle: StoreHandle,
-    committer: Option<JoinHandle<()>>,
-    _lock: File,
+    committer: Option<Running>,
+}
+
+/// The running committer, and who holds the data directory's lock.
+enum Running {
+    /// [`Execution::Threads`]: the committer thread; the store holds the lock until the thread
+    /// has stopped.
+    Thread { thread: JoinHandle<()>, lock: File },
+    /// [`Execution::Inline`]: the committer task, which holds the lock itself. Sending on (or
+    /// dropping) `stop` ends it once no request is waiting.
+    Task {
+        stop: oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<()>,
+    },
 }
 
 /// Cheap to clone; every server task holds one.
@@ -39,11 +57,32 @@ pub struct StoreHandle {
     reader: Arc<Mutex<Reader>>,
     metrics: Arc<StoreMetrics>,
     data_dir: PathBuf,
+    execution: Execution,
 }
 
 impl Store {
-    /// Opens the store in `data_dir` (created if missing).
+    /// Opens the store in `data_dir` (created if missing), with a committer thread
+    /// ([`Execution::Threads`]).
     pub fn open(data_dir: &Path) -> std::result::Result<Store, StoreError> {
+        Store::open_with(data_dir, Execution::Threads)
+    }
+
+    /// Opens the store in `data_dir` (created if missing) to run as `execution` says.
+    /// [`Execution::Inline`] needs to be called inside the tokio runtime that will run the
+    /// committer task.
+    pub fn open_with(
+        data_dir: &Path,
+        execution: Execution,
+    ) -> std::result::Result<Store, StoreError> {
+        let runtime = match execution {
+            Execution::Threads => None,
+            Execution::Inline => Some(tokio::runtime::Handle::try_current().map_err(|error| {
+                StoreError::io(
+                    "inline execution needs a tokio runtime to run the committer".into(),
+                    std::io::Error::other(error),
+                )
+            })?),
+        };
         std::fs::create_dir_all(data_dir).map_err(|error| {
             StoreError::io(format!("cannot create {}", data_dir.display()), error)
         })?;
@@ -66,10 +105,6 @@ impl Store {
             position: position.clone(),
             metrics: metrics.clone(),
         };
-        let thread = std::thread::Builder::new()
-            .name("tandem-committer".into())
-            .spawn(move || committer.run(receiver))
-            .map_err(|error| StoreError::io("cannot start the committer thread".into(), error))?;
         let handle = StoreHandle {
             requests,
             catalog,
@@ -77,11 +112,30 @@ impl Store {
             reader: Arc::new(Mutex::new(Reader::open(&database)?)),
             metrics,
             data_dir: data_dir.to_path_buf(),
+            execution,
+        };
+        let running = match runtime {
+            None => {
+                let thread = std::thread::Builder::new()
+                    .name("tandem-committer".into())
+                    .spawn(move || committer.run(receiver))
+                    .map_err(|error| {
+                        StoreError::io("cannot start the committer thread".into(), error)
+                    })?;
+                Running::Thread { thread, lock }
+            }
+            Some(runtime) => {
+                let (stop, stopped) = oneshot::channel();
+                let task = runtime.spawn(async move {
+                    committer.run_inline(receiver, stopped).await;
+                    drop(lock);
+                });
+                Running::Task { stop, task }
+            }
         };
         Ok(Store {
             handle,
-            committer: Some(thread),
-            _lock: lock,
+            committer: Some(running),
         })
     }
 
@@ -89,18 +143,40 @@ impl Store {
         self.handle.clone()
     }
 
-    /// Finishes the commands already queued, then stops the committer.
+    /// Finishes the commands already queued, then stops the committer. A committer thread
+    /// is waited for; a committer task ([`Execution::Inline`]) is only told to stop, and
+    /// releases the connection and the directory lock when it next runs (or when its runtime
+    /// is dropped): [`Store::shutdown`] waits for that.
     pub fn close(mut self) {
         self.stop();
     }
 
+    /// Like [`Store::close`], but also waits for a committer task to end, so that the data
+    /// directory can be opened again on the same runtime once this returns. (A committer
+    /// thread is waited for in place, blocking the caller as `close` does.)
+    pub async fn shutdown(mut self) {
+        if let Some(Running::Task { stop, task }) = self.committer.take() {
+            let _ = stop.send(());
+            let _ = task.await;
+        } else {
+            self.stop();
+        }
+    }
+
     fn stop(&mut self) {
-        if let Some(thread) = self.committer.take() {
-            let requests = &self.handle.requests;
-            outside_runtime(|| {
-                let _ = requests.blocking_send(Request::Stop);
-            });
-            let _ = thread.join();
+        match self.committer.take() {
+            Some(Running::Thread { thread, lock }) => {
+                let requests = &self.handle.requests;
+                outside_runtime(|| {
+                    let _ = requests.blocking_send(Request::Stop);
+                });
+                let _ = thread.join();
+                drop(lock);
+            }
+            Some(Running::Task { stop, .. }) => {
+                let _ = stop.send(());
+            }
+            None => {}
         }
     }
 }
@@ -159,9 +235,14 @@ impl StoreHandle {
         target: PathBuf,
     ) -> std::result::Result<Option<Vec<u8>>, StoreError> {
         let database = self.data_dir.join(schema::DATABASE_FILE);
-        tokio::task::spawn_blocking(move || snapshot::write(&database, &target))
-            .await
-            .map_err(|_| StoreError::Stopped)?
+        match self.execution {
+            Execution::Threads => {
+                tokio::task::spawn_blocking(move || snapshot::write(&database, &target))
+                    .await
+                    .map_err(|_| StoreError::Stopped)?
+            }
+            Execution::Inline => snapshot::write(&database, &target),
+        }
     }
 
     /// Replaces the whole store by the snapshot at `path`, between two batches.
@@ -212,17 +293,23 @@ impl StoreHandle {
         &self,
         query: impl FnOnce(&Reader) -> std::result::Result<T, StoreError> + Send + 'static,
     ) -> Result<T> {
-        let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            let reader = reader
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            query(&reader)
-        })
-        .await
-        .map_err(|_| Error::unavailable("a read query panicked"))?
-        .map_err(|error| Error::unavailable(format!("read failed: {error}")))
+        let answer = match self.execution {
+            Execution::Threads => {
+                let reader = self.reader.clone();
+                tokio::task::spawn_blocking(move || query(&lock_reader(&reader)))
+                    .await
+                    .map_err(|_| Error::unavailable("a read query panicked"))?
+            }
+            Execution::Inline => query(&lock_reader(&self.reader)),
+        };
+        answer.map_err(|error| Error::unavailable(format!("read failed: {error}")))
     }
+}
+
+fn lock_reader(reader: &Mutex<Reader>) -> std::sync::MutexGuard<'_, Reader> {
+    reader
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Tokio's blocking channel calls panic inside a runtime, and open, close and drop may
