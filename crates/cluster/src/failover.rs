@@ -71,8 +71,9 @@ pub async fn elect_when_the_active_is_gone(
     let mut losses = contact.subscribe_to_losses();
     loop {
         tokio::select! {
-            changed = losses.changed() => if changed.is_err() { return },
+            biased;
             _ = stopped.changed() => return,
+            changed = losses.changed() => if changed.is_err() { return },
         }
         let Some(lost) = contact.last_contact() else {
             continue;
@@ -82,8 +83,9 @@ pub async fn elect_when_the_active_is_gone(
         };
         let delay = Duration::from_millis(heartbeat_interval_ms * rank);
         tokio::select! {
-            () = tokio::time::sleep(delay) => {}
+            biased;
             _ = stopped.changed() => return,
+            () = tokio::time::sleep(delay) => {}
         }
         let metrics = raft.metrics().borrow_watched().clone();
         let still_waiting = contact.active_is_gone()
@@ -126,8 +128,9 @@ pub async fn record_failovers(
     let mut metrics = raft.metrics();
     loop {
         tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return },
+            biased;
             _ = stopped.changed() => return,
+            changed = metrics.changed() => if changed.is_err() { return },
         }
         let snapshot = metrics.borrow_watched().clone();
         let term = snapshot.current_term;

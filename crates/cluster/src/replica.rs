@@ -11,7 +11,7 @@ use std::time::Duration;
 use openraft::ChangeMembers;
 use tandem_core::error::{Error, ErrorCode, Result};
 use tandem_core::{Command, Outcome, limits};
-use tandem_store::StoreHandle;
+use tandem_store::{Execution, StoreHandle};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -32,13 +32,15 @@ pub const LOG_DIRECTORY: &str = "raft";
 /// The directory of snapshots inside a node's data directory.
 pub const SNAPSHOT_DIRECTORY: &str = "snapshots";
 
-/// What a replica runs on: its replication network, both directions. A node uses TCP
-/// ([`Environment::tcp`]); the deterministic simulation gives its simulated network.
+/// What a replica runs on: its replication network, both directions, and where the Raft
+/// log's work runs. A node uses TCP and threads ([`Environment::tcp`]); the deterministic
+/// simulation gives its simulated network and runs the log inline.
 pub struct Environment {
     /// Where peers' replication connections arrive.
     pub listener: Box<dyn Listener>,
     /// How this node dials its peers.
     pub transport: Arc<dyn Transport>,
+    pub execution: Execution,
 }
 
 impl Environment {
@@ -46,6 +48,7 @@ impl Environment {
         Environment {
             listener: Box::new(TcpPeerListener(listener)),
             transport: Arc::new(TcpTransport),
+            execution: Execution::Threads,
         }
     }
 }
@@ -78,7 +81,7 @@ impl Replica {
         data_dir: &Path,
         store: StoreHandle,
     ) -> std::result::Result<Replica, ClusterError> {
-        let log_store = LogStore::open(&data_dir.join(LOG_DIRECTORY))
+        let log_store = LogStore::open_with(&data_dir.join(LOG_DIRECTORY), environment.execution)
             .map_err(|error| ClusterError::Storage(format!("raft log: {error}")))?;
         let snapshot_directory = data_dir.join(SNAPSHOT_DIRECTORY);
         let state_machine = StateMachine::open(store.clone(), snapshot_directory.clone())

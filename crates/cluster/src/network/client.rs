@@ -297,6 +297,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let cancelled = tokio::select! {
+            biased;
             sent = self.send_snapshot(vote, snapshot, &option) => return sent,
             closed = cancel => closed,
         };

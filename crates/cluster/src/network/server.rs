@@ -62,6 +62,7 @@ where
     loop {
         while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
+            biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
