@@ -79,15 +79,31 @@ struct Records {
     completions: Vec<Delivery>,
 }
 
-#[derive(Default)]
 pub struct History {
     records: Mutex<Records>,
+    /// Stamps every record: [`now_ms`], or a simulation's clock.
+    clock: fn() -> i64,
+}
+
+impl Default for History {
+    fn default() -> History {
+        History::with_clock(now_ms)
+    }
 }
 
 impl History {
+    /// A history whose records are stamped by `clock` (ms since the epoch), the clock the
+    /// nodes stamp failovers with.
+    pub fn with_clock(clock: fn() -> i64) -> History {
+        History {
+            records: Mutex::default(),
+            clock,
+        }
+    }
+
     /// Records a publish of `message_ids` sent to `node_id`, now.
     pub fn invoke_publish(&self, node_id: u64, message_ids: &[String]) -> Invocation {
-        let invoked_at_ms = now_ms();
+        let invoked_at_ms = (self.clock)();
         let mut records = self.lock();
         let first = records.publishes.len();
         records
@@ -108,7 +124,7 @@ impl History {
     /// Resolves each message of an invocation, in order.
     pub fn resolve_publish(&self, invocation: Invocation, outcomes: Vec<PublishOutcome>) {
         assert_eq!(outcomes.len(), invocation.count, "one outcome per message");
-        let answered_at_ms = now_ms();
+        let answered_at_ms = (self.clock)();
         let mut records = self.lock();
         let attempts =
             &mut records.publishes[invocation.first..invocation.first + invocation.count];
@@ -124,7 +140,7 @@ impl History {
     }
 
     pub fn record_deliveries(&self, node_id: u64, message_ids: impl IntoIterator<Item = String>) {
-        let at_ms = now_ms();
+        let at_ms = (self.clock)();
         self.lock()
             .deliveries
             .extend(message_ids.into_iter().map(|message_id| Delivery {
@@ -135,7 +151,7 @@ impl History {
     }
 
     pub fn record_completions(&self, node_id: u64, message_ids: impl IntoIterator<Item = String>) {
-        let at_ms = now_ms();
+        let at_ms = (self.clock)();
         self.lock()
             .completions
             .extend(message_ids.into_iter().map(|message_id| Delivery {
