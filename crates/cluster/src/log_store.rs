@@ -591,13 +591,11 @@ impl Database {
         W: FnOnce(&mut Connection) -> Result<T, Failure> + Send + 'static,
     {
         let operation = operation.into();
-        match self.execution {
-            Execution::Threads => {
-                let database = Arc::clone(self);
-                spawn_blocking(move || database.locked(&operation, work)).await
-            }
-            Execution::Inline => self.locked(&operation, work),
-        }
+        let database = Arc::clone(self);
+        self.execution
+            .run_blocking(move || database.locked(&operation, work))
+            .await
+            .map_err(|error| io::Error::other(format!("raft log task failed: {error}")))?
     }
 
     /// Runs `work` on this thread with the connection locked; errors name the file and
@@ -613,14 +611,6 @@ impl Database {
         })?;
         work(&mut connection).map_err(|failure| describe(&self.path, operation, failure))
     }
-}
-
-async fn spawn_blocking<T: Send + 'static>(
-    work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| io::Error::other(format!("raft log task failed: {error}")))?
 }
 
 fn insert_entries(connection: &Connection, entries: &[Entry]) -> Result<(), Failure> {

@@ -91,7 +91,11 @@ impl Replica {
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
-            NetworkFactory::new(settings.peer_routes.clone(), environment.transport),
+            NetworkFactory::new(
+                settings.peer_routes.clone(),
+                environment.transport,
+                environment.execution,
+            ),
             log_store,
             state_machine,
         )
@@ -107,6 +111,7 @@ impl Replica {
             raft.clone(),
             snapshot_directory,
             contact.clone(),
+            environment.execution,
             wait_for_stop(stopped.clone()),
         ));
         let tasks = vec![

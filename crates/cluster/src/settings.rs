@@ -24,7 +24,7 @@ pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 5_000;
 /// Entries kept in the log behind a snapshot, so a briefly lagging passive catches up from
 /// the log rather than from a snapshot.
-pub const LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT: u64 = 1_000;
+pub const DEFAULT_LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT: u64 = 1_000;
 /// Entries sent in one replication request at most.
 pub const MAX_ENTRIES_PER_APPEND: u64 = 32;
 /// Sending or installing a snapshot may take this long.
@@ -40,6 +40,7 @@ pub struct ReplicaSettings {
     pub election_timeout_max_ms: u64,
     pub write_timeout_ms: u64,
     pub snapshot_every_entries: u64,
+    pub log_entries_kept_behind_snapshot: u64,
     /// Peers this node dials at another replication address than the membership's.
     pub peer_routes: BTreeMap<NodeId, String>,
 }
@@ -54,6 +55,7 @@ impl ReplicaSettings {
             election_timeout_max_ms: DEFAULT_ELECTION_TIMEOUT_MAX_MS,
             write_timeout_ms: DEFAULT_WRITE_TIMEOUT_MS,
             snapshot_every_entries: DEFAULT_SNAPSHOT_EVERY_ENTRIES,
+            log_entries_kept_behind_snapshot: DEFAULT_LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT,
             peer_routes: BTreeMap::new(),
         }
     }
@@ -80,7 +82,7 @@ impl ReplicaSettings {
             install_snapshot_timeout: SNAPSHOT_TRANSFER_TIMEOUT_MS,
             max_payload_entries: MAX_ENTRIES_PER_APPEND,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
-            max_in_snapshot_log_to_keep: LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT,
+            max_in_snapshot_log_to_keep: self.log_entries_kept_behind_snapshot,
             enable_pre_vote: Some(true),
             // The log store makes an append readable before its fsync: start sending it to
             // the passives at once, so the active's fsync and theirs overlap.

@@ -146,6 +146,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(storage_error)?;
         self.membership = meta.last_membership.clone();
         keep_snapshot(&self.snapshot_directory, meta, &snapshot.path)?;
+        let up_to = meta.last_log_id.map_or(0, |log_id| log_id.index);
+        eprintln!("tandem: caught up from the active's snapshot (log index {up_to})");
         Ok(())
     }
 

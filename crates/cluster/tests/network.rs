@@ -18,6 +18,7 @@ use tandem_cluster::network::{
     LeaderContact, NetworkFactory, PeerClient, TcpPeerListener, TcpTransport, serve,
 };
 use tandem_cluster::types::{Member, NodeId, Proposal, TypeConfig, Vote};
+use tandem_store::Execution;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,7 +48,7 @@ async fn a_peer_that_never_answers_fails_the_rpc_within_the_soft_ttl() {
             accepted_sender.send(()).await.unwrap();
         }
     });
-    let mut client = PeerClient::new(2, address, Arc::new(TcpTransport));
+    let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
     let option = RPCOption::new(Duration::from_millis(400));
 
     for attempt in 0..2 {
@@ -73,7 +74,7 @@ async fn a_closed_port_is_unreachable() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     drop(listener);
-    let mut client = PeerClient::new(2, address, Arc::new(TcpTransport));
+    let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
     let answer = timeout(
         TEST_WAIT,
         client.vote(vote_request(1), RPCOption::new(Duration::from_millis(400))),
@@ -90,7 +91,12 @@ async fn a_closed_port_is_unreachable() {
 async fn garbage_on_the_port_closes_only_that_connection() {
     let node = TestNode::start(1, &test_config()).await;
     let address = node.member.raft_address.clone();
-    let mut client = PeerClient::new(1, address.clone(), Arc::new(TcpTransport));
+    let mut client = PeerClient::new(
+        1,
+        address.clone(),
+        Arc::new(TcpTransport),
+        Execution::Threads,
+    );
     let option = RPCOption::new(Duration::from_secs(2));
     let before = timeout(TEST_WAIT, client.vote(vote_request(2), option.clone())).await;
     assert!(before.unwrap().is_ok());
@@ -129,7 +135,7 @@ async fn garbage_on_the_port_closes_only_that_connection() {
 
     let after = timeout(TEST_WAIT, client.vote(vote_request(2), option.clone())).await;
     assert!(after.unwrap().is_ok(), "the kept connection still works");
-    let mut fresh_client = PeerClient::new(1, address, Arc::new(TcpTransport));
+    let mut fresh_client = PeerClient::new(1, address, Arc::new(TcpTransport), Execution::Threads);
     let fresh = timeout(TEST_WAIT, fresh_client.vote(vote_request(3), option)).await;
     assert!(fresh.unwrap().is_ok(), "new connections still work");
     node.stop().await;
@@ -316,6 +322,7 @@ impl TestNode {
             raft.clone(),
             snapshot_directory.path().to_path_buf(),
             Arc::clone(&contact),
+            Execution::Threads,
             async {
                 let _ = stopped.await;
             },

@@ -16,3 +16,41 @@ pub enum Execution {
     /// blocks the runtime while SQLite works.
     Inline,
 }
+
+impl Execution {
+    /// Runs blocking `work` where this execution puts it: on tokio's blocking pool
+    /// ([`Execution::Threads`]) or in place ([`Execution::Inline`]). Fails only when the
+    /// blocking pool loses the work (it panicked, or the runtime is shutting down).
+    pub async fn run_blocking<T: Send + 'static>(
+        self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> std::io::Result<T> {
+        match self {
+            Execution::Threads => tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|error| std::io::Error::other(format!("blocking task failed: {error}"))),
+            Execution::Inline => Ok(work()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread_of_work(execution: Execution) -> std::thread::ThreadId {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(execution.run_blocking(|| std::thread::current().id()))
+            .unwrap()
+    }
+
+    #[test]
+    fn inline_work_runs_on_the_calling_thread_and_threaded_work_does_not() {
+        let caller = std::thread::current().id();
+        assert_eq!(thread_of_work(Execution::Inline), caller);
+        assert_ne!(thread_of_work(Execution::Threads), caller);
+    }
+}

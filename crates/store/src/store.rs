@@ -235,14 +235,10 @@ impl StoreHandle {
         target: PathBuf,
     ) -> std::result::Result<Option<Vec<u8>>, StoreError> {
         let database = self.data_dir.join(schema::DATABASE_FILE);
-        match self.execution {
-            Execution::Threads => {
-                tokio::task::spawn_blocking(move || snapshot::write(&database, &target))
-                    .await
-                    .map_err(|_| StoreError::Stopped)?
-            }
-            Execution::Inline => snapshot::write(&database, &target),
-        }
+        self.execution
+            .run_blocking(move || snapshot::write(&database, &target))
+            .await
+            .map_err(|_| StoreError::Stopped)?
     }
 
     /// Replaces the whole store by the snapshot at `path`, between two batches.
@@ -293,15 +289,12 @@ impl StoreHandle {
         &self,
         query: impl FnOnce(&Reader) -> std::result::Result<T, StoreError> + Send + 'static,
     ) -> Result<T> {
-        let answer = match self.execution {
-            Execution::Threads => {
-                let reader = self.reader.clone();
-                tokio::task::spawn_blocking(move || query(&lock_reader(&reader)))
-                    .await
-                    .map_err(|_| Error::unavailable("a read query panicked"))?
-            }
-            Execution::Inline => query(&lock_reader(&self.reader)),
-        };
+        let reader = self.reader.clone();
+        let answer = self
+            .execution
+            .run_blocking(move || query(&lock_reader(&reader)))
+            .await
+            .map_err(|_| Error::unavailable("a read query panicked"))?;
         answer.map_err(|error| Error::unavailable(format!("read failed: {error}")))
     }
 }

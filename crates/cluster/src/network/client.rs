@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,14 +20,15 @@ use openraft::raft::{
 };
 use openraft::type_config::alias::SnapshotOf;
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, StorageError};
-use tokio::fs::File;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufStream};
+use tandem_store::Execution;
+use tokio::io::{AsyncWriteExt, BufStream};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::messages::{Request, Response};
 use tandem_core::limits::SNAPSHOT_CHUNK_BYTES;
 
 use super::MIN_REPLICATION_TIMEOUT_MS;
+use super::blocking_file::BlockingFile;
 use super::transport::{BoxedConnection, TcpTransport, Transport};
 use crate::codec::{read_frame, write_frame};
 use crate::types::{Member, NodeId, SnapshotFile, TypeConfig, Vote};
@@ -40,23 +40,27 @@ pub struct NetworkFactory {
     /// tunnel, a NAT, or a fault-injecting proxy in tests).
     route_overrides: Arc<BTreeMap<NodeId, String>>,
     transport: Arc<dyn Transport>,
+    /// Where reading a snapshot file to send runs.
+    execution: Execution,
 }
 
 impl NetworkFactory {
     pub fn new(
         route_overrides: BTreeMap<NodeId, String>,
         transport: Arc<dyn Transport>,
+        execution: Execution,
     ) -> NetworkFactory {
         NetworkFactory {
             route_overrides: Arc::new(route_overrides),
             transport,
+            execution,
         }
     }
 }
 
 impl Default for NetworkFactory {
     fn default() -> NetworkFactory {
-        NetworkFactory::new(BTreeMap::new(), Arc::new(TcpTransport))
+        NetworkFactory::new(BTreeMap::new(), Arc::new(TcpTransport), Execution::Threads)
     }
 }
 
@@ -68,7 +72,12 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             .route_overrides
             .get(&target)
             .unwrap_or(&node.raft_address);
-        PeerClient::new(target, address.clone(), self.transport.clone())
+        PeerClient::new(
+            target,
+            address.clone(),
+            self.transport.clone(),
+            self.execution,
+        )
     }
 }
 
@@ -78,6 +87,7 @@ pub struct PeerClient {
     target: NodeId,
     address: String,
     transport: Arc<dyn Transport>,
+    execution: Execution,
     connection: Option<BufStream<BoxedConnection>>,
 }
 
@@ -88,11 +98,17 @@ enum Failure {
 }
 
 impl PeerClient {
-    pub fn new(target: NodeId, address: String, transport: Arc<dyn Transport>) -> Self {
+    pub fn new(
+        target: NodeId,
+        address: String,
+        transport: Arc<dyn Transport>,
+        execution: Execution,
+    ) -> Self {
         Self {
             target,
             address,
             transport,
+            execution,
             connection: None,
         }
     }
@@ -194,7 +210,7 @@ impl PeerClient {
         option: &RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let (file, total_bytes) =
-            open_snapshot(&snapshot.snapshot.path)
+            BlockingFile::open(snapshot.snapshot.path.clone(), self.execution)
                 .await
                 .map_err(|error| {
                     let subject = ErrorSubject::Snapshot(Some(snapshot.meta.signature()));
@@ -307,24 +323,20 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     }
 }
 
-async fn open_snapshot(path: &Path) -> io::Result<(File, u64)> {
-    let file = File::open(path).await?;
-    let total_bytes = file.metadata().await?.len();
-    Ok((file, total_bytes))
-}
-
 /// Streams exactly `total_bytes` of `file` to `connection`, each chunk within `step_timeout`.
 async fn copy_snapshot(
-    file: File,
+    mut file: BlockingFile,
     total_bytes: u64,
     connection: &mut BufStream<BoxedConnection>,
     step_timeout: std::time::Duration,
 ) -> io::Result<()> {
-    let mut file = file.take(total_bytes);
-    let mut chunk = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+    let mut chunk = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES);
     let mut sent_bytes = 0u64;
     while sent_bytes < total_bytes {
-        let read_bytes = file.read(&mut chunk).await?;
+        let wanted = (total_bytes - sent_bytes).min(SNAPSHOT_CHUNK_BYTES as u64) as usize;
+        chunk.resize(wanted, 0);
+        let read_bytes;
+        (chunk, read_bytes) = file.read(chunk).await?;
         if read_bytes == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -6,6 +6,8 @@
 //! - [`client`]: the sending side: [`NetworkFactory`] hands openraft one [`PeerClient`] per
 //!   target, each with at most one connection.
 //! - [`server`]: the receiving side: [`serve`] answers peers' requests with the local Raft.
+//! - [`blocking_file`]: snapshot files, read and written where the replica's execution
+//!   puts blocking work.
 //! - [`transport`]: how connections are made: TCP in a node, a simulated network in the
 //!   deterministic simulation.
 //! - [`leader_contact`]: [`LeaderContact`], when the active last reached this node and whether
@@ -18,6 +20,7 @@
 //! followed by exactly `total_bytes` raw bytes of the snapshot file, then the response frame.
 //! A peer that sends anything else, or stalls, is disconnected without an answer.
 
+pub mod blocking_file;
 pub mod client;
 pub mod leader_contact;
 pub mod messages;

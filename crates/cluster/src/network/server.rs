@@ -19,12 +19,13 @@ use openraft::raft::{AppendEntriesResponse, VoteRequest};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::vote::RaftLeaderId;
 use tandem_core::limits;
-use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tandem_store::Execution;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
+use super::blocking_file::{self, BlockingFile};
 use super::leader_contact::{ConnectionRecord, LeaderContact};
 use super::messages::{Request, Response};
 use super::transport::{BoxedConnection, Listener};
@@ -46,6 +47,7 @@ pub async fn serve<SM>(
     raft: Raft<TypeConfig, SM>,
     snapshot_directory: PathBuf,
     contact: Arc<LeaderContact>,
+    execution: Execution,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()>
 where
@@ -80,6 +82,7 @@ where
         let connection = Connection {
             raft: raft.clone(),
             snapshot_directory: Arc::clone(&snapshot_directory),
+            execution,
             record: contact.connection_record(),
         };
         connections.spawn(async move {
@@ -99,6 +102,8 @@ where
 {
     raft: Raft<TypeConfig, SM>,
     snapshot_directory: Arc<Path>,
+    /// Where writing a received snapshot file runs.
+    execution: Execution,
     record: ConnectionRecord,
 }
 
@@ -196,7 +201,8 @@ where
         stream: &mut BufStream<BoxedConnection>,
         total_bytes: u64,
     ) -> io::Result<PathBuf> {
-        let (mut file, path) = create_received_file(&self.snapshot_directory).await?;
+        let (mut file, path) =
+            create_received_file(&self.snapshot_directory, self.execution).await?;
         let received = async {
             let mut chunk = vec![0u8; limits::SNAPSHOT_CHUNK_BYTES];
             let mut remaining_bytes = total_bytes;
@@ -208,17 +214,17 @@ where
                 )
                 .await
                 .map_err(|_elapsed| stalled("snapshot transfer"))??;
-                file.write_all(&chunk[..chunk_bytes]).await?;
+                chunk = file.write_all(chunk, chunk_bytes).await?;
                 remaining_bytes -= chunk_bytes as u64;
             }
             file.sync_all().await?;
-            File::open(&self.snapshot_directory).await?.sync_all().await
+            blocking_file::sync_directory(&self.snapshot_directory, self.execution).await
         }
         .await;
         match received {
             Ok(()) => Ok(path),
             Err(error) => {
-                let _ = tokio::fs::remove_file(&path).await;
+                let _ = blocking_file::remove_file(&path, self.execution).await;
                 Err(error)
             }
         }
@@ -231,7 +237,7 @@ where
         };
         let installed = self.raft.install_full_snapshot(vote, snapshot).await;
         // Not taken by the state machine: refused, or not newer than what is committed.
-        match tokio::fs::remove_file(&path).await {
+        match blocking_file::remove_file(&path, self.execution).await {
             Err(error) if error.kind() != io::ErrorKind::NotFound => {
                 return Response::Failed {
                     reason: format!("cannot remove {}: {error}", path.display()),
@@ -258,18 +264,17 @@ fn stalled(what: &str) -> io::Error {
 
 /// A new file for one incoming snapshot; its name is unique within the process and, with the
 /// wall clock, across restarts.
-async fn create_received_file(directory: &Path) -> io::Result<(File, PathBuf)> {
+async fn create_received_file(
+    directory: &Path,
+    execution: Execution,
+) -> io::Result<(BlockingFile, PathBuf)> {
     static RECEIVED_SNAPSHOTS: AtomicU64 = AtomicU64::new(0);
     let sequence = RECEIVED_SNAPSHOTS.fetch_add(1, Ordering::Relaxed);
     let started_ms = crate::clock::wall_clock_ms();
     let path = directory.join(format!(
         "{RECEIVED_SNAPSHOT_PREFIX}{started_ms}-{sequence}{RECEIVED_SNAPSHOT_SUFFIX}"
     ));
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .await?;
+    let file = BlockingFile::create_new(path.clone(), execution).await?;
     Ok((file, path))
 }
 
