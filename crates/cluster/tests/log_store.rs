@@ -1,8 +1,12 @@
 //! The SQLite raft log against openraft's storage suite, and against what Tandem relies on:
 //! range reads, truncation, purge, errors that name the file, a bounded file, and what
-//! survives closing and reopening it.
+//! survives closing and reopening it; with `Execution::Inline`, the same answers as with its
+//! writer thread, and a runtime dropped without dropping the log (a simulated crash) leaving
+//! every fsynced write behind and no connection open. (That inline starts no thread is
+//! checked in `inline_threads.rs`, in a process of its own.)
 
 use std::io;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use futures_util::TryStreamExt;
@@ -22,6 +26,7 @@ use tandem_cluster::types::{
     Entry, FailoverRecord, LogId, Proposal, ProposalResult, SnapshotMeta, StoredMembership,
     TypeConfig, Vote,
 };
+use tandem_store::Execution;
 use tempfile::TempDir;
 
 const NODE_ID: u64 = 1;
@@ -167,27 +172,38 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
     }
 }
 
-/// Every suite test gets a fresh log file in its own temporary directory.
-struct TemporaryStoreBuilder;
+/// Every suite test gets a fresh log file in its own temporary directory, run as given.
+struct TemporaryStoreBuilder(Execution);
 
 impl StoreBuilder<TypeConfig, LogStore, MetadataStateMachine, TempDir> for TemporaryStoreBuilder {
     async fn build(
         &self,
     ) -> Result<(TempDir, LogStore, MetadataStateMachine), StorageError<TypeConfig>> {
         let directory = tempfile::tempdir().expect("temporary directory");
-        let store = LogStore::open(directory.path()).expect("open the log");
+        let store = LogStore::open_with(directory.path(), self.0).expect("open the log");
         Ok((directory, store, MetadataStateMachine::default()))
     }
 }
 
 #[tokio::test]
 async fn openraft_storage_suite_passes_on_a_current_thread_runtime() {
-    Suite::test_all(TemporaryStoreBuilder).await.unwrap();
+    Suite::test_all(TemporaryStoreBuilder(Execution::Threads))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite_passes_on_a_multi_thread_runtime() {
-    Suite::test_all(TemporaryStoreBuilder).await.unwrap();
+    Suite::test_all(TemporaryStoreBuilder(Execution::Threads))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn openraft_storage_suite_passes_inline_on_a_current_thread_runtime() {
+    Suite::test_all(TemporaryStoreBuilder(Execution::Inline))
+        .await
+        .unwrap();
 }
 
 // ---- Tandem's expectations ----
@@ -455,4 +471,138 @@ async fn the_file_stays_bounded_when_purges_follow_appends() {
         final_bytes < written_bytes / 2,
         "{final_bytes} bytes on disk for {written_bytes} written"
     );
+}
+
+// ---- Execution::Inline gives the same answers as threads ----
+
+/// Appends, a vote, a committed id, a truncation and a purge, then what the log reads back,
+/// before and after it is opened again.
+async fn transcript(directory: &Path, execution: Execution) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut store = LogStore::open_with(directory, execution).expect("open the log");
+    store
+        .blocking_append(entries(1, 0, 9))
+        .await
+        .expect("append");
+    store
+        .save_vote(&Vote::new_committed(2, NODE_ID))
+        .await
+        .expect("save the vote");
+    store
+        .save_committed(Some(log_id(1, 5)))
+        .await
+        .expect("save the committed id");
+    store
+        .truncate_after(Some(log_id(1, 7)))
+        .await
+        .expect("truncate");
+    store
+        .blocking_append(entries(2, 8, 12))
+        .await
+        .expect("append");
+    store.purge(log_id(1, 3)).await.expect("purge");
+    lines.extend(read_back(&mut store).await);
+    drop(store);
+    let mut store = LogStore::open_with(directory, execution).expect("open the log again");
+    lines.extend(read_back(&mut store).await);
+    lines
+}
+
+async fn read_back(store: &mut LogStore) -> Vec<String> {
+    let mut reader = store.get_log_reader().await;
+    vec![
+        format!("{:?}", store.get_log_state().await.expect("log state")),
+        format!("{:?}", store.read_committed().await.expect("committed")),
+        format!("{:?}", reader.read_vote().await.expect("vote")),
+        format!(
+            "{:?}",
+            reader.try_get_log_entries(0..100).await.expect("read")
+        ),
+        format!(
+            "{:?}",
+            reader.try_get_log_entries(6..=9).await.expect("read")
+        ),
+    ]
+}
+
+#[test]
+fn inline_and_threads_logs_give_the_same_answers() {
+    let threads_dir = tempfile::tempdir().expect("temp dir");
+    let inline_dir = tempfile::tempdir().expect("temp dir");
+    let threads = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(transcript(threads_dir.path(), Execution::Threads));
+    let inline =
+        current_thread_runtime().block_on(transcript(inline_dir.path(), Execution::Inline));
+    assert_eq!(inline, threads);
+    assert!(threads[3].contains("index: 12"), "{}", threads[3]);
+}
+
+// ---- a crash of the runtime ----
+
+#[test]
+fn a_dropped_runtime_leaves_the_fsynced_log_and_no_open_connection() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let runtime = current_thread_runtime();
+    let stale = runtime.block_on(async {
+        let mut store =
+            LogStore::open_with(directory.path(), Execution::Inline).expect("open the log");
+        store
+            .blocking_append(entries(1, 0, 4))
+            .await
+            .expect("append");
+        store
+            .save_vote(&Vote::new_committed(1, NODE_ID))
+            .await
+            .expect("save the vote");
+        store
+    });
+    // A crash: the runtime goes, and the writer task with it; the log is never dropped.
+    drop(runtime);
+    current_thread_runtime().block_on(async {
+        let mut stale = stale;
+        let error = stale
+            .blocking_append(entries(1, 5, 5))
+            .await
+            .expect_err("the writer of the crashed runtime is gone");
+        assert!(error.to_string().contains("writer"), "{error}");
+        drop(stale);
+        assert_no_connection_is_open(directory.path());
+        let mut store =
+            LogStore::open_with(directory.path(), Execution::Inline).expect("open the log again");
+        let mut reader = store.get_log_reader().await;
+        let read = reader.try_get_log_entries(0..10).await.expect("read");
+        assert_eq!(read, entries(1, 0, 4));
+        assert_eq!(
+            reader.read_vote().await.expect("vote"),
+            Some(Vote::new_committed(1, NODE_ID))
+        );
+    });
+}
+
+/// Taking the file out of WAL mode needs every other connection to it closed.
+fn assert_no_connection_is_open(directory: &Path) {
+    let connection =
+        rusqlite::Connection::open(directory.join(LOG_DATABASE_FILE)).expect("open the file");
+    connection
+        .execute_batch("PRAGMA busy_timeout = 0;")
+        .expect("set the busy timeout");
+    let mode = connection.query_row("PRAGMA journal_mode = DELETE", [], |row| {
+        row.get::<_, String>(0)
+    });
+    assert_eq!(
+        mode.as_deref().ok(),
+        Some("delete"),
+        "a connection to the log is still open: {mode:?}"
+    );
+}
+
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }

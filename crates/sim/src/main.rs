@@ -85,7 +85,13 @@ fn print_report(report: &SimReport, took: Duration) {
         );
     }
     report.history.print(&format!("seed {}", report.seed));
-    if let Some(divergence) = &report.divergence {
-        println!("[seed {}] {divergence}", report.seed);
+    match (&report.divergence, report.agreed_after) {
+        (Some(divergence), _) => println!("[seed {}] {divergence}", report.seed),
+        (None, Some(after)) => println!(
+            "[seed {}] the replicas agreed {:.1} s after the drain",
+            report.seed,
+            after.as_secs_f64()
+        ),
+        (None, None) => {}
     }
 }

@@ -113,6 +113,7 @@ async fn execute(replica: &Replica, command: Command) -> Result<Executed, Error>
 
 /// The node's stored message ids and failover history.
 async fn inventory(replica: &Replica, store: &StoreHandle) -> Result<Inventory, Error> {
+    let status = replica.status();
     let active = replica.is_active();
     let mut message_ids = Vec::new();
     let mut after = 0;
@@ -138,6 +139,9 @@ async fn inventory(replica: &Replica, store: &StoreHandle) -> Result<Inventory, 
     Ok(Inventory {
         node_id: replica.node_id(),
         active,
+        term: status.term,
+        last_log_index: status.last_log_index,
+        applied_index: status.applied_index,
         message_ids,
         failovers,
     })

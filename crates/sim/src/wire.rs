@@ -41,6 +41,10 @@ pub struct Inventory {
     pub node_id: u64,
     /// Whether the node was the active when it answered.
     pub active: bool,
+    /// The node's term, last log index and last applied index when it answered.
+    pub term: u64,
+    pub last_log_index: u64,
+    pub applied_index: u64,
     pub message_ids: Vec<String>,
     /// (term, at_ms) of each recorded failover, oldest first.
     pub failovers: Vec<(u64, i64)>,

@@ -36,11 +36,14 @@ const PUBLISH_PAUSE: Duration = Duration::from_millis(20);
 /// The pause after a lease that found nothing.
 const IDLE_PAUSE: Duration = Duration::from_millis(20);
 const LEASE_DURATION_MS: u64 = 2_000;
-/// At the end, the nodes are asked this many times for their inventories before they are
-/// found not to agree.
-const CONVERGENCE_ROUNDS: usize = 100;
-const CONVERGENCE_PAUSE: Duration = Duration::from_millis(100);
 const LEASE_BATCH: u32 = 16;
+/// At the end, the nodes are asked for their inventories until they agree, for at most this
+/// long: longer than the replication's longest timeout (a snapshot transfer whose answer was
+/// lost holds its follower back until it times out), so that only a replica that never
+/// catches up counts as diverged.
+const CONVERGENCE_LIMIT: Duration =
+    Duration::from_millis(tandem_cluster::settings::SNAPSHOT_TRANSFER_TIMEOUT_MS + 30_000);
+const CONVERGENCE_PAUSE: Duration = Duration::from_millis(100);
 
 /// What the clients share with the simulation's driver.
 #[derive(Clone)]
@@ -166,10 +169,11 @@ pub async fn consume(shared: Shared, holder: String) -> turmoil::Result {
 }
 
 /// Every node's inventory, once one node answers as the active and every node stores the
-/// same messages; the last answers, not agreeing, after [`CONVERGENCE_ROUNDS`].
+/// same messages; the last answers, not agreeing, after [`CONVERGENCE_LIMIT`].
 pub async fn take_inventories(node_count: u64) -> Inventories {
+    let started = tokio::time::Instant::now();
     let mut answers = Vec::new();
-    for _round in 0..CONVERGENCE_ROUNDS {
+    while started.elapsed() < CONVERGENCE_LIMIT {
         answers.clear();
         for node in 1..=node_count {
             if let Ok(Response::Inventory(Ok(inventory))) = call(node, &Request::Inventory).await {
@@ -184,14 +188,14 @@ pub async fn take_inventories(node_count: u64) -> Inventories {
         if agreed {
             return Inventories {
                 answers,
-                agreed: true,
+                agreed_after: Some(started.elapsed()),
             };
         }
         tokio::time::sleep(CONVERGENCE_PAUSE).await;
     }
     Inventories {
         answers,
-        agreed: false,
+        agreed_after: None,
     }
 }
 
@@ -199,8 +203,9 @@ pub async fn take_inventories(node_count: u64) -> Inventories {
 #[derive(Clone, Debug)]
 pub struct Inventories {
     pub answers: Vec<Inventory>,
-    /// One node was the active and every node stored the same messages.
-    pub agreed: bool,
+    /// How long after the drain one node was the active and every node stored the same
+    /// messages; `None` if that never happened.
+    pub agreed_after: Option<Duration>,
 }
 
 impl Inventories {
