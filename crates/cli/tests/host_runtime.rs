@@ -546,9 +546,13 @@ fn post(address: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16
     (status, body)
 }
 
-fn free_loopback_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").to_string()
+/// `N` loopback addresses free right now and different from each other: every port is held
+/// until all are chosen (a port released at once can be handed out again by the next bind).
+fn free_loopback_addresses<const N: usize>() -> [String; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    std::array::from_fn(|index| listeners[index].local_addr().expect("address").to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -556,8 +560,7 @@ async fn http_receive_acknowledges_durably_and_a_failing_port_falls_back_to_its_
     let mut set = ReplicaSet::start(ReplicaSetOptions::default()).await;
     let servers = servers(&set);
     let work = tempfile::tempdir().expect("work dir");
-    let listen = free_loopback_address();
-    let nobody = free_loopback_address();
+    let [listen, nobody] = free_loopback_addresses();
     let bindings = work.path().join("bindings.toml");
     let text = format!(
         r#"[[host]]
