@@ -89,10 +89,10 @@ impl SimReport {
 /// Runs one seed to the end and checks its history.
 pub fn run(options: &SimOptions) -> Result<SimReport, String> {
     let scratch = scratch_directory()?;
-    let root = options
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| scratch.path().to_path_buf());
+    let root = match &options.out_dir {
+        Some(out_dir) => fresh_directory(out_dir)?,
+        None => scratch.path().to_path_buf(),
+    };
     tandem_cluster::runtime::seed_election_timers_on_this_thread(options.seed);
     tandem_cluster::clock::simulate_wall_clock_on_this_thread(simulated_clock_ms);
     let steps = faults::schedule(options.seed, options.nodes, options.fault_duration);
@@ -278,6 +278,21 @@ fn history_lines(history: &History, root: &Path) -> Result<String, String> {
 fn simulated_clock_ms() -> i64 {
     let since_epoch = turmoil::since_epoch().unwrap_or(Duration::from_secs(EPOCH_SECONDS));
     since_epoch.as_millis() as i64
+}
+
+/// `directory`, which must be missing or empty: nodes that found an earlier run's data would
+/// not replay the seed.
+fn fresh_directory(directory: &Path) -> Result<PathBuf, String> {
+    let in_use = std::fs::read_dir(directory).is_ok_and(|mut entries| entries.next().is_some());
+    if in_use {
+        return Err(format!(
+            "{} is not empty: give a new directory, so that the nodes start with no data",
+            directory.display()
+        ));
+    }
+    std::fs::create_dir_all(directory)
+        .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
+    Ok(directory.to_path_buf())
 }
 
 /// A temporary directory for the nodes' data, in memory when the machine has /dev/shm:
