@@ -227,8 +227,9 @@ pub fn heal(cluster: &mut ChaosCluster) -> Result<(), String> {
     cluster.heal_everything()
 }
 
-/// SplitMix64: a tiny, well-mixed generator, so a seed gives the same schedule everywhere.
-struct SplitMix64(u64);
+/// SplitMix64: a tiny, well-mixed generator, so a seed gives the same schedule everywhere
+/// (here and in the deterministic simulation's nemesis).
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
     fn next(&mut self) -> u64 {
@@ -239,7 +240,8 @@ impl SplitMix64 {
         mixed ^ (mixed >> 31)
     }
 
-    fn below(&mut self, bound: u64) -> u64 {
+    /// A number in `0..bound` (`0` when `bound` is 0).
+    pub fn below(&mut self, bound: u64) -> u64 {
         self.next() % bound.max(1)
     }
 

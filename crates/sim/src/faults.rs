@@ -15,6 +15,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use tandem_chaos::nemesis::SplitMix64;
 use turmoil::Sim;
 
 use crate::wire::node_name;
@@ -151,22 +152,6 @@ pub fn heal(sim: &mut Sim<'_>, fault: Fault, hosts: &[String], normal_latency: D
                 sim.repair(node_name(node), peer);
             }
         }
-    }
-}
-
-/// A small, fast, seedable generator (SplitMix64): the schedule depends on the seed only.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mixed = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        let mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        mixed ^ (mixed >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
     }
 }
 

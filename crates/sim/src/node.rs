@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_cluster::replica::Environment;
-use tandem_cluster::{Member, Replica, ReplicaSettings};
+use tandem_cluster::{Member, Replica, ReplicaSettings, Role};
 use tandem_core::Command;
 use tandem_core::error::Error;
 use tandem_store::reader::InstanceQuery;
@@ -114,7 +114,6 @@ async fn execute(replica: &Replica, command: Command) -> Result<Executed, Error>
 /// The node's stored message ids and failover history.
 async fn inventory(replica: &Replica, store: &StoreHandle) -> Result<Inventory, Error> {
     let status = replica.status();
-    let active = replica.is_active();
     let mut message_ids = Vec::new();
     let mut after = 0;
     loop {
@@ -138,7 +137,7 @@ async fn inventory(replica: &Replica, store: &StoreHandle) -> Result<Inventory, 
         .collect();
     Ok(Inventory {
         node_id: replica.node_id(),
-        active,
+        active: status.role == Role::Active,
         term: status.term,
         last_log_index: status.last_log_index,
         applied_index: status.applied_index,
