@@ -10,6 +10,7 @@
 //! - [`clock`]: the wall clock stamped into entries (simulated on a simulation's thread).
 //! - [`codec`]: binary encoding and length-prefixed frames.
 //! - [`log_store`]: the durable Raft log and vote (SQLite, fsync per append).
+//! - [`recent_entries`]: the log's newest entries in memory, for replication and apply.
 //! - [`state_machine`]: the node's store as openraft's state machine; snapshots.
 //! - [`network`]: replication RPCs over TCP with hard timeouts.
 //! - [`proposer`]: many commands per log entry, stamped with the active's clock.
@@ -25,6 +26,7 @@ pub mod failover;
 pub mod log_store;
 pub mod network;
 pub mod proposer;
+pub mod recent_entries;
 pub mod replica;
 pub mod runtime;
 pub mod settings;

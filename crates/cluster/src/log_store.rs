@@ -7,12 +7,14 @@
 //!
 //! One writer thread owns the write connection and takes every write in the order openraft
 //! issued it. `append` only hands its entries to that thread (and to the in-memory
-//! [`Unflushed`] set, so that readers see them at once) and returns: the thread writes every
+//! [`RecentEntries`], so that readers see them at once) and returns: the thread writes every
 //! append waiting in its queue in one transaction with one fsync (group commit of the log),
 //! then reports each one flushed. The active therefore sends entries to the passives while its
 //! own fsync runs. Votes, truncations and purges wait for their fsync before they return.
-//! Every [`LogReader`] reads through a second, read-only connection plus the unflushed
-//! entries, so replication reads never wait behind an fsync.
+//! Every [`LogReader`] reads the recent entries held in memory (unflushed ones, and the newest
+//! flushed ones up to a byte budget) and only goes to the file, through a second, read-only
+//! connection, for older ones: replication reads never wait behind an fsync, and the state
+//! machine's apply of a just-committed entry decodes nothing.
 //!
 //! That is [`Execution::Threads`], the default. With [`Execution::Inline`] (a single-threaded
 //! simulation) the writer is a task on the runtime that opened the log instead of a thread,
@@ -39,6 +41,7 @@ use tandem_store::Execution;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{decode, encode};
+use crate::recent_entries::RecentEntries;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 /// The log's file name inside the node's data directory.
@@ -71,7 +74,7 @@ const LAST_PURGED_KEY: &str = "last_purged";
 pub struct LogStore {
     path: PathBuf,
     writes: mpsc::Sender<Write>,
-    unflushed: Arc<Unflushed>,
+    recent: Arc<RecentEntries>,
     reader: Arc<Database>,
 }
 
@@ -79,14 +82,7 @@ pub struct LogStore {
 #[derive(Clone)]
 pub struct LogReader {
     database: Arc<Database>,
-    unflushed: Arc<Unflushed>,
-}
-
-/// Entries handed to the writer thread and not yet in the file, by index. Readers look here
-/// first, then in the file: an entry the thread writes meanwhile is found in the file.
-#[derive(Default)]
-pub struct Unflushed {
-    entries: Mutex<BTreeMap<u64, Entry>>,
+    recent: Arc<RecentEntries>,
 }
 
 type ChangeFn = Box<dyn FnOnce(&Connection) -> Result<(), Failure> + Send>;
@@ -95,6 +91,8 @@ type ChangeFn = Box<dyn FnOnce(&Connection) -> Result<(), Failure> + Send>;
 enum Write {
     Append {
         entries: Vec<Entry>,
+        /// Each entry's encoded size, once the writer has stored it.
+        encoded_bytes: Vec<usize>,
         callback: IOFlushed<TypeConfig>,
     },
     /// Any other change (vote, committed id, truncation, purge), answered once it is fsynced.
@@ -131,6 +129,27 @@ impl LogStore {
     /// [`Execution::Inline`] needs to be called inside the tokio runtime that will run the
     /// writer task.
     pub fn open_with(directory: &Path, execution: Execution) -> io::Result<LogStore> {
+        LogStore::open_with_recent_entries(directory, execution, RecentEntries::default())
+    }
+
+    /// Opens the log like [`LogStore::open_with`], holding recently flushed entries in memory
+    /// up to `recent_entries_budget_bytes` (encoded) instead of the default
+    /// ([`crate::recent_entries::DEFAULT_BUDGET_BYTES`]); 0 sends every read of a flushed entry
+    /// to the file.
+    pub fn open_with_budget(
+        directory: &Path,
+        execution: Execution,
+        recent_entries_budget_bytes: usize,
+    ) -> io::Result<LogStore> {
+        let recent = RecentEntries::with_budget(recent_entries_budget_bytes);
+        LogStore::open_with_recent_entries(directory, execution, recent)
+    }
+
+    fn open_with_recent_entries(
+        directory: &Path,
+        execution: Execution,
+        recent: RecentEntries,
+    ) -> io::Result<LogStore> {
         let runtime = match execution {
             Execution::Threads => None,
             Execution::Inline => Some(tokio::runtime::Handle::try_current().map_err(|error| {
@@ -160,12 +179,12 @@ impl LogStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|error| describe(&path, "open for reading", error.into()))?;
-        let unflushed = Arc::new(Unflushed::default());
+        let recent = Arc::new(recent);
         let (writes, queue) = mpsc::channel(limits::RAFT_LOG_WRITE_QUEUE_CAPACITY);
         let writer = Writer {
             path: path.clone(),
             connection,
-            unflushed: Arc::clone(&unflushed),
+            recent: Arc::clone(&recent),
         };
         match runtime {
             None => {
@@ -181,7 +200,7 @@ impl LogStore {
         Ok(LogStore {
             path: path.clone(),
             writes,
-            unflushed,
+            recent,
             reader: Arc::new(Database {
                 path,
                 connection: Mutex::new(reader),
@@ -278,7 +297,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogReader;
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
-        let last_unflushed = self.unflushed.last_log_id();
+        let last_held = self.recent.last_log_id();
         let state = self
             .reader
             .run("read the log state", |connection| {
@@ -301,7 +320,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             })
             .await?;
         Ok(LogState {
-            last_log_id: state.last_log_id.max(last_unflushed),
+            last_log_id: state.last_log_id.max(last_held),
             ..state
         })
     }
@@ -309,7 +328,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_reader(&mut self) -> LogReader {
         LogReader {
             database: Arc::clone(&self.reader),
-            unflushed: Arc::clone(&self.unflushed),
+            recent: Arc::clone(&self.recent),
         }
     }
 
@@ -344,9 +363,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        self.unflushed.insert(&entries);
-        self.send(Write::Append { entries, callback }, "append entries")
-            .await
+        self.recent.appended(&entries);
+        let write = Write::Append {
+            entries,
+            encoded_bytes: Vec::new(),
+            callback,
+        };
+        self.send(write, "append entries").await
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
@@ -355,7 +378,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => "delete every entry".to_string(),
         };
         let first_deleted = last_log_id.map_or(0, |log_id| log_id.index() + 1);
-        self.unflushed.remove_from(first_deleted);
+        self.recent.remove_from(first_deleted);
         self.change(operation, move |connection| {
             connection.execute(
                 "DELETE FROM log WHERE log_index >= ?1",
@@ -368,7 +391,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         let operation = format!("purge the entries up to index {}", log_id.index());
-        self.unflushed.remove_up_to(log_id.index());
+        self.recent.remove_up_to(log_id.index());
         self.change(operation, move |connection| {
             connection.execute(
                 "DELETE FROM log WHERE log_index <= ?1",
@@ -391,8 +414,12 @@ impl RaftLogReader<TypeConfig> for LogReader {
         let Some((first_index, last_index)) = sql_bounds(&range) else {
             return Ok(Vec::new());
         };
-        // Unflushed first: an entry flushed after this look is in the file by the next one.
-        let unflushed = self.unflushed.range(first_index as u64, last_index as u64);
+        // Memory first: an entry flushed (and dropped from memory) after this look is in the
+        // file by the next one.
+        let held = self.recent.range(first_index as u64, last_index as u64);
+        if held.len() as u64 == (last_index - first_index) as u64 + 1 {
+            return Ok(held.into_values().collect());
+        }
         self.database
             .run(operation, move |connection| {
                 let mut statement = connection.prepare_cached(
@@ -406,7 +433,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
                     let bytes = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
                     stored.insert(row_index, decode(bytes)?);
                 }
-                stored.extend(unflushed);
+                stored.extend(held);
                 let mut entries: Vec<Entry> = Vec::with_capacity(stored.len());
                 for (row_index, entry) in stored {
                     let expected_index = entries.last().map(|previous| previous.index() + 1);
@@ -433,61 +460,11 @@ impl RaftLogReader<TypeConfig> for LogReader {
     }
 }
 
-impl Unflushed {
-    fn insert(&self, entries: &[Entry]) {
-        let mut unflushed = self.lock();
-        for entry in entries {
-            unflushed.insert(entry.index(), entry.clone());
-        }
-    }
-
-    /// Forgets `entries` once the writer is done with them (in the file, or failed: a failed
-    /// write stops the node), unless a later append replaced them.
-    fn forget(&self, entries: &[Entry]) {
-        let mut unflushed = self.lock();
-        for entry in entries {
-            if unflushed
-                .get(&entry.index())
-                .is_some_and(|waiting| waiting.log_id() == entry.log_id())
-            {
-                unflushed.remove(&entry.index());
-            }
-        }
-    }
-
-    fn remove_from(&self, first_index: u64) {
-        self.lock().split_off(&first_index);
-    }
-
-    fn remove_up_to(&self, last_index: u64) {
-        let mut unflushed = self.lock();
-        let kept = unflushed.split_off(&(last_index + 1));
-        *unflushed = kept;
-    }
-
-    fn range(&self, first_index: u64, last_index: u64) -> BTreeMap<u64, Entry> {
-        self.lock()
-            .range(first_index..=last_index)
-            .map(|(index, entry)| (*index, entry.clone()))
-            .collect()
-    }
-
-    fn last_log_id(&self) -> Option<LogId> {
-        self.lock().values().next_back().map(|entry| entry.log_id())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
 /// The writer thread (or task): owns the write connection.
 struct Writer {
     path: PathBuf,
     connection: Connection,
-    unflushed: Arc<Unflushed>,
+    recent: Arc<RecentEntries>,
 }
 
 impl Writer {
@@ -529,8 +506,14 @@ impl Writer {
             .map_err(|error| describe(&self.path, "begin a transaction", error.into()))?;
         for write in writes.iter_mut() {
             match write {
-                Write::Append { entries, .. } => insert_entries(&transaction, entries)
-                    .map_err(|failure| describe(&self.path, &appending(entries), failure))?,
+                Write::Append {
+                    entries,
+                    encoded_bytes,
+                    ..
+                } => {
+                    *encoded_bytes = insert_entries(&transaction, entries)
+                        .map_err(|failure| describe(&self.path, &appending(entries), failure))?;
+                }
                 Write::Change {
                     operation, change, ..
                 } => {
@@ -549,8 +532,15 @@ impl Writer {
     fn report(&self, writes: Vec<Write>, result: io::Result<()>) {
         for write in writes {
             match write {
-                Write::Append { entries, callback } => {
-                    self.unflushed.forget(&entries);
+                Write::Append {
+                    entries,
+                    encoded_bytes,
+                    callback,
+                } => {
+                    match &result {
+                        Ok(()) => self.recent.flushed(&entries, &encoded_bytes),
+                        Err(_) => self.recent.failed(&entries),
+                    }
                     callback.io_completed(copy_result(&result));
                 }
                 Write::Change { done, .. } => {
@@ -613,13 +603,17 @@ impl Database {
     }
 }
 
-fn insert_entries(connection: &Connection, entries: &[Entry]) -> Result<(), Failure> {
+/// Stores `entries`; answers each one's encoded size.
+fn insert_entries(connection: &Connection, entries: &[Entry]) -> Result<Vec<usize>, Failure> {
     let mut statement = connection
         .prepare_cached("INSERT OR REPLACE INTO log (log_index, entry) VALUES (?1, ?2)")?;
+    let mut encoded_bytes = Vec::with_capacity(entries.len());
     for entry in entries {
-        statement.execute((sql_index(entry.index())?, encode(entry)?))?;
+        let encoded = encode(entry)?;
+        encoded_bytes.push(encoded.len());
+        statement.execute((sql_index(entry.index())?, encoded))?;
     }
-    Ok(())
+    Ok(encoded_bytes)
 }
 
 fn read_meta<T: DeserializeOwned>(

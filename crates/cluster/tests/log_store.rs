@@ -172,36 +172,49 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
     }
 }
 
-/// Every suite test gets a fresh log file in its own temporary directory, run as given.
-struct TemporaryStoreBuilder(Execution);
+/// Every suite test gets a fresh log file in its own temporary directory, run as given, with
+/// the default budget for recent entries held in memory or with the one given.
+struct TemporaryStoreBuilder(Execution, Option<usize>);
 
 impl StoreBuilder<TypeConfig, LogStore, MetadataStateMachine, TempDir> for TemporaryStoreBuilder {
     async fn build(
         &self,
     ) -> Result<(TempDir, LogStore, MetadataStateMachine), StorageError<TypeConfig>> {
         let directory = tempfile::tempdir().expect("temporary directory");
-        let store = LogStore::open_with(directory.path(), self.0).expect("open the log");
+        let store = match self.1 {
+            None => LogStore::open_with(directory.path(), self.0),
+            Some(budget) => LogStore::open_with_budget(directory.path(), self.0, budget),
+        }
+        .expect("open the log");
         Ok((directory, store, MetadataStateMachine::default()))
     }
 }
 
 #[tokio::test]
 async fn openraft_storage_suite_passes_on_a_current_thread_runtime() {
-    Suite::test_all(TemporaryStoreBuilder(Execution::Threads))
+    Suite::test_all(TemporaryStoreBuilder(Execution::Threads, None))
         .await
         .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite_passes_on_a_multi_thread_runtime() {
-    Suite::test_all(TemporaryStoreBuilder(Execution::Threads))
+    Suite::test_all(TemporaryStoreBuilder(Execution::Threads, None))
         .await
         .unwrap();
 }
 
 #[tokio::test]
 async fn openraft_storage_suite_passes_inline_on_a_current_thread_runtime() {
-    Suite::test_all(TemporaryStoreBuilder(Execution::Inline))
+    Suite::test_all(TemporaryStoreBuilder(Execution::Inline, None))
+        .await
+        .unwrap();
+}
+
+/// With no budget, every read of a flushed entry goes to the file.
+#[tokio::test]
+async fn openraft_storage_suite_passes_reading_flushed_entries_from_the_file() {
+    Suite::test_all(TemporaryStoreBuilder(Execution::Threads, Some(0)))
         .await
         .unwrap();
 }
@@ -391,7 +404,7 @@ async fn a_file_of_another_format_version_or_program_is_refused() {
 #[tokio::test]
 async fn a_hole_in_the_file_is_reported_not_skipped() {
     let directory = tempfile::tempdir().unwrap();
-    let mut store = LogStore::open(directory.path()).unwrap();
+    let mut store = LogStore::open_with_budget(directory.path(), Execution::Threads, 0).unwrap();
     append(&mut store, entries(1, 0, 9)).await;
     rusqlite::Connection::open(directory.path().join(LOG_DATABASE_FILE))
         .unwrap()
@@ -406,6 +419,70 @@ async fn a_hole_in_the_file_is_reported_not_skipped() {
     let error = reader.try_get_log_entries(3..8).await.expect_err("a hole");
     assert_eq!(error.kind(), io::ErrorKind::InvalidData);
     assert!(error.to_string().contains(LOG_DATABASE_FILE), "{error}");
+}
+
+/// Deletes the file's rows `first..=last` behind the log's back.
+fn delete_rows(directory: &Path, first: u64, last: u64) {
+    rusqlite::Connection::open(directory.join(LOG_DATABASE_FILE))
+        .unwrap()
+        .execute(
+            "DELETE FROM log WHERE log_index BETWEEN ?1 AND ?2",
+            [first, last],
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn recently_flushed_entries_are_read_from_memory() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut store = LogStore::open(directory.path()).unwrap();
+    append(&mut store, entries(1, 0, 9)).await;
+    delete_rows(directory.path(), 3, 5);
+
+    let mut reader = store.get_log_reader().await;
+    assert_eq!(
+        reader.try_get_log_entries(2..=6).await.unwrap(),
+        entries(1, 2, 6),
+        "flushed entries are still held in memory"
+    );
+
+    // A truncation and a purge drop what memory holds too.
+    store.truncate_after(Some(log_id(1, 7))).await.unwrap();
+    store.purge(log_id(1, 1)).await.unwrap();
+    assert_eq!(read(&mut store, 8..=9).await, Vec::<u64>::new());
+    assert_eq!(read(&mut store, 0..=7).await, [2, 3, 4, 5, 6, 7]);
+}
+
+#[tokio::test]
+async fn entries_past_the_memory_budget_are_read_from_the_file() {
+    let directory = tempfile::tempdir().unwrap();
+    let reason = "r".repeat(1000);
+    let one_entry_bytes =
+        tandem_cluster::codec::encode(&failover_entry_with_reason(1, 0, reason.clone()))
+            .unwrap()
+            .len();
+    let mut store =
+        LogStore::open_with_budget(directory.path(), Execution::Threads, 3 * one_entry_bytes)
+            .unwrap();
+    let batch: Vec<Entry> = (0..=9)
+        .map(|index| failover_entry_with_reason(1, index, reason.clone()))
+        .collect();
+    for entry in batch.clone() {
+        append(&mut store, vec![entry]).await;
+    }
+    delete_rows(directory.path(), 0, 9);
+
+    let mut reader = store.get_log_reader().await;
+    assert_eq!(
+        reader.try_get_log_entries(7..=9).await.unwrap(),
+        batch[7..=9],
+        "the newest three fit the budget"
+    );
+    assert_eq!(
+        indexes(&reader.try_get_log_entries(6..=9).await.unwrap()),
+        [7, 8, 9],
+        "entry 6 was dropped from memory, so it was looked for in the (emptied) file"
+    );
 }
 
 #[tokio::test]
