@@ -109,6 +109,14 @@ impl Tables for MemoryTables {
     }
 
     fn update_instance(&mut self, instance: &Instance) {
+        if let Some(stored) = self.instances.get(&instance.id) {
+            assert_eq!(
+                placement(stored),
+                placement(instance),
+                "an update changed where instance {} belongs",
+                instance.id
+            );
+        }
         self.instances.insert(instance.id, instance.clone());
     }
 
@@ -169,4 +177,18 @@ impl Tables for MemoryTables {
         self.tracking.drain(..purge);
         purge as u64
     }
+}
+
+/// What [`Tables::update_instance`] never changes: the instance's message, subscription, host
+/// and priority.
+fn placement(
+    instance: &Instance,
+) -> (MessageSeq, &str, Option<SubscriptionId>, Option<HostId>, u8) {
+    (
+        instance.message_seq,
+        instance.message_id.as_str(),
+        instance.subscription,
+        instance.host,
+        instance.priority,
+    )
 }

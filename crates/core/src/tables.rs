@@ -33,6 +33,9 @@ pub trait Tables {
     fn delete_message(&mut self, seq: MessageSeq);
 
     fn insert_instance(&mut self, instance: &Instance);
+    /// Writes an instance's delivery state (state, attempts, visibility, lease, last error,
+    /// enqueue time). Where it belongs (its message, subscription, host and priority) is fixed
+    /// when it is inserted and never updated.
     fn update_instance(&mut self, instance: &Instance);
     fn delete_instance(&mut self, id: InstanceId);
     fn load_instance(&mut self, id: InstanceId) -> Option<Instance>;

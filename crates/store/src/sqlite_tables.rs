@@ -300,13 +300,25 @@ impl Tables for SqliteTables<'_> {
         );
     }
 
+    /// Sets only the delivery-state columns: SQLite then leaves alone every index whose
+    /// columns are not set (`instances_by_message` on a lease, for one), instead of deleting
+    /// and re-inserting the same key.
     fn update_instance(&mut self, instance: &Instance) {
         self.execute(
-            "UPDATE instances SET message_seq = ?2, message_id = ?3, subscription_id = ?4, \
-             host_id = ?5, priority = ?6, state = ?7, attempts = ?8, visible_at_ms = ?9, \
-             lease_token = ?10, lease_holder = ?11, lease_expires_at_ms = ?12, \
-             last_error = ?13, enqueued_at_ms = ?14 WHERE id = ?1",
-            instance_parameters(instance),
+            "UPDATE instances SET state = ?2, attempts = ?3, visible_at_ms = ?4, \
+             lease_token = ?5, lease_holder = ?6, lease_expires_at_ms = ?7, last_error = ?8, \
+             enqueued_at_ms = ?9 WHERE id = ?1",
+            params![
+                instance.id,
+                state_code(instance.state),
+                instance.attempts,
+                instance.visible_at_ms,
+                instance.lease_token,
+                instance.lease_holder,
+                instance.lease_expires_at_ms,
+                instance.last_error,
+                instance.enqueued_at_ms
+            ],
         );
     }
 
