@@ -83,7 +83,7 @@ async fn propose(
 ) -> Result<Committed> {
     let proposal = Proposal::Commands {
         timestamp_ms: crate::wall_clock_ms(),
-        commands,
+        commands: Arc::new(commands),
     };
     match tokio::time::timeout(write_timeout, raft.client_write(proposal)).await {
         Ok(Ok(response)) => Ok(Committed {

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use openraft::EntryPayload;
@@ -49,7 +50,8 @@ impl StateMachine {
         })
     }
 
-    /// The store batch for `entry`, which it consumes: the commands move, never copied.
+    /// The store batch for `entry`, which it consumes: the commands move, copied only when the
+    /// log still holds the entry in memory.
     fn batch_for(&mut self, entry: Entry) -> io::Result<Batch> {
         let log_id = entry.log_id;
         let (timestamp_ms, commands, event) = match entry.payload {
@@ -61,7 +63,7 @@ impl StateMachine {
             EntryPayload::Normal(Proposal::Commands {
                 timestamp_ms,
                 commands,
-            }) => (timestamp_ms, commands, None),
+            }) => (timestamp_ms, Arc::unwrap_or_clone(commands), None),
             EntryPayload::Normal(Proposal::Failover(record)) => {
                 let event = ClusterEvent {
                     at_ms: record.at_ms,

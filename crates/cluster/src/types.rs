@@ -2,6 +2,7 @@
 //! it answers ([`ProposalResult`]), and how a member is reached ([`Member`]).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tandem_core::error::Result;
@@ -50,9 +51,12 @@ impl fmt::Display for Member {
 pub enum Proposal {
     /// Commands in the order the active received them, stamped with the active's clock:
     /// every replica applies them with this timestamp, never its own.
+    ///
+    /// The commands are shared, not copied, between the log's in-memory entries, replication
+    /// and apply (serialized exactly as a plain list).
     Commands {
         timestamp_ms: i64,
-        commands: Vec<Command>,
+        commands: Arc<Vec<Command>>,
     },
     /// A new active records how it took over, so every node shows the same history.
     Failover(FailoverRecord),

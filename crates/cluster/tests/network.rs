@@ -281,7 +281,7 @@ fn test_config() -> Arc<Config> {
 fn commands_at(timestamp_ms: i64) -> Proposal {
     Proposal::Commands {
         timestamp_ms,
-        commands: Vec::new(),
+        commands: Vec::new().into(),
     }
 }
 

@@ -27,7 +27,8 @@ fn create_host_entry(index: u64) -> Entry {
             timestamp_ms: 1_700_000_000_000 + index as i64,
             commands: vec![Command::CreateHost {
                 name: format!("h{index}"),
-            }],
+            }]
+            .into(),
         },
     )
 }

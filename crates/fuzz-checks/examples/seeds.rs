@@ -221,7 +221,8 @@ fn commands_payload() -> Json {
                 publisher: "fuzz".into(),
                 messages: vec![message],
             },
-        ],
+        ]
+        .into(),
     };
     json!({"Normal": serde_json::to_value(proposal).expect("proposal as JSON")})
 }
