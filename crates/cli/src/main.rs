@@ -23,12 +23,6 @@ mod property_spec;
 
 use std::process::ExitCode;
 
-/// A node allocates and frees message bodies (about 1 KiB each, just above glibc's small-bin
-/// sizes) millions of times a second on several threads; glibc's allocator then spends a
-/// third of the tokio workers' time consolidating its free lists. mimalloc does not.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 
 use command_context::CommandContext;
@@ -47,6 +41,12 @@ use commands::subscription::SubscriptionCommand;
 use commands::suspended::SuspendedCommand;
 use commands::tracking::TrackingCommand;
 use commands::up::UpArgs;
+
+/// A node allocates and frees message bodies (about 1 KiB each, just above glibc's small-bin
+/// sizes) millions of times a second on several threads; glibc's allocator then spends a
+/// third of the tokio workers' time consolidating its free lists. mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Tandem: a durable, highly available MessageBox.
 #[derive(Debug, Parser)]
