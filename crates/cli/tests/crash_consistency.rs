@@ -225,6 +225,7 @@ async fn every_acknowledged_message_and_every_store_survive_kill_nine_of_every_r
     let iterations = iterations_from_environment();
     let options = ReplicaSetOptions {
         snapshot_every_entries: Some(SNAPSHOT_EVERY_ENTRIES),
+        snapshot_min_log_percent: Some(0),
         ..ReplicaSetOptions::default()
     };
     let mut set = ReplicaSet::start(options).await;

@@ -2,7 +2,7 @@
 //! through the faults an active must survive: kill -9 (ten times in a row), a pause longer
 //! than the election timeout, a network partition, planned switchover and failback, a stop
 //! of every node, a passive that missed many entries, a wiped data directory, and the loss
-//! of a majority.
+//! of a majority. One more test checks when nodes snapshot a large store.
 //!
 //! Every test records what its clients saw in a history and checks it at the end: no
 //! acknowledged message lost, nothing delivered that was never published, and no
@@ -20,12 +20,13 @@ use support::check_data_dir;
 use support::history::{self, History, HistoryReport, PublishOutcome, now_ms};
 use support::replica_set::{ActiveNode, ReplicaSet, ReplicaSetOptions, node_status};
 use support::workload::{
-    CALL_TIMEOUT, CallFailure, Workload, WorkloadShape, declare_route, publish_once,
-    stored_instances, stored_message_count, stored_message_ids,
+    CALL_TIMEOUT, CallFailure, HOST, Workload, WorkloadShape, declare_route, publish_once,
+    stored_instances, stored_message_count, stored_message_ids, test_message,
 };
 use tandem_protocol::v1;
 use tandem_protocol::v1::admin_client::AdminClient;
 use tandem_protocol::v1::cluster_client::ClusterClient;
+use tandem_protocol::v1::message_box_client::MessageBoxClient;
 
 /// How long a test waits for an active (a first one, or a new one after a fault), at most.
 const ACTIVE_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -710,6 +711,7 @@ async fn every_acknowledged_message_survives_stopping_and_restarting_every_node(
 async fn a_passive_with_a_wiped_data_directory_rejoins_from_a_snapshot() {
     let options = ReplicaSetOptions {
         snapshot_every_entries: Some(SNAPSHOT_EVERY_ENTRIES),
+        snapshot_min_log_percent: Some(0),
         ..ReplicaSetOptions::default()
     };
     let (mut set, workload) = loaded_replica_set(options, &shape("wipe")).await;
@@ -830,4 +832,150 @@ async fn without_a_majority_a_publish_answers_no_quorum_and_status_still_answers
         stored_message_ids(set.address(set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await.node_id))
             .await;
     assert!(stored.contains(&message_ids[0]));
+}
+
+/// The snapshot test's store: bodies this big, this many of them left as a backlog.
+const LARGE_BODY_BYTES: usize = 1024 * 1024;
+const BACKLOG_MESSAGES: usize = 8;
+/// The snapshot test's minimum of entries between snapshots: the ticker alone (five
+/// entries a second) passes it in a few seconds.
+const FEW_ENTRIES: u64 = 20;
+/// How long the snapshot test watches for snapshots that must not happen: several times
+/// [`FEW_ENTRIES`] ticks.
+const WATCHED_FOR_SNAPSHOTS: Duration = Duration::from_secs(12);
+
+/// A snapshot copies the whole store, so a large store is not snapshotted every few
+/// entries: only once the log written since the last snapshot is as large as the store.
+/// Here: a log of large messages that were delivered leaves a small store (snapshot), a
+/// backlog of large messages then stays unsnapshotted through many entries and a passive's
+/// kill -9 (it catches up from the log), and delivering the backlog makes the next snapshot
+/// due on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_store_is_snapshotted_after_as_many_log_bytes_not_after_a_few_entries() {
+    let options = ReplicaSetOptions {
+        snapshot_every_entries: Some(FEW_ENTRIES),
+        ..ReplicaSetOptions::default()
+    };
+    let mut set = ReplicaSet::start(options).await;
+    declare_route(&set.addresses()).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let url = set.grpc_url(active.node_id);
+
+    publish_large(&url, "delivered", BACKLOG_MESSAGES / 2).await;
+    assert_eq!(deliver_all(&url).await, BACKLOG_MESSAGES / 2);
+    let first = wait_for_snapshots(&set, "a first snapshot", &BTreeMap::new()).await;
+
+    publish_large(&url, "backlog", BACKLOG_MESSAGES).await;
+    set.wait_for_convergence(CATCH_UP_TIMEOUT).await;
+    let before = wait_for_snapshots(&set, "the first snapshot", &BTreeMap::new()).await;
+    let latest = before.values().copied().max().unwrap_or(0);
+    let victim = set.others(active.node_id)[0];
+    set.kill(victim);
+    tokio::time::sleep(WATCHED_FOR_SNAPSHOTS / 2).await;
+    set.restart(victim);
+    tokio::time::sleep(WATCHED_FOR_SNAPSHOTS / 2).await;
+    let applied = set.wait_for_convergence(CATCH_UP_TIMEOUT).await;
+    assert!(
+        applied >= latest + 2 * FEW_ENTRIES,
+        "only {} entries since the snapshot at {latest}",
+        applied.saturating_sub(latest)
+    );
+    for (node_id, index) in &before {
+        let status = set.status(*node_id).await.expect("every node answers");
+        assert_eq!(
+            status.snapshot_index, *index,
+            "node {node_id} snapshotted its large store after fewer log bytes than it holds"
+        );
+    }
+    let on_victim = stored_message_ids(set.address(victim)).await;
+    assert_eq!(
+        on_victim.len(),
+        BACKLOG_MESSAGES,
+        "the backlog on node {victim}"
+    );
+
+    assert_eq!(deliver_all(&url).await, BACKLOG_MESSAGES);
+    let after = wait_for_snapshots(&set, "a snapshot after the backlog", &before).await;
+    eprintln!(
+        "[snapshots] first at {first:?}; unchanged through a backlog of {BACKLOG_MESSAGES} \
+         MiB, a kill -9 of node {victim} and {} entries; after delivering it: {after:?}",
+        applied.saturating_sub(latest)
+    );
+}
+
+/// Publishes `count` messages of [`LARGE_BODY_BYTES`] to the test route, one call each.
+async fn publish_large(url: &str, prefix: &str, count: usize) {
+    let mut client = MessageBoxClient::connect(url.to_string())
+        .await
+        .expect("connect to the active");
+    for i in 0..count {
+        let mut message = test_message(&format!("{prefix}-{i}"));
+        message.body = vec![i as u8; LARGE_BODY_BYTES];
+        let request = v1::PublishRequest {
+            messages: vec![message],
+            ..Default::default()
+        };
+        tokio::time::timeout(CALL_TIMEOUT, client.publish(request))
+            .await
+            .expect("publish answers in time")
+            .expect("publish of a large message");
+    }
+}
+
+/// Leases and completes every message of the test host; answers how many.
+async fn deliver_all(url: &str) -> usize {
+    let mut client = MessageBoxClient::connect(url.to_string())
+        .await
+        .expect("connect to the active");
+    let mut delivered = 0;
+    for _ in 0..BACKLOG_MESSAGES * 4 {
+        let lease = v1::LeaseRequest {
+            host: HOST.into(),
+            holder: "snapshot-test".into(),
+            // Within a plain gRPC client's 4 MiB answer.
+            max_messages: 2,
+            lease_duration_ms: 30_000,
+            wait_ms: 0,
+        };
+        let leased = tokio::time::timeout(CALL_TIMEOUT, client.lease(lease))
+            .await
+            .expect("lease answers in time")
+            .expect("lease")
+            .into_inner()
+            .messages;
+        if leased.is_empty() {
+            return delivered;
+        }
+        let settlements = support::completions(&leased);
+        let settled = tokio::time::timeout(
+            CALL_TIMEOUT,
+            client.settle(v1::SettleBatchRequest { settlements }),
+        )
+        .await
+        .expect("settle answers in time")
+        .expect("settle")
+        .into_inner();
+        assert!(settled.results.iter().all(|result| result.error.is_none()));
+        delivered += leased.len();
+    }
+    panic!("the test host still had messages after {delivered} deliveries");
+}
+
+/// Every node's snapshot index, once it is above the one in `past` (0 for a node not in it).
+async fn wait_for_snapshots(
+    set: &ReplicaSet,
+    what: &str,
+    past: &BTreeMap<u64, u64>,
+) -> BTreeMap<u64, u64> {
+    let mut indexes = BTreeMap::new();
+    for node_id in set.node_ids() {
+        let past_index = past.get(&node_id).copied().unwrap_or(0);
+        let status = set
+            .wait_for_status(node_id, what, CATCH_UP_TIMEOUT, |status| {
+                status.snapshot_index > past_index
+            })
+            .await;
+        indexes.insert(node_id, status.snapshot_index);
+    }
+    indexes
 }

@@ -12,6 +12,8 @@
 //! - [`log_store`]: the durable Raft log and vote (SQLite, fsync per append).
 //! - [`recent_entries`]: the log's newest entries in memory, for replication and apply.
 //! - [`state_machine`]: the node's store as openraft's state machine; snapshots.
+//! - [`snapshot_policy`]: when a snapshot is due (entries and log bytes against the store's
+//!   size).
 //! - [`network`]: replication RPCs over TCP with hard timeouts.
 //! - [`proposer`]: many commands per log entry, stamped with the active's clock.
 //! - [`failover`]: the failover history the new active writes into the log.
@@ -30,6 +32,7 @@ pub mod recent_entries;
 pub mod replica;
 pub mod runtime;
 pub mod settings;
+pub mod snapshot_policy;
 pub mod state_machine;
 pub mod status;
 pub mod types;

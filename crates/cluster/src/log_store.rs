@@ -28,6 +28,7 @@ use std::fs;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::OptionalSend;
@@ -76,6 +77,22 @@ pub struct LogStore {
     writes: mpsc::Sender<Write>,
     recent: Arc<RecentEntries>,
     reader: Arc<Database>,
+    growth: LogGrowth,
+}
+
+/// How many bytes of entries (encoded, as stored) the log has made durable since it was
+/// opened: what the snapshot policy weighs against the size of the store. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct LogGrowth(Arc<AtomicU64>);
+
+impl LogGrowth {
+    pub fn bytes_written(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, bytes: usize) {
+        self.0.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
 }
 
 /// Reads entries and the vote for replication and apply; cheap to clone.
@@ -180,11 +197,13 @@ impl LogStore {
         )
         .map_err(|error| describe(&path, "open for reading", error.into()))?;
         let recent = Arc::new(recent);
+        let growth = LogGrowth::default();
         let (writes, queue) = mpsc::channel(limits::RAFT_LOG_WRITE_QUEUE_CAPACITY);
         let writer = Writer {
             path: path.clone(),
             connection,
             recent: Arc::clone(&recent),
+            growth: growth.clone(),
         };
         match runtime {
             None => {
@@ -206,7 +225,13 @@ impl LogStore {
                 connection: Mutex::new(reader),
                 execution,
             }),
+            growth,
         })
+    }
+
+    /// The count of entry bytes this log makes durable from now on.
+    pub fn growth(&self) -> LogGrowth {
+        self.growth.clone()
     }
 
     /// Hands `change` to the writer thread and waits until it is fsynced.
@@ -403,6 +428,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+impl LogReader {
+    /// The encoded bytes of the entries in the file after `index` (SQLite reads their
+    /// lengths without reading the entries).
+    pub async fn stored_bytes_after(&self, index: u64) -> io::Result<u64> {
+        let operation = format!("measure the entries after index {index}");
+        self.database
+            .run(operation, move |connection| {
+                let bytes: i64 = connection.query_row(
+                    "SELECT coalesce(sum(length(entry)), 0) FROM log WHERE log_index > ?1",
+                    [sql_index(index)?],
+                    |row| row.get(0),
+                )?;
+                Ok(u64::try_from(bytes).unwrap_or(0))
+            })
+            .await
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogReader {
     /// Returns the entries of `range` that the log holds, in order. A gap between two of them
     /// (which a correct log never has) is an error, not a short answer.
@@ -465,6 +508,7 @@ struct Writer {
     path: PathBuf,
     connection: Connection,
     recent: Arc<RecentEntries>,
+    growth: LogGrowth,
 }
 
 impl Writer {
@@ -538,7 +582,10 @@ impl Writer {
                     callback,
                 } => {
                     match &result {
-                        Ok(()) => self.recent.flushed(&entries, &encoded_bytes),
+                        Ok(()) => {
+                            self.growth.add(encoded_bytes.iter().sum());
+                            self.recent.flushed(&entries, &encoded_bytes);
+                        }
                         Err(_) => self.recent.failed(&entries),
                     }
                     callback.io_completed(copy_result(&result));

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::ChangeMembers;
+use openraft::storage::RaftLogStorage;
 use tandem_core::error::{Error, ErrorCode, Result};
 use tandem_core::{Command, Outcome, limits};
 use tandem_store::{Execution, StoreHandle};
@@ -22,6 +23,7 @@ use crate::network::{
     LeaderContact, Listener, NetworkFactory, TcpPeerListener, TcpTransport, Transport, serve,
 };
 use crate::proposer::{Acknowledged, Pending, not_active, run_proposer, unconfirmed_active};
+use crate::snapshot_policy::take_snapshots_when_due;
 use crate::state_machine::StateMachine;
 use crate::status::{ReplicaStatus, Role};
 use crate::types::{FailoverRecord, Member, NodeId, Raft};
@@ -81,8 +83,10 @@ impl Replica {
         data_dir: &Path,
         store: StoreHandle,
     ) -> std::result::Result<Replica, ClusterError> {
-        let log_store = LogStore::open_with(&data_dir.join(LOG_DIRECTORY), environment.execution)
-            .map_err(|error| ClusterError::Storage(format!("raft log: {error}")))?;
+        let mut log_store =
+            LogStore::open_with(&data_dir.join(LOG_DIRECTORY), environment.execution)
+                .map_err(|error| ClusterError::Storage(format!("raft log: {error}")))?;
+        let (log_growth, log_reader) = (log_store.growth(), log_store.get_log_reader().await);
         let snapshot_directory = data_dir.join(SNAPSHOT_DIRECTORY);
         let state_machine = StateMachine::open(store.clone(), snapshot_directory.clone())
             .map_err(|error| ClusterError::Storage(format!("state machine: {error}")))?;
@@ -129,6 +133,14 @@ impl Replica {
                 contact,
                 fast_election,
                 settings.heartbeat_interval_ms,
+                stopped.clone(),
+            )),
+            tokio::spawn(take_snapshots_when_due(
+                raft.clone(),
+                log_growth,
+                log_reader,
+                store.clone(),
+                settings.snapshot_rule(),
                 stopped,
             )),
         ];

@@ -8,6 +8,7 @@ use openraft::{Config, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::ClusterError;
+use crate::snapshot_policy::SnapshotRule;
 use crate::types::{Member, NodeId};
 
 /// The active sends a heartbeat this often.
@@ -20,8 +21,11 @@ pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 150;
 pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 300;
 /// A write that has not reached a majority after this long answers `no_quorum`.
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5_000;
-/// A snapshot is taken after this many log entries, and the log before it purged.
+/// A snapshot is taken after at least this many log entries, and the log before it purged.
 pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 5_000;
+/// ... and once the log has written at least this percentage of the store's size since the
+/// last snapshot (see `snapshot_policy`).
+pub const DEFAULT_SNAPSHOT_MIN_LOG_PERCENT: u64 = 100;
 /// Entries kept in the log behind a snapshot, so a briefly lagging passive catches up from
 /// the log rather than from a snapshot.
 pub const DEFAULT_LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT: u64 = 1_000;
@@ -40,6 +44,7 @@ pub struct ReplicaSettings {
     pub election_timeout_max_ms: u64,
     pub write_timeout_ms: u64,
     pub snapshot_every_entries: u64,
+    pub snapshot_min_log_percent: u64,
     pub log_entries_kept_behind_snapshot: u64,
     /// Peers this node dials at another replication address than the membership's.
     pub peer_routes: BTreeMap<NodeId, String>,
@@ -55,8 +60,17 @@ impl ReplicaSettings {
             election_timeout_max_ms: DEFAULT_ELECTION_TIMEOUT_MAX_MS,
             write_timeout_ms: DEFAULT_WRITE_TIMEOUT_MS,
             snapshot_every_entries: DEFAULT_SNAPSHOT_EVERY_ENTRIES,
+            snapshot_min_log_percent: DEFAULT_SNAPSHOT_MIN_LOG_PERCENT,
             log_entries_kept_behind_snapshot: DEFAULT_LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT,
             peer_routes: BTreeMap::new(),
+        }
+    }
+
+    /// When this node takes a snapshot.
+    pub fn snapshot_rule(&self) -> SnapshotRule {
+        SnapshotRule {
+            min_entries: self.snapshot_every_entries,
+            min_log_percent: self.snapshot_min_log_percent,
         }
     }
 
@@ -81,7 +95,8 @@ impl ReplicaSettings {
             election_timeout_max: self.election_timeout_max_ms,
             install_snapshot_timeout: SNAPSHOT_TRANSFER_TIMEOUT_MS,
             max_payload_entries: MAX_ENTRIES_PER_APPEND,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
+            // Snapshots are triggered by `snapshot_policy`, which weighs the store's size too.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: self.log_entries_kept_behind_snapshot,
             enable_pre_vote: Some(true),
             // The log store makes an append readable before its fsync: start sending it to

@@ -550,6 +550,44 @@ async fn the_file_stays_bounded_when_purges_follow_appends() {
     );
 }
 
+/// The snapshot policy weighs the log's bytes against the store's size: every durable
+/// append counts, and after a restart the entries past the snapshot are measured in the file.
+#[tokio::test]
+async fn the_log_counts_the_entry_bytes_it_made_durable_and_measures_those_it_holds() {
+    const PAYLOAD_BYTES: usize = 10_000;
+    let directory = tempfile::tempdir().unwrap();
+    let mut store = LogStore::open(directory.path()).unwrap();
+    let growth = store.growth();
+    assert_eq!(growth.bytes_written(), 0);
+    let payload = "x".repeat(PAYLOAD_BYTES);
+    let batch = (0..4)
+        .map(|index| failover_entry_with_reason(1, index, payload.clone()))
+        .collect::<Vec<_>>();
+    append(&mut store, batch).await;
+    let written = growth.bytes_written();
+    assert!(
+        (4 * PAYLOAD_BYTES..5 * PAYLOAD_BYTES).contains(&(written as usize)),
+        "{written} bytes counted for four entries of {PAYLOAD_BYTES}"
+    );
+    append(&mut store, vec![failover_entry(1, 4)]).await;
+    let with_small_entry = growth.bytes_written();
+    assert!(with_small_entry > written && with_small_entry < written + 1_000);
+    drop(store);
+
+    let mut reopened = LogStore::open(directory.path()).unwrap();
+    assert_eq!(reopened.growth().bytes_written(), 0);
+    let reader = reopened.get_log_reader().await;
+    assert_eq!(
+        reader.stored_bytes_after(0).await.unwrap() + written / 4,
+        with_small_entry
+    );
+    assert_eq!(
+        reader.stored_bytes_after(3).await.unwrap(),
+        with_small_entry - written
+    );
+    assert_eq!(reader.stored_bytes_after(4).await.unwrap(), 0);
+}
+
 // ---- Execution::Inline gives the same answers as threads ----
 
 /// Appends, a vote, a committed id, a truncation and a purge, then what the log reads back,

@@ -56,8 +56,12 @@ pub struct NodeConfig {
     pub election_timeout_max_ms: u64,
     /// A write that has not reached a majority after this long answers `no_quorum`.
     pub write_timeout_ms: u64,
-    /// A snapshot is taken (and the log before it purged) every this many log entries.
+    /// A snapshot is taken (and the log before it purged) after at least this many log
+    /// entries ...
     pub snapshot_every_entries: u64,
+    /// ... and once the log has written at least this percentage of the store's size since
+    /// the last snapshot (0: count entries only).
+    pub snapshot_min_log_percent: u64,
     /// Peers this node dials at another replication address than the one they advertise,
     /// by node id (`[peer_routes]` table: `2 = "10.0.0.7:7402"`): for tunnels and NATs, and
     /// for the fault-injecting proxies of the partition tests.
@@ -86,6 +90,7 @@ impl Default for NodeConfig {
             election_timeout_max_ms: settings::DEFAULT_ELECTION_TIMEOUT_MAX_MS,
             write_timeout_ms: settings::DEFAULT_WRITE_TIMEOUT_MS,
             snapshot_every_entries: settings::DEFAULT_SNAPSHOT_EVERY_ENTRIES,
+            snapshot_min_log_percent: settings::DEFAULT_SNAPSHOT_MIN_LOG_PERCENT,
             peer_routes: BTreeMap::new(),
         }
     }
@@ -146,6 +151,7 @@ impl NodeConfig {
             election_timeout_max_ms: self.election_timeout_max_ms,
             write_timeout_ms: self.write_timeout_ms,
             snapshot_every_entries: self.snapshot_every_entries,
+            snapshot_min_log_percent: self.snapshot_min_log_percent,
             peer_routes: self
                 .peer_routes
                 .iter()

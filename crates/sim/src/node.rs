@@ -23,9 +23,11 @@ use tandem_cluster::codec::{read_frame, write_frame};
 
 /// How often the active applies `Command::Tick` (lease expiry, due retries).
 const TICK_INTERVAL: Duration = Duration::from_millis(500);
-/// Snapshots are taken often and little log is kept behind them, so that a node that was
-/// down or cut off for a second or two catches up from a snapshot, not from the log.
+/// Snapshots are taken often (on the entry count alone, whatever the store's size) and
+/// little log is kept behind them, so that a node that was down or cut off for a second or
+/// two catches up from a snapshot, not from the log.
 const SNAPSHOT_EVERY_ENTRIES: u64 = 200;
+const SNAPSHOT_MIN_LOG_PERCENT: u64 = 0;
 const LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT: u64 = 20;
 /// Instances listed per page of an inventory.
 const INVENTORY_PAGE: usize = 1_000;
@@ -55,6 +57,7 @@ pub async fn run(plan: NodePlan) -> turmoil::Result {
     let handle = store.handle();
     let mut settings = ReplicaSettings::new(plan.node_id, member(plan.node_id));
     settings.snapshot_every_entries = SNAPSHOT_EVERY_ENTRIES;
+    settings.snapshot_min_log_percent = SNAPSHOT_MIN_LOG_PERCENT;
     settings.log_entries_kept_behind_snapshot = LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT;
     let environment = Environment {
         listener: Box::new(SimListener(

@@ -131,6 +131,19 @@ impl Reader {
         Ok(events)
     }
 
+    /// The bytes a copy of the store would hold: its pages in use, free pages left out
+    /// (what a snapshot writes).
+    pub fn used_bytes(&self) -> Result<u64, StoreError> {
+        let pragma = |name: &str| -> Result<u64, StoreError> {
+            let value: i64 = self
+                .connection
+                .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))?;
+            Ok(value.max(0) as u64)
+        };
+        let used_pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+        Ok(used_pages * pragma("page_size")?)
+    }
+
     pub fn message_body(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut statement = self.connection.prepare_cached(
             "SELECT body FROM messages WHERE message_id = ?1 ORDER BY seq DESC LIMIT 1",

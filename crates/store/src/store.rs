@@ -280,6 +280,11 @@ impl StoreHandle {
             .await
     }
 
+    /// The bytes a snapshot of the store would copy now (its pages in use).
+    pub async fn used_bytes(&self) -> Result<u64> {
+        self.read(|reader| reader.used_bytes()).await
+    }
+
     /// The latest replica-set events, newest last.
     pub async fn cluster_events(&self, limit: usize) -> Result<Vec<ClusterEvent>> {
         self.read(move |reader| reader.cluster_events(limit)).await

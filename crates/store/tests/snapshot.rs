@@ -176,3 +176,59 @@ fn a_sound_file_that_does_not_load_is_refused_before_it_replaces_the_store() {
         );
     }
 }
+
+/// What decides when a replica snapshots: the bytes a snapshot would copy grow with the
+/// stored bodies and fall again when the messages are completed (free pages do not count).
+#[test]
+fn used_bytes_follow_the_stored_messages_not_the_file_size() {
+    const BODY_BYTES: usize = 256 * 1024;
+    const MESSAGES: usize = 8;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let store = open(directory.path());
+    let runtime = runtime();
+    runtime.block_on(async {
+        let handle = store.handle();
+        for command in catalog_commands() {
+            handle.execute(command).await.expect("catalog applies");
+        }
+        let empty = handle.used_bytes().await.expect("size of the empty store");
+        let messages = (0..MESSAGES)
+            .map(|i| {
+                let mut message = new_message(&format!("big-{i}"), "b");
+                message.body = vec![i as u8; BODY_BYTES];
+                message
+            })
+            .collect();
+        handle
+            .execute(Command::Publish {
+                messages,
+                publisher: "test".into(),
+            })
+            .await
+            .expect("publish applies");
+        let full = handle.used_bytes().await.expect("size with the messages");
+        let bodies = (BODY_BYTES * MESSAGES) as u64;
+        assert!(
+            full >= empty + bodies,
+            "{full} bytes in use after storing {bodies} bytes of bodies into {empty}"
+        );
+
+        let leases = common::leased(handle.execute(common::lease("h0", 100)).await);
+        assert_eq!(leases.len(), MESSAGES);
+        for lease in leases {
+            handle
+                .execute(Command::Complete {
+                    instance: lease.instance,
+                    token: lease.token,
+                })
+                .await
+                .expect("complete applies");
+        }
+        let drained = handle.used_bytes().await.expect("size after completing");
+        assert!(
+            drained < empty + bodies / 4,
+            "{drained} bytes still in use after completing every message (empty: {empty})"
+        );
+    });
+    store.close();
+}

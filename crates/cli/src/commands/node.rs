@@ -101,10 +101,15 @@ pub struct StartArgs {
     /// `no_quorum` (e.g. 5s). [TOML: write_timeout_ms, in milliseconds]
     #[arg(long, value_name = "DURATION", value_parser = parse_milliseconds)]
     write_timeout: Option<u64>,
-    /// Take a snapshot and purge the log before it every N log entries.
+    /// Take a snapshot and purge the log before it after at least N log entries...
     /// [TOML: snapshot_every_entries]
     #[arg(long, value_name = "N")]
     snapshot_every_entries: Option<u64>,
+    /// ...and once the log written since the last snapshot is at least PERCENT % of the
+    /// store's size, so a large store is not copied as often as a small one (0: count
+    /// entries only). [TOML: snapshot_min_log_percent]
+    #[arg(long, value_name = "PERCENT")]
+    snapshot_min_log_percent: Option<u64>,
 }
 
 pub async fn run(command: NodeCommand, context: &CommandContext) -> Result<(), CommandError> {
@@ -194,6 +199,9 @@ fn apply_replication_flags(config: &mut NodeConfig, arguments: &StartArgs) {
     }
     if let Some(entries) = arguments.snapshot_every_entries {
         config.snapshot_every_entries = entries;
+    }
+    if let Some(percent) = arguments.snapshot_min_log_percent {
+        config.snapshot_min_log_percent = percent;
     }
 }
 
@@ -294,7 +302,12 @@ fn configuration_help() -> String {
         (
             "snapshot_every_entries",
             defaults.snapshot_every_entries.to_string(),
-            "snapshot and purge the log this often",
+            "snapshot and purge the log after at least this many entries",
+        ),
+        (
+            "snapshot_min_log_percent",
+            defaults.snapshot_min_log_percent.to_string(),
+            "... and once the log since the last one is this % of the store",
         ),
     ];
     let mut help = String::from(

@@ -51,6 +51,9 @@ pub struct ReplicaSetOptions {
     pub write_timeout_ms: u64,
     /// `--snapshot-every-entries`; the node's default when `None`.
     pub snapshot_every_entries: Option<u64>,
+    /// `--snapshot-min-log-percent` (0: snapshot on the entry count alone); the node's
+    /// default when `None`.
+    pub snapshot_min_log_percent: Option<u64>,
     /// Route each ordered pair's replication traffic through its own fault proxy.
     pub proxied: bool,
 }
@@ -61,6 +64,7 @@ impl Default for ReplicaSetOptions {
             nodes: 3,
             write_timeout_ms: 2_000,
             snapshot_every_entries: None,
+            snapshot_min_log_percent: None,
             proxied: false,
         }
     }
@@ -450,6 +454,10 @@ impl ReplicaSet {
         if let Some(entries) = options.snapshot_every_entries {
             arguments.push("--snapshot-every-entries".to_string());
             arguments.push(entries.to_string());
+        }
+        if let Some(percent) = options.snapshot_min_log_percent {
+            arguments.push("--snapshot-min-log-percent".to_string());
+            arguments.push(percent.to_string());
         }
         if let Some(config_file) = &node.config_file {
             arguments.push("--config".to_string());

@@ -1,0 +1,196 @@
+//! When a node takes a snapshot. A snapshot copies the whole store, so counting entries
+//! alone (openraft's own policy) copies a large store as often as a small one: a backlog of
+//! gigabytes, with the ticker's five small entries a second, meant a full copy of it every
+//! quarter of an hour even while nothing else happened. [`take_snapshots_when_due`] triggers a snapshot once
+//! both of these hold since the last one (taken here or installed from the active):
+//!
+//! - at least `min_entries` entries were applied, and
+//! - the log made durable at least `min_log_percent` % of the store's size in entry bytes.
+//!
+//! With the default of 100 %, copying the store costs about as much as writing the log
+//! did, and the log between two snapshots holds about the store's size at most, so the disk
+//! a node needs stays a small multiple of its store. `min_log_percent = 0` counts entries
+//! only. After a restart, the entries the log holds past the last snapshot count as
+//! written since it.
+
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use tandem_store::StoreHandle;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use crate::log_store::{LogGrowth, LogReader};
+use crate::types::{LogId, Raft};
+
+/// How often the rule is looked at.
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When a snapshot is due (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotRule {
+    pub min_entries: u64,
+    pub min_log_percent: u64,
+}
+
+/// What happened since the last snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SinceSnapshot {
+    /// Entries applied.
+    pub entries: u64,
+    /// Entry bytes the log made durable.
+    pub log_bytes: u64,
+}
+
+impl SnapshotRule {
+    /// Whether a snapshot of a store of `store_bytes` is due after `since`.
+    pub fn is_due(&self, since: SinceSnapshot, store_bytes: u64) -> bool {
+        let log_needed = u128::from(store_bytes) * u128::from(self.min_log_percent);
+        since.entries >= self.min_entries && u128::from(since.log_bytes) * 100 >= log_needed
+    }
+}
+
+/// The last snapshot this task saw, and the log's byte count when it was taken.
+struct LastSnapshot {
+    index: u64,
+    log_bytes: u64,
+    /// Bytes written past this snapshot before the log was opened (this node restarted).
+    written_before_start: u64,
+    /// The log's byte count when this task triggered a snapshot that has not shown up yet
+    /// (no other is triggered meanwhile).
+    triggered_at_log_bytes: Option<u64>,
+}
+
+/// Triggers a snapshot whenever `rule` says one is due, until `stopped` changes.
+pub async fn take_snapshots_when_due(
+    raft: Raft,
+    log: LogGrowth,
+    log_reader: LogReader,
+    store: StoreHandle,
+    rule: SnapshotRule,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut checks =
+        tokio::time::interval_at(tokio::time::Instant::now() + CHECK_INTERVAL, CHECK_INTERVAL);
+    checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let index = snapshot_index(&raft);
+    let mut last = LastSnapshot {
+        index,
+        log_bytes: log.bytes_written(),
+        written_before_start: log_reader.stored_bytes_after(index).await.unwrap_or(0),
+        triggered_at_log_bytes: None,
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped.changed() => return,
+            _ = checks.tick() => {}
+        }
+        let (applied, snapshot) = {
+            let metrics = raft.metrics().borrow_watched().clone();
+            let index = |log_id: Option<LogId>| log_id.map_or(0, |id| id.index);
+            (index(metrics.last_applied), index(metrics.snapshot))
+        };
+        if snapshot != last.index {
+            // Seen up to a check interval late: count from the trigger when there was one
+            // (one installed from the active counts from now).
+            last = LastSnapshot {
+                index: snapshot,
+                log_bytes: last
+                    .triggered_at_log_bytes
+                    .unwrap_or_else(|| log.bytes_written()),
+                written_before_start: 0,
+                triggered_at_log_bytes: None,
+            };
+        }
+        let since = SinceSnapshot {
+            entries: applied.saturating_sub(snapshot),
+            log_bytes: log.bytes_written().saturating_sub(last.log_bytes)
+                + last.written_before_start,
+        };
+        if last.triggered_at_log_bytes.is_some() || since.entries < rule.min_entries {
+            continue;
+        }
+        let Ok(store_bytes) = store.used_bytes().await else {
+            continue;
+        };
+        if rule.is_due(since, store_bytes) {
+            let log_bytes = log.bytes_written();
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+            last.triggered_at_log_bytes = Some(log_bytes);
+        }
+    }
+}
+
+fn snapshot_index(raft: &Raft) -> u64 {
+    raft.metrics()
+        .borrow_watched()
+        .snapshot
+        .map_or(0, |log_id| log_id.index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: SnapshotRule = SnapshotRule {
+        min_entries: 100,
+        min_log_percent: 100,
+    };
+
+    fn since(entries: u64, log_bytes: u64) -> SinceSnapshot {
+        SinceSnapshot { entries, log_bytes }
+    }
+
+    #[test]
+    fn a_large_store_waits_for_as_many_log_bytes_as_it_holds() {
+        let store_bytes = 10 << 30;
+        assert!(!RULE.is_due(since(1_000_000, 1 << 30), store_bytes));
+        assert!(!RULE.is_due(since(1_000_000, store_bytes - 1), store_bytes));
+        assert!(RULE.is_due(since(1_000_000, store_bytes), store_bytes));
+    }
+
+    #[test]
+    fn a_small_store_still_waits_for_the_minimum_of_entries() {
+        assert!(!RULE.is_due(since(99, 1 << 30), 4096));
+        assert!(RULE.is_due(since(100, 4096), 4096));
+    }
+
+    #[test]
+    fn the_percentage_scales_the_log_bytes_needed() {
+        let half = SnapshotRule {
+            min_log_percent: 50,
+            ..RULE
+        };
+        assert!(!half.is_due(since(100, 499), 1000));
+        assert!(half.is_due(since(100, 500), 1000));
+        let twice = SnapshotRule {
+            min_log_percent: 200,
+            ..RULE
+        };
+        assert!(!twice.is_due(since(100, 1999), 1000));
+        assert!(twice.is_due(since(100, 2000), 1000));
+    }
+
+    #[test]
+    fn zero_percent_counts_entries_only() {
+        let entries_only = SnapshotRule {
+            min_log_percent: 0,
+            ..RULE
+        };
+        assert!(entries_only.is_due(since(100, 0), u64::MAX));
+        assert!(!entries_only.is_due(since(99, u64::MAX), 0));
+    }
+
+    #[test]
+    fn huge_sizes_do_not_overflow() {
+        let rule = SnapshotRule {
+            min_entries: 1,
+            min_log_percent: u64::MAX,
+        };
+        assert!(!rule.is_due(since(1, u64::MAX), u64::MAX));
+        assert!(rule.is_due(since(1, u64::MAX), 0));
+    }
+}
