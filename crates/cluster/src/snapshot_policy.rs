@@ -5,7 +5,9 @@
 //! both of these hold since the last one (taken here or installed from the active):
 //!
 //! - at least `min_entries` entries were applied, and
-//! - the log made durable at least `min_log_percent` % of the store's size in entry bytes.
+//! - the log made durable at least `min_log_percent` % of the store's size in entry bytes,
+//!   or [`ENTRY_CAP_FACTOR`] times `min_entries` entries were applied (a log of many tiny
+//!   entries is compacted too: the ticker's five a second reach the cap after about a day).
 //!
 //! With the default of 100 %, copying the store costs about as much as writing the log
 //! did, and the log between two snapshots holds about the store's size at most, so the disk
@@ -23,6 +25,8 @@ use tokio::time::MissedTickBehavior;
 use crate::log_store::{LogGrowth, LogReader};
 use crate::types::{LogId, Raft};
 
+/// A snapshot is due after this many times the minimum of entries, whatever their size.
+pub const ENTRY_CAP_FACTOR: u64 = 100;
 /// How often the rule is looked at.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -46,7 +50,9 @@ impl SnapshotRule {
     /// Whether a snapshot of a store of `store_bytes` is due after `since`.
     pub fn is_due(&self, since: SinceSnapshot, store_bytes: u64) -> bool {
         let log_needed = u128::from(store_bytes) * u128::from(self.min_log_percent);
-        since.entries >= self.min_entries && u128::from(since.log_bytes) * 100 >= log_needed
+        let enough_log = u128::from(since.log_bytes) * 100 >= log_needed;
+        let many_entries = since.entries >= self.min_entries.saturating_mul(ENTRY_CAP_FACTOR);
+        since.entries >= self.min_entries && (enough_log || many_entries)
     }
 }
 
@@ -147,9 +153,16 @@ mod tests {
     #[test]
     fn a_large_store_waits_for_as_many_log_bytes_as_it_holds() {
         let store_bytes = 10 << 30;
-        assert!(!RULE.is_due(since(1_000_000, 1 << 30), store_bytes));
-        assert!(!RULE.is_due(since(1_000_000, store_bytes - 1), store_bytes));
-        assert!(RULE.is_due(since(1_000_000, store_bytes), store_bytes));
+        assert!(!RULE.is_due(since(5_000, 1 << 30), store_bytes));
+        assert!(!RULE.is_due(since(5_000, store_bytes - 1), store_bytes));
+        assert!(RULE.is_due(since(5_000, store_bytes), store_bytes));
+    }
+
+    #[test]
+    fn many_small_entries_are_snapshotted_whatever_the_store_size() {
+        let cap = RULE.min_entries * ENTRY_CAP_FACTOR;
+        assert!(!RULE.is_due(since(cap - 1, 1 << 20), 10 << 30));
+        assert!(RULE.is_due(since(cap, 1 << 20), 10 << 30));
     }
 
     #[test]
