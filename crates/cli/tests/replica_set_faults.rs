@@ -2,7 +2,8 @@
 //! through the faults an active must survive: kill -9 (ten times in a row), a pause longer
 //! than the election timeout, a network partition, planned switchover and failback, a stop
 //! of every node, a passive that missed many entries, a wiped data directory, and the loss
-//! of a majority. One more test checks when nodes snapshot a large store.
+//! of a majority. A lease stream must follow the active through a kill -9, and one more
+//! test checks when nodes snapshot a large store.
 //!
 //! Every test records what its clients saw in a history and checks it at the end: no
 //! acknowledged message lost, nothing delivered that was never published, and no
@@ -23,6 +24,7 @@ use support::workload::{
     CALL_TIMEOUT, CallFailure, HOST, Workload, WorkloadShape, declare_route, publish_once,
     stored_instances, stored_message_count, stored_message_ids, test_message,
 };
+use tandem_client::TandemClient;
 use tandem_protocol::v1;
 use tandem_protocol::v1::admin_client::AdminClient;
 use tandem_protocol::v1::cluster_client::ClusterClient;
@@ -978,4 +980,122 @@ async fn wait_for_snapshots(
         indexes.insert(node_id, status.snapshot_index);
     }
     indexes
+}
+
+/// Messages published before and after the lease stream's failover test kills the active.
+const STREAMED_BEFORE: usize = 20;
+const STREAMED_AFTER: usize = 20;
+/// Short leases, so that a message the old active leased but never handed over comes back
+/// soon.
+const STREAM_LEASE_MS: u64 = 2_000;
+/// How long the stream may take to deliver every message, at most.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A lease stream follows the active role: one `LeaseStream` delivers the messages
+/// published before a kill -9 of the active and those published after it, reopening itself
+/// on the new active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_stream_follows_the_active_through_a_kill_nine() {
+    let mut set = ReplicaSet::start(ReplicaSetOptions::default()).await;
+    declare_route(&set.addresses()).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let addresses: Vec<String> = set
+        .addresses()
+        .iter()
+        .map(|node| node.grpc.to_string())
+        .collect();
+    let client = TandemClient::open(&addresses.join(",")).expect("client");
+    let request = v1::LeaseRequest {
+        host: HOST.into(),
+        holder: "stream-test".into(),
+        max_messages: 16,
+        lease_duration_ms: STREAM_LEASE_MS,
+        wait_ms: 0,
+    };
+    let mut stream = client.lease_stream(request).await.expect("open the stream");
+    let first_address = stream.address().to_string();
+    let (received, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let consumer_client = client.clone();
+    let consumer = tokio::spawn(async move {
+        loop {
+            let message = match stream.next().await {
+                Ok(message) => message,
+                Err(error) => return Err(error),
+            };
+            let settle = v1::SettleRequest {
+                instance: message.instance,
+                token: message.token,
+            };
+            // Refused after a failover if the lease was lost: the message comes again.
+            let _ = consumer_client.complete(settle).await;
+            if received
+                .send((message.message_id, stream.address().to_string()))
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+    });
+
+    publish_streamed(&client, "before", STREAMED_BEFORE).await;
+    let mut seen = BTreeMap::new();
+    await_streamed(&mut arrivals, &mut seen, STREAMED_BEFORE).await;
+    set.kill(active.node_id);
+    publish_streamed(&client, "after", STREAMED_AFTER).await;
+    await_streamed(&mut arrivals, &mut seen, STREAMED_BEFORE + STREAMED_AFTER).await;
+    consumer.abort();
+
+    let new_active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    assert_ne!(new_active.node_id, active.node_id);
+    let after_kill: BTreeSet<&String> = seen
+        .iter()
+        .filter(|(message_id, _)| message_id.starts_with("after-"))
+        .map(|(_, address)| address)
+        .collect();
+    assert!(
+        !after_kill.contains(&first_address),
+        "messages published after the kill came from the killed node {first_address}"
+    );
+    eprintln!(
+        "[lease stream] {} messages streamed, from {first_address} and, after its kill -9, \
+         from {after_kill:?}",
+        seen.len()
+    );
+}
+
+/// Publishes `count` test messages named `prefix-i`, riding through any failover.
+async fn publish_streamed(client: &TandemClient, prefix: &str, count: usize) {
+    for i in 0..count {
+        let request = v1::PublishRequest {
+            messages: vec![test_message(&format!("{prefix}-{i}"))],
+            ..Default::default()
+        };
+        client.publish(request).await.expect("publish");
+    }
+}
+
+/// Waits until `seen` holds `count` distinct message ids from the stream.
+async fn await_streamed(
+    arrivals: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    seen: &mut BTreeMap<String, String>,
+    count: usize,
+) {
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    while seen.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, arrivals.recv()).await {
+            Ok(Some((message_id, address))) => {
+                seen.insert(message_id, address);
+            }
+            Ok(None) => panic!(
+                "the stream's consumer stopped after {} messages",
+                seen.len()
+            ),
+            Err(_) => panic!(
+                "only {} of {count} messages streamed within {STREAM_TIMEOUT:?}: {:?}",
+                seen.len(),
+                seen.keys().collect::<Vec<_>>()
+            ),
+        }
+    }
 }

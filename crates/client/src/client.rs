@@ -37,7 +37,7 @@ use std::time::Duration;
 use tandem_core::Property;
 use tandem_protocol::v1;
 use tokio::sync::broadcast;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::attempt_failure::{AttemptFailure, timed_out_here};
 use crate::connection::{Connection, NodeChannel};
@@ -195,11 +195,21 @@ impl TandemClient {
         .await
     }
 
-    /// Opens a stream of leased messages; the node pushes them as they become available.
+    /// Opens a stream of leased messages; the active pushes them as they become available,
+    /// and the stream follows the active role through failovers ([`LeaseStream`]).
     pub async fn lease_stream(
         &self,
         request: v1::LeaseRequest,
     ) -> Result<LeaseStream, ClientError> {
+        let (messages, address) = self.open_lease_stream(request.clone()).await?;
+        Ok(LeaseStream::new(self.clone(), request, messages, address))
+    }
+
+    /// One `LeaseStream` call on the active, and the node that answered it.
+    pub(crate) async fn open_lease_stream(
+        &self,
+        request: v1::LeaseRequest,
+    ) -> Result<(Streaming<v1::LeasedMessage>, String), ClientError> {
         // The stream stays open: only opening it is bounded by the call timeout.
         let messages = self
             .call(request, Duration::ZERO, |node, mut request| {
@@ -208,7 +218,7 @@ impl TandemClient {
                 async move { client.lease_stream(request).await }
             })
             .await?;
-        Ok(LeaseStream::new(messages, self.connection.address()))
+        Ok((messages, self.connection.address()))
     }
 
     pub async fn renew_lease(

@@ -58,7 +58,8 @@
 //!   (internal) sorts failed attempts into redirect, fail over, wait, or answer.
 //! - [`lease_renewal`]: [`TandemClient::renew_while`] and [`LeaseStatus`]: renew a lease
 //!   while a handler runs.
-//! - [`lease_stream`]: [`LeaseStream`], leased messages pushed by the node.
+//! - [`lease_stream`]: [`LeaseStream`], leased messages pushed by the active, reopened on
+//!   the new active after a failover.
 //! - [`error`]: [`ClientError`], a stable code and a message a person can read.
 //! - [`new_message_id`] (from the protocol crate): unique idempotency keys for publishes.
 
