@@ -99,24 +99,31 @@ CREATE TABLE cluster_events (
 );
 ";
 
+/// After a checkpoint, SQLite truncates a WAL larger than this. A snapshot's long read
+/// keeps checkpoints from finishing, and the WAL grows meanwhile (hundreds of megabytes under
+/// load); without a limit, the file would keep that size for good.
+pub const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+
 /// Pragmas for the committer's connection. The replicated log is what makes a command
 /// durable (fsynced on a majority before it is applied), so the tables run with
 /// `synchronous = NORMAL`: WAL commits are not fsynced one by one, the database stays
 /// consistent across a crash, and after a power loss the node replays the commands it lost
 /// from its log, starting at the position saved with the last surviving transaction. The committer checkpoints the WAL into the
 /// database file every 4,096 pages (16 MiB), which keeps the WAL small and hot in the page
-/// cache. (A separate checkpoint thread was tried: under sustained load it never caught up
-/// with the committer, the WAL grew past 400 MiB, and throughput did not improve.)
+/// cache, and truncates it back to [`WAL_SIZE_LIMIT_BYTES`] when it grew past that. (A
+/// separate checkpoint thread was tried: under sustained load it never caught up with the
+/// committer, the WAL grew past 400 MiB, and throughput did not improve.)
 pub fn configure(connection: &Connection) -> Result<(), StoreError> {
-    connection.execute_batch(
+    connection.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -8192;
          PRAGMA wal_autocheckpoint = 4096;
-         PRAGMA busy_timeout = 5000;",
-    )?;
+         PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};
+         PRAGMA busy_timeout = 5000;"
+    ))?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! A closed and reopened store holds exactly what it held; its directory lock keeps a
 //! second node out; a store of the previous format is upgraded on open; files of another
-//! format, or not written by Tandem, are refused.
+//! format, or not written by Tandem, are refused; a WAL that a long read let grow is
+//! truncated again.
 
 mod common;
 
@@ -325,4 +326,53 @@ async fn settings_persist_and_open_and_close_work_inside_an_async_runtime() {
     };
     assert_eq!(store.handle().catalog().state.settings, settings);
     drop(store);
+}
+
+/// A long read (a snapshot being written) keeps checkpoints from finishing, so the WAL grows
+/// past its usual size; once the read ends, the next checkpoints bring the file back under
+/// the limit instead of leaving it that large.
+#[test]
+fn a_wal_that_grew_during_a_long_read_is_truncated_afterwards() {
+    const BODY_BYTES: usize = 1024 * 1024;
+    let limit = schema::WAL_SIZE_LIMIT_BYTES as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let wal = dir.path().join(format!("{}-wal", schema::DATABASE_FILE));
+    let wal_bytes = || std::fs::metadata(&wal).map_or(0, |metadata| metadata.len());
+    let runtime = runtime();
+    let handle = store.handle();
+    let publish_big = |first: usize, count: usize| {
+        runtime.block_on(async {
+            for i in first..first + count {
+                let mut message = common::new_message(&format!("big-{i}"), "b");
+                message.body = vec![i as u8; BODY_BYTES];
+                let command = Command::Publish {
+                    messages: vec![message],
+                    publisher: "test".into(),
+                };
+                handle.execute(command).await.expect("publish");
+            }
+        })
+    };
+    runtime.block_on(create_catalog(&handle));
+
+    let reader = rusqlite::Connection::open(dir.path().join(schema::DATABASE_FILE)).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM messages", [], |row| row.get(0))
+        .unwrap();
+    let grown_by = (limit as usize) / BODY_BYTES + 8;
+    publish_big(0, grown_by);
+    let grown = wal_bytes();
+    assert!(grown > limit, "the WAL holds {grown} bytes during the read");
+
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    publish_big(grown_by, 40);
+    let after = wal_bytes();
+    assert!(
+        after <= limit,
+        "the WAL still holds {after} bytes (it grew to {grown}; the limit is {limit})"
+    );
+    store.close();
 }
