@@ -225,6 +225,14 @@ fn an_unreachable_node_is_reported_with_what_to_do() {
         "{}",
         failed.describe()
     );
+    // While it retries, it says so rather than leaving the terminal silent.
+    assert!(
+        failed
+            .stderr
+            .contains(&format!("no answer yet from {address}; trying for")),
+        "{}",
+        failed.describe()
+    );
 }
 
 #[test]
