@@ -8,16 +8,21 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::RPCError;
+use openraft::error::{RPCError, ReplicationClosed};
 use openraft::network::{RPCOption, RaftNetworkV2};
-use openraft::raft::VoteRequest;
+use openraft::raft::{SnapshotResponse, VoteRequest};
 use openraft::{Config, Raft};
 use support::memory_log::MemoryLog;
 use support::memory_state_machine::MemoryStateMachine;
+use tandem_cluster::codec::{read_frame, write_frame};
+use tandem_cluster::network::client::snapshot_answer_timeout;
+use tandem_cluster::network::messages::{Request, Response};
 use tandem_cluster::network::{
     LeaderContact, NetworkFactory, PeerClient, TcpPeerListener, TcpTransport, serve,
 };
-use tandem_cluster::types::{Member, NodeId, Proposal, TypeConfig, Vote};
+use tandem_cluster::types::{
+    Member, NodeId, Proposal, Snapshot, SnapshotFile, SnapshotMeta, TypeConfig, Vote,
+};
 use tandem_store::Execution;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,6 +72,60 @@ async fn a_peer_that_never_answers_fails_the_rpc_within_the_soft_ttl() {
         timeout(TEST_WAIT, accepted.recv()).await.unwrap().unwrap();
     }
     silent_peer.abort();
+}
+
+/// A peer answers a snapshot only after checking and installing all of it: the sender waits
+/// longer for that answer the larger the snapshot, instead of giving up after the RPC's soft
+/// TTL and sending the whole snapshot again, forever.
+#[tokio::test]
+async fn the_answer_to_a_large_snapshot_is_awaited_longer_than_the_soft_ttl() {
+    const SNAPSHOT_BYTES: usize = 8 * 1024 * 1024;
+    let soft_ttl = Duration::from_millis(300);
+    let install_time = soft_ttl * 2;
+    let answer_timeout = snapshot_answer_timeout(soft_ttl, SNAPSHOT_BYTES as u64);
+    assert!(
+        answer_timeout > install_time + soft_ttl,
+        "{answer_timeout:?}"
+    );
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let slow_installer = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let header: Option<Request> = read_frame(&mut stream).await.unwrap();
+        let Some(Request::InstallSnapshot {
+            vote, total_bytes, ..
+        }) = header
+        else {
+            panic!("expected a snapshot, got {header:?}");
+        };
+        let mut received = vec![0; total_bytes as usize];
+        stream.read_exact(&mut received).await.unwrap();
+        tokio::time::sleep(install_time).await;
+        let answer = Response::InstallSnapshot(SnapshotResponse::new(vote));
+        write_frame(&mut stream, &answer).await.unwrap();
+        stream.flush().await.unwrap();
+        received.len()
+    });
+
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("snapshot.sqlite");
+    std::fs::write(&path, vec![7u8; SNAPSHOT_BYTES]).unwrap();
+    let snapshot = Snapshot {
+        meta: SnapshotMeta::default(),
+        snapshot: SnapshotFile { path },
+    };
+    let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
+    let vote = Vote::new_committed(3, 1);
+    let never_cancelled = std::future::pending::<ReplicationClosed>();
+    let answer = timeout(
+        TEST_WAIT,
+        client.full_snapshot(vote, snapshot, never_cancelled, RPCOption::new(soft_ttl)),
+    )
+    .await
+    .expect("the client must give up on its own");
+    assert_eq!(answer.expect("the slow installer's answer").vote, vote);
+    assert_eq!(slow_installer.await.unwrap(), SNAPSHOT_BYTES);
 }
 
 #[tokio::test]

@@ -3,7 +3,9 @@
 //!
 //! Every RPC is bounded by `RPCOption::soft_ttl()` from connect to answer. A snapshot transfer
 //! is bounded per step instead (connect, header, each chunk, the answer), so its total time
-//! grows with its size, and it stops as soon as openraft cancels it. Any failure drops the
+//! grows with its size, and it stops as soon as openraft cancels it. The answer comes after
+//! the peer has checked and installed the whole snapshot, so its wait also grows with the
+//! size ([`snapshot_answer_timeout`]). Any failure drops the
 //! connection and the next RPC reconnects: a failure to connect is [`Unreachable`] (openraft
 //! backs off), anything later is a [`NetworkError`] (openraft retries at once).
 
@@ -229,7 +231,11 @@ impl PeerClient {
         let answered = async {
             within(soft_ttl, write_frame(connection, &header)).await?;
             copy_snapshot(file, total_bytes, connection, soft_ttl).await?;
-            within(soft_ttl, read_frame(connection)).await
+            within(
+                snapshot_answer_timeout(soft_ttl, total_bytes),
+                read_frame(connection),
+            )
+            .await
         }
         .await;
         match answered {
@@ -321,6 +327,20 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         self.connection = None;
         Err(StreamingError::Closed(cancelled))
     }
+}
+
+/// The slowest rate at which a peer is expected to check and install a snapshot it received
+/// (its integrity check reads the file, SQLite's backup API copies it into the store).
+const MIN_SNAPSHOT_INSTALL_BYTES_PER_SECOND: u64 = 10 * 1024 * 1024;
+
+/// How long the sender of a snapshot of `total_bytes` waits for the peer's answer: the RPC's
+/// soft TTL, plus the time to install that many bytes at
+/// [`MIN_SNAPSHOT_INSTALL_BYTES_PER_SECOND`]. (A fixed wait would make every transfer of a
+/// store too large to install within it fail, and be sent again, forever.)
+pub fn snapshot_answer_timeout(soft_ttl: Duration, total_bytes: u64) -> Duration {
+    let install =
+        Duration::from_secs_f64(total_bytes as f64 / MIN_SNAPSHOT_INSTALL_BYTES_PER_SECOND as f64);
+    soft_ttl.saturating_add(install)
 }
 
 /// Streams exactly `total_bytes` of `file` to `connection`, each chunk within `step_timeout`.
