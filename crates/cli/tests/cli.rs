@@ -1,6 +1,6 @@
 //! The `tandem` command against a real node: declare a route (and one with a backup
-//! transport), publish, consume, inspect, and the error paths a person meets first (no
-//! route, malformed filter, no node).
+//! transport, then replace it), publish, consume, inspect, and the error paths a person
+//! meets first (no route, malformed filter, no node).
 
 mod support;
 
@@ -37,6 +37,7 @@ fn publish_route_consume_and_inspect_through_the_cli() {
     malformed_filters_name_the_position(&node);
     status_lists_the_host(&node);
     a_backup_transport_is_declared_and_listed(&node);
+    a_subscription_is_replaced_in_one_step(&node);
 
     let exit = node.stop();
     assert!(exit.success(), "node exited with {exit:?} after SIGTERM");
@@ -207,6 +208,82 @@ fn a_backup_transport_is_declared_and_listed(node: &NodeProcess) {
         "exponential_backoff": false,
     });
     assert_eq!(backups, [&serde_json::Value::Null, &refunds]);
+}
+
+/// The ids and names of the node's subscriptions, from `subscription list --json`.
+fn subscriptions(node: &NodeProcess) -> Vec<(u64, String, String)> {
+    let listed = run_against(node, &["--json", "subscription", "list"]).expect_success();
+    let document: serde_json::Value = serde_json::from_str(&listed.stdout).expect("JSON");
+    document["subscriptions"]
+        .as_array()
+        .expect("subscriptions array")
+        .iter()
+        .map(|subscription| {
+            (
+                subscription["id"].as_u64().expect("id"),
+                subscription["name"].as_str().expect("name").to_string(),
+                subscription["filter"].as_str().expect("filter").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn a_subscription_is_replaced_in_one_step(node: &NodeProcess) {
+    let before = subscriptions(node);
+    let (refunds_id, _, _) = before
+        .iter()
+        .find(|(_, name, _)| name == "refunds")
+        .cloned()
+        .expect("the refunds subscription");
+    let replace = |filter: &str| {
+        let id = refunds_id.to_string();
+        let arguments = [
+            "subscription",
+            "create",
+            "--host",
+            "orders",
+            "--filter",
+            filter,
+            "--name",
+            "refunds",
+            "--replaces",
+            id.as_str(),
+        ];
+        run_against(node, &arguments)
+    };
+
+    let refused = replace("MessageType ==").expect_exit_code(1);
+    assert!(refused.stderr.contains("filter"), "{}", refused.describe());
+    assert_eq!(
+        subscriptions(node),
+        before,
+        "a refused replacement changes nothing"
+    );
+
+    let replaced = replace(r#"MessageType == "Return""#).expect_success();
+    assert!(
+        replaced.stdout.contains(&format!(
+            "replaced subscription {refunds_id} by subscription"
+        )),
+        "{}",
+        replaced.describe()
+    );
+    let after = subscriptions(node);
+    assert_eq!(after.len(), before.len());
+    assert!(after.iter().all(|(id, _, _)| *id != refunds_id));
+    assert!(
+        after
+            .iter()
+            .any(|(_, name, filter)| name == "refunds" && filter.contains("Return")),
+        "{after:?}"
+    );
+
+    let gone = replace(r#"MessageType == "Return""#).expect_exit_code(1);
+    assert!(
+        gone.stderr.contains("subscription list"),
+        "{}",
+        gone.describe()
+    );
 }
 
 #[test]

@@ -74,6 +74,18 @@ pub enum Command {
     PurgeTracking {
         before_ms: i64,
     },
+    /// Replace subscription `id` by a new one (which may keep its name) in one step, as a
+    /// changed send port needs: every message published routes by the old definition or by
+    /// the new one, never by neither. Instances already queued stay where they are.
+    ReplaceSubscription {
+        id: SubscriptionId,
+        name: String,
+        host: String,
+        filter: String,
+        priority: u8,
+        retry: RetryPolicy,
+        backup: Option<RetryPolicy>,
+    },
 }
 
 impl Command {
@@ -94,6 +106,7 @@ impl Command {
             Command::Terminate { .. } => "terminate",
             Command::Tick => "tick",
             Command::PurgeTracking { .. } => "purge_tracking",
+            Command::ReplaceSubscription { .. } => "replace_subscription",
         }
     }
 

@@ -100,6 +100,7 @@ fn subscription(filter: &str) -> v1::CreateSubscriptionRequest {
             retry_interval_ms: 1_000,
             exponential_backoff: false,
         }),
+        replaces: None,
     }
 }
 

@@ -145,10 +145,9 @@ pub async fn execute(
                     .create_host(v1::CreateHostRequest { name: name.clone() })
                     .await?;
             }
-            Step::CreateSubscription(port) => create_subscription(client, port).await?,
+            Step::CreateSubscription(port) => create_subscription(client, port, None).await?,
             Step::ReplaceSubscription { old_id, port } => {
-                delete_subscription(client, *old_id).await?;
-                create_subscription(client, port).await?;
+                replace_subscription(client, *old_id, port).await?;
             }
             Step::RemoveSubscription { id, .. } => delete_subscription(client, *id).await?,
             Step::HostExists(_) | Step::Unchanged(_) | Step::StaysDisabled(_) => {}
@@ -157,7 +156,25 @@ pub async fn execute(
     Ok(())
 }
 
-async fn create_subscription(client: &TandemClient, port: &SendPort) -> Result<(), ClientError> {
+/// Replaces subscription `old_id` by the port's in one step, so that no message published
+/// meanwhile finds neither; creates it when the old one is gone already (an earlier apply
+/// stopped after replacing it).
+async fn replace_subscription(
+    client: &TandemClient,
+    old_id: u64,
+    port: &SendPort,
+) -> Result<(), ClientError> {
+    match create_subscription(client, port, Some(old_id)).await {
+        Err(error) if error.is_code("not_found") => create_subscription(client, port, None).await,
+        other => other,
+    }
+}
+
+async fn create_subscription(
+    client: &TandemClient,
+    port: &SendPort,
+    replaces: Option<u64>,
+) -> Result<(), ClientError> {
     let request = v1::CreateSubscriptionRequest {
         name: port.name.clone(),
         host: port.host.clone(),
@@ -170,6 +187,7 @@ async fn create_subscription(client: &TandemClient, port: &SendPort) -> Result<(
             .backup
             .as_ref()
             .map(|backup| wire_policy(&backup.retry)),
+        replaces,
     };
     client.create_subscription(request).await.map(drop)
 }

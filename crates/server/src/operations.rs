@@ -109,6 +109,8 @@ pub struct SubscriptionOrder {
     pub exponential_backoff: bool,
     /// The backup transport's retries as the caller gave them; `None`: no backup transport.
     pub backup: Option<RetryPolicy>,
+    /// The subscription this one replaces in the same command, if any.
+    pub replaces: Option<u64>,
 }
 
 /// What a publish answers: one result per message, and the acknowledgement (absent when no
@@ -281,7 +283,8 @@ impl AppState {
             .is_none_or(|host| host.depth.ready > 0)
     }
 
-    /// Creates a subscription, choosing a name and defaults when the caller gave none.
+    /// Creates a subscription (replacing `order.replaces` in the same step, if given),
+    /// choosing a name and defaults when the caller gave none.
     pub async fn create_subscription(&self, order: SubscriptionOrder) -> Result<Subscription> {
         let priority = subscription_priority(order.priority)?;
         let defaults = RetryPolicy::default();
@@ -305,13 +308,24 @@ impl AppState {
             } else {
                 order.name.clone()
             };
-            let command = Command::CreateSubscription {
-                name,
-                host: order.host.clone(),
-                filter: order.filter.clone(),
-                priority,
-                retry,
-                backup: order.backup,
+            let command = match order.replaces {
+                None => Command::CreateSubscription {
+                    name,
+                    host: order.host.clone(),
+                    filter: order.filter.clone(),
+                    priority,
+                    retry,
+                    backup: order.backup,
+                },
+                Some(id) => Command::ReplaceSubscription {
+                    id,
+                    name,
+                    host: order.host.clone(),
+                    filter: order.filter.clone(),
+                    priority,
+                    retry,
+                    backup: order.backup,
+                },
             };
             match self.execute(command).await {
                 Ok(Outcome::SubscriptionCreated(subscription)) => return Ok(subscription),

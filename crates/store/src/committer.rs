@@ -252,6 +252,7 @@ fn changes_catalog(command: &Command) -> bool {
     matches!(
         command,
         Command::CreateSubscription { .. }
+            | Command::ReplaceSubscription { .. }
             | Command::DeleteSubscription { .. }
             | Command::CreateHost { .. }
     )

@@ -61,6 +61,10 @@ pub struct CreateArgs {
     /// Backup transport: double its retry interval after each failed attempt.
     #[arg(long)]
     backup_exponential_backoff: bool,
+    /// Replace the subscription with this id in the same step (the new one may keep its
+    /// name): every message published meanwhile routes by the old or the new definition.
+    #[arg(long, value_name = "ID")]
+    replaces: Option<u64>,
 }
 
 impl CreateArgs {
@@ -102,21 +106,31 @@ async fn create(arguments: CreateArgs, context: &CommandContext) -> Result<(), C
         retry_count: Some(arguments.retry_count),
         retry_interval_ms: Some(arguments.retry_interval),
         exponential_backoff: arguments.exponential_backoff,
+        replaces: arguments.replaces,
     };
     let subscription = client.create_subscription(request).await.map_err(|error| {
-        let not_found = error.is_code("not_found");
+        let hint = match error.is_code("not_found") {
+            true if error.message.starts_with("subscription") => {
+                Some("see `tandem subscription list` for the ids")
+            }
+            true => Some("declare the host first with `tandem host create NAME`"),
+            false => None,
+        };
         let failure = CommandError::from(error);
-        if not_found {
-            failure.with_hint("declare the host first with `tandem host create NAME`")
-        } else {
-            failure
+        match hint {
+            Some(hint) => failure.with_hint(hint),
+            None => failure,
         }
     })?;
     if context.output.is_json() {
         context.output.print_json(&subscription_json(&subscription));
     } else {
+        let verb = match arguments.replaces {
+            Some(old_id) => format!("replaced subscription {old_id} by"),
+            None => "created".to_string(),
+        };
         println!(
-            "created subscription {} ({})",
+            "{verb} subscription {} ({})",
             subscription.id, subscription.name
         );
     }

@@ -4,7 +4,7 @@ use super::MessageBox;
 use crate::error::{Error, ErrorCode, Result};
 use crate::filter::Filter;
 use crate::host::{Host, QueueDepth};
-use crate::ids::SubscriptionId;
+use crate::ids::{HostId, SubscriptionId};
 use crate::limits;
 use crate::outcome::Outcome;
 use crate::settings::Settings;
@@ -59,8 +59,62 @@ impl MessageBox {
         backup: Option<RetryPolicy>,
         now_ms: i64,
     ) -> Result<Outcome> {
-        validate::name("subscription", &name)?;
-        if self.subscription_ids_by_name.contains_key(&name) {
+        let (host_id, filter) =
+            self.check_subscription(&name, host, &filter_text, priority, &retry, &backup, None)?;
+        Ok(self.insert_subscription(
+            tables, name, host_id, filter, priority, retry, backup, now_ms,
+        ))
+    }
+
+    /// Deletes subscription `id` and creates the new one in the same command, once the new
+    /// one has passed every check (as if the old one were gone already).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn replace_subscription(
+        &mut self,
+        tables: &mut impl Tables,
+        id: SubscriptionId,
+        name: String,
+        host: &str,
+        filter_text: String,
+        priority: u8,
+        retry: RetryPolicy,
+        backup: Option<RetryPolicy>,
+        now_ms: i64,
+    ) -> Result<Outcome> {
+        if !self.subscriptions.contains_key(&id) {
+            return Err(subscription_not_found(id));
+        }
+        let (host_id, filter) = self.check_subscription(
+            &name,
+            host,
+            &filter_text,
+            priority,
+            &retry,
+            &backup,
+            Some(id),
+        )?;
+        self.delete_subscription(tables, id)?;
+        Ok(self.insert_subscription(
+            tables, name, host_id, filter, priority, retry, backup, now_ms,
+        ))
+    }
+
+    /// Every check of a new subscription; `replacing` is one that goes away in the same
+    /// step (its name and its place count as free).
+    #[allow(clippy::too_many_arguments)]
+    fn check_subscription(
+        &self,
+        name: &str,
+        host: &str,
+        filter_text: &str,
+        priority: u8,
+        retry: &RetryPolicy,
+        backup: &Option<RetryPolicy>,
+        replacing: Option<SubscriptionId>,
+    ) -> Result<(HostId, Filter)> {
+        validate::name("subscription", name)?;
+        let name_holder = self.subscription_ids_by_name.get(name).copied();
+        if name_holder.is_some() && name_holder != replacing {
             return Err(Error::new(
                 ErrorCode::AlreadyExists,
                 format!("subscription '{name}' exists already"),
@@ -68,18 +122,34 @@ impl MessageBox {
         }
         let host_id = self.existing_host(host)?.id;
         validate_priority(priority)?;
-        validate_retry("retry", &retry)?;
-        if let Some(backup) = &backup {
+        validate_retry("retry", retry)?;
+        if let Some(backup) = backup {
             validate_retry("backup retry", backup)?;
         }
-        let filter = Filter::parse(&filter_text)
+        let filter = Filter::parse(filter_text)
             .map_err(|error| Error::invalid(format!("filter: {error}")))?;
-        if self.subscriptions.len() >= limits::MAX_SUBSCRIPTIONS {
+        let remaining = self.subscriptions.len() - usize::from(replacing.is_some());
+        if remaining >= limits::MAX_SUBSCRIPTIONS {
             return Err(Error::invalid(format!(
                 "a message box holds at most {} subscriptions",
                 limits::MAX_SUBSCRIPTIONS
             )));
         }
+        Ok((host_id, filter))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_subscription(
+        &mut self,
+        tables: &mut impl Tables,
+        name: String,
+        host_id: HostId,
+        filter: Filter,
+        priority: u8,
+        retry: RetryPolicy,
+        backup: Option<RetryPolicy>,
+        now_ms: i64,
+    ) -> Outcome {
         let id = Self::take_counter(&mut self.state.next_subscription_id);
         self.state_dirty = true;
         let subscription = Subscription {
@@ -94,7 +164,7 @@ impl MessageBox {
         };
         tables.save_subscription(&subscription);
         self.add_subscription(subscription.clone(), filter);
-        Ok(Outcome::SubscriptionCreated(subscription))
+        Outcome::SubscriptionCreated(subscription)
     }
 
     pub(super) fn delete_subscription(
@@ -103,15 +173,17 @@ impl MessageBox {
         id: SubscriptionId,
     ) -> Result<Outcome> {
         let Some(subscription) = self.subscriptions.remove(&id) else {
-            return Err(Error::not_found(format!(
-                "subscription {id} does not exist"
-            )));
+            return Err(subscription_not_found(id));
         };
         self.routing.remove(id);
         self.subscription_ids_by_name.remove(&subscription.name);
         tables.delete_subscription(id);
         Ok(Outcome::SubscriptionDeleted)
     }
+}
+
+fn subscription_not_found(id: SubscriptionId) -> Error {
+    Error::not_found(format!("subscription {id} does not exist"))
 }
 
 fn validate_priority(priority: u8) -> Result<()> {
@@ -142,4 +214,135 @@ fn validate_retry(what: &str, retry: &RetryPolicy) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::MessageBox;
+    use crate::command::Command;
+    use crate::context::Property;
+    use crate::error::ErrorCode;
+    use crate::ids::{MessageId, SubscriptionId};
+    use crate::memory_tables::MemoryTables;
+    use crate::message::NewMessage;
+    use crate::outcome::Outcome;
+    use crate::subscription::RetryPolicy;
+    use crate::value::Value;
+
+    fn replace(id: SubscriptionId, name: &str, filter: &str) -> Command {
+        Command::ReplaceSubscription {
+            id,
+            name: name.into(),
+            host: "h".into(),
+            filter: filter.into(),
+            priority: 3,
+            retry: RetryPolicy::default(),
+            backup: None,
+        }
+    }
+
+    /// A host `h` with subscription `orders` (`Kind == "order"`); answers its id.
+    fn with_subscription(machine: &mut MessageBox, tables: &mut MemoryTables) -> SubscriptionId {
+        machine
+            .apply(tables, Command::CreateHost { name: "h".into() }, 1)
+            .expect("host");
+        let create = Command::CreateSubscription {
+            name: "orders".into(),
+            host: "h".into(),
+            filter: "Kind == \"order\"".into(),
+            priority: 5,
+            retry: RetryPolicy::default(),
+            backup: None,
+        };
+        match machine.apply(tables, create, 1) {
+            Ok(Outcome::SubscriptionCreated(subscription)) => subscription.id,
+            other => panic!("create failed: {other:?}"),
+        }
+    }
+
+    /// Whether a message of `kind` routes anywhere (publishing it).
+    fn routes(machine: &mut MessageBox, tables: &mut MemoryTables, id: &str, kind: &str) -> bool {
+        let message = NewMessage {
+            message_id: MessageId(id.into()),
+            body: b"x".to_vec(),
+            properties: vec![Property {
+                name: "Kind".into(),
+                value: Value::String(kind.into()),
+                promoted: true,
+            }],
+        };
+        let publish = Command::Publish {
+            publisher: "test".into(),
+            messages: vec![message],
+        };
+        match machine.apply(tables, publish, 2) {
+            Ok(Outcome::Published(receipts)) => receipts[0].is_ok(),
+            other => panic!("publish failed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_replaced_subscription_routes_by_its_new_definition_under_the_same_name() {
+        let mut machine = MessageBox::new();
+        let mut tables = MemoryTables::default();
+        let old = with_subscription(&mut machine, &mut tables);
+        let replaced = machine
+            .apply(
+                &mut tables,
+                replace(old, "orders", "Kind == \"invoice\""),
+                2,
+            )
+            .expect("replace");
+        let Outcome::SubscriptionCreated(new) = replaced else {
+            panic!("{replaced:?}");
+        };
+        assert_ne!(new.id, old);
+        assert_eq!((new.name.as_str(), new.priority), ("orders", 3));
+        assert!(machine.subscription(old).is_none());
+        assert_eq!(machine.subscriptions().count(), 1);
+        assert!(routes(&mut machine, &mut tables, "m1", "invoice"));
+        assert!(!routes(&mut machine, &mut tables, "m2", "order"));
+    }
+
+    #[test]
+    fn a_replacement_that_fails_a_check_changes_nothing() {
+        let mut machine = MessageBox::new();
+        let mut tables = MemoryTables::default();
+        let old = with_subscription(&mut machine, &mut tables);
+        let broken = machine
+            .apply(&mut tables, replace(old, "orders", "Kind == "), 2)
+            .expect_err("a bad filter");
+        assert_eq!(broken.code, ErrorCode::InvalidArgument);
+        let unknown = machine
+            .apply(
+                &mut tables,
+                replace(old + 100, "orders", "Kind == \"x\""),
+                2,
+            )
+            .expect_err("an unknown subscription");
+        assert_eq!(unknown.code, ErrorCode::NotFound);
+        assert!(machine.subscription(old).is_some());
+        assert!(routes(&mut machine, &mut tables, "m1", "order"));
+    }
+
+    #[test]
+    fn a_replacement_may_not_take_another_subscriptions_name() {
+        let mut machine = MessageBox::new();
+        let mut tables = MemoryTables::default();
+        let old = with_subscription(&mut machine, &mut tables);
+        let other = Command::CreateSubscription {
+            name: "invoices".into(),
+            host: "h".into(),
+            filter: "Kind == \"invoice\"".into(),
+            priority: 5,
+            retry: RetryPolicy::default(),
+            backup: None,
+        };
+        machine.apply(&mut tables, other, 1).expect("second");
+        let taken = machine
+            .apply(&mut tables, replace(old, "invoices", "Kind == \"x\""), 2)
+            .expect_err("the name is taken");
+        assert_eq!(taken.code, ErrorCode::AlreadyExists);
+        assert!(machine.subscription(old).is_some());
+    }
 }

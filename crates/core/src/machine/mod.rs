@@ -172,6 +172,17 @@ impl MessageBox {
             }
             Command::Tick => Ok(self.tick(tables, now_ms)),
             Command::PurgeTracking { before_ms } => Ok(self.purge_tracking(tables, before_ms)),
+            Command::ReplaceSubscription {
+                id,
+                name,
+                host,
+                filter,
+                priority,
+                retry,
+                backup,
+            } => self.replace_subscription(
+                tables, id, name, &host, filter, priority, retry, backup, now_ms,
+            ),
         }
     }
 

@@ -63,6 +63,7 @@ impl Admin for AdminService {
             retry_interval_ms: request.retry_interval_ms,
             exponential_backoff: request.exponential_backoff,
             backup: request.backup.map(convert::retry_policy),
+            replaces: request.replaces,
         };
         let subscription = self
             .backend

@@ -56,6 +56,8 @@ pub struct CreateSubscriptionRequest {
     pub exponential_backoff: Option<bool>,
     /// The backup transport's retries; absent or null means none.
     pub backup: Option<RetryPolicyRequest>,
+    /// The id of a subscription this one replaces in the same step.
+    pub replaces: Option<u64>,
 }
 
 /// A backup transport's retry policy, as gRPC's `RetryPolicy` message: omitted fields are
@@ -92,6 +94,7 @@ pub async fn create_subscription(
         retry_interval_ms: request.retry_interval_ms,
         exponential_backoff: request.exponential_backoff.unwrap_or(false),
         backup: request.backup.map(RetryPolicy::from),
+        replaces: request.replaces,
     };
     let subscription = state.create_subscription(order).await?;
     let view = views::subscription(&subscription, &state.store.catalog());
