@@ -186,6 +186,8 @@ impl Committer {
         if let Some(failure) = tables.take_failure() {
             return Err(failure);
         }
+        // Its statements go back to the connection's cache before the commit.
+        drop(tables);
         transaction.commit()?;
         Ok((results, last_position))
     }

@@ -1,9 +1,12 @@
 //! [`Tables`] on a SQLite connection inside an open transaction.
 //!
-//! Every statement is prepared once per connection (`prepare_cached`). A SQLite error is
-//! remembered, the failing call answers empty, and the committer rolls the batch back.
+//! Every statement is prepared once per connection (`prepare_cached`), and taken from that
+//! cache once per batch: the batch keeps the statements it used, found again by the address
+//! of their SQL text, so that the thousands of statements a batch runs do not each hash
+//! their SQL for the cache. A SQLite error is remembered, the failing call answers empty,
+//! and the committer rolls the batch back.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 use tandem_core::host::Host;
 use tandem_core::ids::{HostId, InstanceId, MessageId, MessageSeq, SubscriptionId};
 use tandem_core::instance::{Instance, InstanceState};
@@ -49,6 +52,8 @@ pub const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 pub struct SqliteTables<'connection> {
     connection: &'connection Connection,
+    /// The statements this batch used, by their SQL text (compared by address).
+    statements: Vec<(&'static str, CachedStatement<'connection>)>,
     failure: Option<rusqlite::Error>,
 }
 
@@ -56,6 +61,7 @@ impl<'connection> SqliteTables<'connection> {
     pub fn new(connection: &'connection Connection) -> SqliteTables<'connection> {
         SqliteTables {
             connection,
+            statements: Vec::new(),
             failure: None,
         }
     }
@@ -75,11 +81,30 @@ impl<'connection> SqliteTables<'connection> {
         }
     }
 
-    fn execute(&mut self, sql: &str, parameters: impl rusqlite::Params) -> u64 {
+    /// The prepared statement for `sql`, kept for the rest of the batch.
+    fn statement(
+        &mut self,
+        sql: &'static str,
+    ) -> rusqlite::Result<&mut CachedStatement<'connection>> {
+        let kept = self
+            .statements
+            .iter()
+            .position(|(text, _)| std::ptr::eq(*text, sql));
+        let position = match kept {
+            Some(position) => position,
+            None => {
+                let statement = self.connection.prepare_cached(sql)?;
+                self.statements.push((sql, statement));
+                self.statements.len() - 1
+            }
+        };
+        Ok(&mut self.statements[position].1)
+    }
+
+    fn execute(&mut self, sql: &'static str, parameters: impl rusqlite::Params) -> u64 {
         let result = self
-            .connection
-            .prepare_cached(sql)
-            .and_then(|mut statement| statement.execute(parameters))
+            .statement(sql)
+            .and_then(|statement| statement.execute(parameters))
             .map(|rows| rows as u64);
         self.record(result)
     }
@@ -99,15 +124,12 @@ impl<'connection> SqliteTables<'connection> {
         );
     }
 
-    fn instances(&mut self, sql: &str, parameters: impl rusqlite::Params) -> Vec<Instance> {
-        let result = self
-            .connection
-            .prepare_cached(sql)
-            .and_then(|mut statement| {
-                statement
-                    .query_map(parameters, instance_from_row)?
-                    .collect::<rusqlite::Result<_>>()
-            });
+    fn instances(&mut self, sql: &'static str, parameters: impl rusqlite::Params) -> Vec<Instance> {
+        let result = self.statement(sql).and_then(|statement| {
+            statement
+                .query_map(parameters, instance_from_row)?
+                .collect::<rusqlite::Result<_>>()
+        });
         self.record(result)
     }
 }
@@ -235,13 +257,12 @@ impl Tables for SqliteTables<'_> {
     /// table holds only what deleted messages left behind.
     fn find_dedupe(&mut self, message_id: &MessageId) -> Option<i64> {
         let result = self
-            .connection
-            .prepare_cached(
+            .statement(
                 "SELECT MAX(published_at_ms) FROM ( \
                  SELECT received_at_ms AS published_at_ms FROM messages WHERE message_id = ?1 \
                  UNION ALL SELECT published_at_ms FROM dedupe WHERE message_id = ?1)",
             )
-            .and_then(|mut statement| {
+            .and_then(|statement| {
                 statement.query_row([message_id.as_str()], |row| row.get::<_, Option<i64>>(0))
             });
         self.record(result)
@@ -272,9 +293,8 @@ impl Tables for SqliteTables<'_> {
 
     fn load_message(&mut self, seq: MessageSeq) -> Option<StoredMessage> {
         let result = self
-            .connection
-            .prepare_cached(select_messages!("WHERE seq = ?1"))
-            .and_then(|mut statement| statement.query_row([seq], message_from_row).optional());
+            .statement(select_messages!("WHERE seq = ?1"))
+            .and_then(|statement| statement.query_row([seq], message_from_row).optional());
         self.record(result)
     }
 
@@ -362,9 +382,8 @@ impl Tables for SqliteTables<'_> {
 
     fn count_instances_of_message(&mut self, seq: MessageSeq) -> u64 {
         let result = self
-            .connection
-            .prepare_cached("SELECT COUNT(*) FROM instances WHERE message_seq = ?1")
-            .and_then(|mut statement| statement.query_row([seq], |row| row.get(0)));
+            .statement("SELECT COUNT(*) FROM instances WHERE message_seq = ?1")
+            .and_then(|statement| statement.query_row([seq], |row| row.get(0)));
         self.record(result)
     }
 
@@ -387,9 +406,8 @@ impl Tables for SqliteTables<'_> {
     /// event that is recent enough. The cost is the number purged, not the table's size.
     fn purge_tracking_before(&mut self, before_ms: i64, limit: usize) -> u64 {
         let last_old_id = self
-            .connection
-            .prepare_cached("SELECT id, at_ms FROM tracking ORDER BY id LIMIT ?1")
-            .and_then(|mut statement| {
+            .statement("SELECT id, at_ms FROM tracking ORDER BY id LIMIT ?1")
+            .and_then(|statement| {
                 let mut rows = statement.query([limit as i64])?;
                 let mut last_old_id = None;
                 while let Some(row) = rows.next()? {
