@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{InstanceId, LeaseToken, SubscriptionId};
 use crate::message::NewMessage;
 use crate::settings::Settings;
-use crate::subscription::RetryPolicy;
+use crate::subscription::{RetryPolicy, SubscriptionDefinition};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
@@ -79,16 +79,31 @@ pub enum Command {
     /// the new one, never by neither. Instances already queued stay where they are.
     ReplaceSubscription {
         id: SubscriptionId,
-        name: String,
-        host: String,
-        filter: String,
-        priority: u8,
-        retry: RetryPolicy,
-        backup: Option<RetryPolicy>,
+        definition: SubscriptionDefinition,
     },
 }
 
 impl Command {
+    /// The command that creates a subscription so defined.
+    pub fn create_subscription(definition: SubscriptionDefinition) -> Command {
+        let SubscriptionDefinition {
+            name,
+            host,
+            filter,
+            priority,
+            retry,
+            backup,
+        } = definition;
+        Command::CreateSubscription {
+            name,
+            host,
+            filter,
+            priority,
+            retry,
+            backup,
+        }
+    }
+
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -24,6 +24,18 @@ pub struct Subscription {
     pub created_at_ms: i64,
 }
 
+/// What a subscription is declared with: by a create, or by a replacement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionDefinition {
+    pub name: String,
+    /// The host's name.
+    pub host: String,
+    pub filter: String,
+    pub priority: u8,
+    pub retry: RetryPolicy,
+    pub backup: Option<RetryPolicy>,
+}
+
 impl Subscription {
     /// Which transport carries each delivery, and what follows a failed one.
     pub fn delivery_policy(&self) -> DeliveryPolicy {

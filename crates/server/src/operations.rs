@@ -12,7 +12,7 @@ use tandem_core::ids::{HostId, InstanceId, LeaseToken};
 use tandem_core::instance::{Instance, InstanceState};
 use tandem_core::message::NewMessage;
 use tandem_core::outcome::{LeasedMessage, PublishReceipt};
-use tandem_core::subscription::{RetryPolicy, Subscription};
+use tandem_core::subscription::{RetryPolicy, Subscription, SubscriptionDefinition};
 use tandem_core::{Command, Error, ErrorCode, Outcome, limits};
 use tandem_store::{Catalog, InstanceQuery};
 use tokio::time::Instant;
@@ -308,24 +308,17 @@ impl AppState {
             } else {
                 order.name.clone()
             };
+            let definition = SubscriptionDefinition {
+                name,
+                host: order.host.clone(),
+                filter: order.filter.clone(),
+                priority,
+                retry,
+                backup: order.backup,
+            };
             let command = match order.replaces {
-                None => Command::CreateSubscription {
-                    name,
-                    host: order.host.clone(),
-                    filter: order.filter.clone(),
-                    priority,
-                    retry,
-                    backup: order.backup,
-                },
-                Some(id) => Command::ReplaceSubscription {
-                    id,
-                    name,
-                    host: order.host.clone(),
-                    filter: order.filter.clone(),
-                    priority,
-                    retry,
-                    backup: order.backup,
-                },
+                None => Command::create_subscription(definition),
+                Some(id) => Command::ReplaceSubscription { id, definition },
             };
             match self.execute(command).await {
                 Ok(Outcome::SubscriptionCreated(subscription)) => return Ok(subscription),

@@ -8,7 +8,7 @@ use crate::ids::{HostId, SubscriptionId};
 use crate::limits;
 use crate::outcome::Outcome;
 use crate::settings::Settings;
-use crate::subscription::{RetryPolicy, Subscription};
+use crate::subscription::{RetryPolicy, Subscription, SubscriptionDefinition};
 use crate::tables::Tables;
 use crate::validate;
 
@@ -47,71 +47,41 @@ impl MessageBox {
         Ok(Outcome::HostCreated(host))
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn create_subscription(
         &mut self,
         tables: &mut impl Tables,
-        name: String,
-        host: &str,
-        filter_text: String,
-        priority: u8,
-        retry: RetryPolicy,
-        backup: Option<RetryPolicy>,
+        definition: SubscriptionDefinition,
         now_ms: i64,
     ) -> Result<Outcome> {
-        let (host_id, filter) =
-            self.check_subscription(&name, host, &filter_text, priority, &retry, &backup, None)?;
-        Ok(self.insert_subscription(
-            tables, name, host_id, filter, priority, retry, backup, now_ms,
-        ))
+        let (host_id, filter) = self.check_subscription(&definition, None)?;
+        Ok(self.insert_subscription(tables, definition, host_id, filter, now_ms))
     }
 
     /// Deletes subscription `id` and creates the new one in the same command, once the new
     /// one has passed every check (as if the old one were gone already).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn replace_subscription(
         &mut self,
         tables: &mut impl Tables,
         id: SubscriptionId,
-        name: String,
-        host: &str,
-        filter_text: String,
-        priority: u8,
-        retry: RetryPolicy,
-        backup: Option<RetryPolicy>,
+        definition: SubscriptionDefinition,
         now_ms: i64,
     ) -> Result<Outcome> {
         if !self.subscriptions.contains_key(&id) {
             return Err(subscription_not_found(id));
         }
-        let (host_id, filter) = self.check_subscription(
-            &name,
-            host,
-            &filter_text,
-            priority,
-            &retry,
-            &backup,
-            Some(id),
-        )?;
+        let (host_id, filter) = self.check_subscription(&definition, Some(id))?;
         self.delete_subscription(tables, id)?;
-        Ok(self.insert_subscription(
-            tables, name, host_id, filter, priority, retry, backup, now_ms,
-        ))
+        Ok(self.insert_subscription(tables, definition, host_id, filter, now_ms))
     }
 
     /// Every check of a new subscription; `replacing` is one that goes away in the same
     /// step (its name and its place count as free).
-    #[allow(clippy::too_many_arguments)]
     fn check_subscription(
         &self,
-        name: &str,
-        host: &str,
-        filter_text: &str,
-        priority: u8,
-        retry: &RetryPolicy,
-        backup: &Option<RetryPolicy>,
+        definition: &SubscriptionDefinition,
         replacing: Option<SubscriptionId>,
     ) -> Result<(HostId, Filter)> {
+        let name = &definition.name;
         validate::name("subscription", name)?;
         let name_holder = self.subscription_ids_by_name.get(name).copied();
         if name_holder.is_some() && name_holder != replacing {
@@ -120,13 +90,13 @@ impl MessageBox {
                 format!("subscription '{name}' exists already"),
             ));
         }
-        let host_id = self.existing_host(host)?.id;
-        validate_priority(priority)?;
-        validate_retry("retry", retry)?;
-        if let Some(backup) = backup {
+        let host_id = self.existing_host(&definition.host)?.id;
+        validate_priority(definition.priority)?;
+        validate_retry("retry", &definition.retry)?;
+        if let Some(backup) = &definition.backup {
             validate_retry("backup retry", backup)?;
         }
-        let filter = Filter::parse(filter_text)
+        let filter = Filter::parse(&definition.filter)
             .map_err(|error| Error::invalid(format!("filter: {error}")))?;
         let remaining = self.subscriptions.len() - usize::from(replacing.is_some());
         if remaining >= limits::MAX_SUBSCRIPTIONS {
@@ -138,28 +108,24 @@ impl MessageBox {
         Ok((host_id, filter))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn insert_subscription(
         &mut self,
         tables: &mut impl Tables,
-        name: String,
+        definition: SubscriptionDefinition,
         host_id: HostId,
         filter: Filter,
-        priority: u8,
-        retry: RetryPolicy,
-        backup: Option<RetryPolicy>,
         now_ms: i64,
     ) -> Outcome {
         let id = Self::take_counter(&mut self.state.next_subscription_id);
         self.state_dirty = true;
         let subscription = Subscription {
             id,
-            name,
+            name: definition.name,
             host: host_id,
             filter: filter.to_text(),
-            priority,
-            retry,
-            backup,
+            priority: definition.priority,
+            retry: definition.retry,
+            backup: definition.backup,
             created_at_ms: now_ms,
         };
         tables.save_subscription(&subscription);
@@ -226,19 +192,19 @@ mod tests {
     use crate::memory_tables::MemoryTables;
     use crate::message::NewMessage;
     use crate::outcome::Outcome;
-    use crate::subscription::RetryPolicy;
+    use crate::subscription::{RetryPolicy, SubscriptionDefinition};
     use crate::value::Value;
 
     fn replace(id: SubscriptionId, name: &str, filter: &str) -> Command {
-        Command::ReplaceSubscription {
-            id,
+        let definition = SubscriptionDefinition {
             name: name.into(),
             host: "h".into(),
             filter: filter.into(),
             priority: 3,
             retry: RetryPolicy::default(),
             backup: None,
-        }
+        };
+        Command::ReplaceSubscription { id, definition }
     }
 
     /// A host `h` with subscription `orders` (`Kind == "order"`); answers its id.

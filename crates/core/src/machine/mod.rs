@@ -22,7 +22,7 @@ use crate::ids::{HostId, InstanceId, LeaseToken, MessageSeq, SubscriptionId};
 use crate::instance::{Instance, InstanceState};
 use crate::outcome::Outcome;
 use crate::settings::Settings;
-use crate::subscription::{DeliveryPolicy, Subscription};
+use crate::subscription::{DeliveryPolicy, Subscription, SubscriptionDefinition};
 use crate::tables::Tables;
 use crate::tracking::{TrackingEvent, TrackingKind};
 
@@ -134,8 +134,17 @@ impl MessageBox {
                 priority,
                 retry,
                 backup,
-            } => self
-                .create_subscription(tables, name, &host, filter, priority, retry, backup, now_ms),
+            } => {
+                let definition = SubscriptionDefinition {
+                    name,
+                    host,
+                    filter,
+                    priority,
+                    retry,
+                    backup,
+                };
+                self.create_subscription(tables, definition, now_ms)
+            }
             Command::DeleteSubscription { id } => self.delete_subscription(tables, id),
             Command::Publish {
                 publisher,
@@ -172,17 +181,9 @@ impl MessageBox {
             }
             Command::Tick => Ok(self.tick(tables, now_ms)),
             Command::PurgeTracking { before_ms } => Ok(self.purge_tracking(tables, before_ms)),
-            Command::ReplaceSubscription {
-                id,
-                name,
-                host,
-                filter,
-                priority,
-                retry,
-                backup,
-            } => self.replace_subscription(
-                tables, id, name, &host, filter, priority, retry, backup, now_ms,
-            ),
+            Command::ReplaceSubscription { id, definition } => {
+                self.replace_subscription(tables, id, definition, now_ms)
+            }
         }
     }
 
