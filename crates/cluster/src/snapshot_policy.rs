@@ -1,8 +1,9 @@
 //! When a node takes a snapshot. A snapshot copies the whole store, so counting entries
 //! alone (openraft's own policy) copies a large store as often as a small one: a backlog of
 //! gigabytes, with the ticker's five small entries a second, meant a full copy of it every
-//! quarter of an hour even while nothing else happened. [`take_snapshots_when_due`] triggers a snapshot once
-//! both of these hold since the last one (taken here or installed from the active):
+//! quarter of an hour even while nothing else happened. [`take_snapshots_when_due`]
+//! triggers a snapshot once both of these hold since the last one (taken here or installed
+//! from the active):
 //!
 //! - at least `min_entries` entries were applied, and
 //! - the log made durable at least `min_log_percent` % of the store's size in entry bytes,
