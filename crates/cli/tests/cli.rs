@@ -1,5 +1,5 @@
 //! The `tandem` command against a real node: declare a route (and one with a backup
-//! transport, then replace it), publish, consume, inspect, and the error paths a person
+//! transport, then redefine it), publish, consume, inspect, and the error paths a person
 //! meets first (no route, malformed filter, no node).
 
 mod support;
@@ -37,7 +37,7 @@ fn publish_route_consume_and_inspect_through_the_cli() {
     malformed_filters_name_the_position(&node);
     status_lists_the_host(&node);
     a_backup_transport_is_declared_and_listed(&node);
-    a_subscription_is_replaced_in_one_step(&node);
+    a_subscription_is_redefined_in_one_step(&node);
 
     let exit = node.stop();
     assert!(exit.success(), "node exited with {exit:?} after SIGTERM");
@@ -228,7 +228,7 @@ fn subscriptions(node: &NodeProcess) -> Vec<(u64, String, String)> {
         .collect()
 }
 
-fn a_subscription_is_replaced_in_one_step(node: &NodeProcess) {
+fn a_subscription_is_redefined_in_one_step(node: &NodeProcess) {
     let before = subscriptions(node);
     let (refunds_id, _, _) = before
         .iter()
@@ -262,27 +262,34 @@ fn a_subscription_is_replaced_in_one_step(node: &NodeProcess) {
 
     let replaced = replace(r#"MessageType == "Return""#).expect_success();
     assert!(
-        replaced.stdout.contains(&format!(
-            "replaced subscription {refunds_id} by subscription"
-        )),
+        replaced
+            .stdout
+            .contains(&format!("redefined subscription {refunds_id} (refunds)")),
         "{}",
         replaced.describe()
     );
     let after = subscriptions(node);
     assert_eq!(after.len(), before.len());
-    assert!(after.iter().all(|(id, _, _)| *id != refunds_id));
-    assert!(
-        after
-            .iter()
-            .any(|(_, name, filter)| name == "refunds" && filter.contains("Return")),
-        "{after:?}"
-    );
+    let redefined = |(id, name, filter): &(u64, String, String)| {
+        *id == refunds_id && name == "refunds" && filter.contains("Return")
+    };
+    assert!(after.iter().any(redefined), "{after:?}");
 
-    let gone = replace(r#"MessageType == "Return""#).expect_exit_code(1);
+    let arguments = [
+        "subscription",
+        "create",
+        "--host",
+        "orders",
+        "--filter",
+        "MessageType exists",
+        "--replaces",
+        "999999",
+    ];
+    let unknown = run_against(node, &arguments).expect_exit_code(1);
     assert!(
-        gone.stderr.contains("subscription list"),
+        unknown.stderr.contains("subscription list"),
         "{}",
-        gone.describe()
+        unknown.describe()
     );
 }
 

@@ -74,9 +74,10 @@ pub enum Command {
     PurgeTracking {
         before_ms: i64,
     },
-    /// Replace subscription `id` by a new one (which may keep its name) in one step, as a
-    /// changed send port needs: every message published routes by the old definition or by
-    /// the new one, never by neither. Instances already queued stay where they are.
+    /// Give subscription `id` a new definition (it may keep its name) in one step, keeping
+    /// its id, as a changed send port needs: every message published routes by the old
+    /// definition or by the new one, never by neither. Instances already queued stay in
+    /// their host queues and are retried by the new policy.
     ReplaceSubscription {
         id: SubscriptionId,
         definition: SubscriptionDefinition,

@@ -156,9 +156,9 @@ pub async fn execute(
     Ok(())
 }
 
-/// Replaces subscription `old_id` by the port's in one step, so that no message published
-/// meanwhile finds neither; creates it when the old one is gone already (an earlier apply
-/// stopped after replacing it).
+/// Gives subscription `old_id` the port's definition in one step, so that no message
+/// published meanwhile finds neither; creates it when the old one is gone (deleted by hand
+/// since the plan was made).
 async fn replace_subscription(
     client: &TandemClient,
     old_id: u64,

@@ -109,7 +109,7 @@ pub struct SubscriptionOrder {
     pub exponential_backoff: bool,
     /// The backup transport's retries as the caller gave them; `None`: no backup transport.
     pub backup: Option<RetryPolicy>,
-    /// The subscription this one replaces in the same command, if any.
+    /// The subscription that takes this definition in the same command, if any.
     pub replaces: Option<u64>,
 }
 

@@ -61,8 +61,9 @@ pub struct CreateArgs {
     /// Backup transport: double its retry interval after each failed attempt.
     #[arg(long)]
     backup_exponential_backoff: bool,
-    /// Replace the subscription with this id in the same step (the new one may keep its
-    /// name): every message published meanwhile routes by the old or the new definition.
+    /// Give the subscription with this id this definition in one step, keeping its id:
+    /// every message published meanwhile routes by the old or the new definition, and its
+    /// queued messages are retried by the new policy.
     #[arg(long, value_name = "ID")]
     replaces: Option<u64>,
 }
@@ -126,8 +127,8 @@ async fn create(arguments: CreateArgs, context: &CommandContext) -> Result<(), C
         context.output.print_json(&subscription_json(&subscription));
     } else {
         let verb = match arguments.replaces {
-            Some(old_id) => format!("replaced subscription {old_id} by"),
-            None => "created".to_string(),
+            Some(_) => "redefined",
+            None => "created",
         };
         println!(
             "{verb} subscription {} ({})",

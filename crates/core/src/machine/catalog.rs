@@ -54,24 +54,28 @@ impl MessageBox {
         now_ms: i64,
     ) -> Result<Outcome> {
         let (host_id, filter) = self.check_subscription(&definition, None)?;
-        Ok(self.insert_subscription(tables, definition, host_id, filter, now_ms))
+        let id = Self::take_counter(&mut self.state.next_subscription_id);
+        self.state_dirty = true;
+        let subscription = defined(definition, id, host_id, &filter, now_ms);
+        Ok(self.store_subscription(tables, subscription, filter))
     }
 
-    /// Deletes subscription `id` and creates the new one in the same command, once the new
-    /// one has passed every check (as if the old one were gone already).
+    /// Gives subscription `id` a new definition in one command, keeping its id, once the
+    /// new one has passed every check: its queued instances stay in their host queues and
+    /// are retried by the new policy.
     pub(super) fn replace_subscription(
         &mut self,
         tables: &mut impl Tables,
         id: SubscriptionId,
         definition: SubscriptionDefinition,
-        now_ms: i64,
     ) -> Result<Outcome> {
-        if !self.subscriptions.contains_key(&id) {
+        let Some(created_at_ms) = self.subscription(id).map(|old| old.created_at_ms) else {
             return Err(subscription_not_found(id));
-        }
+        };
         let (host_id, filter) = self.check_subscription(&definition, Some(id))?;
-        self.delete_subscription(tables, id)?;
-        Ok(self.insert_subscription(tables, definition, host_id, filter, now_ms))
+        self.forget_subscription(id);
+        let subscription = defined(definition, id, host_id, &filter, created_at_ms);
+        Ok(self.store_subscription(tables, subscription, filter))
     }
 
     /// Every check of a new subscription; `replacing` is one that goes away in the same
@@ -108,29 +112,24 @@ impl MessageBox {
         Ok((host_id, filter))
     }
 
-    fn insert_subscription(
+    fn store_subscription(
         &mut self,
         tables: &mut impl Tables,
-        definition: SubscriptionDefinition,
-        host_id: HostId,
+        subscription: Subscription,
         filter: Filter,
-        now_ms: i64,
     ) -> Outcome {
-        let id = Self::take_counter(&mut self.state.next_subscription_id);
-        self.state_dirty = true;
-        let subscription = Subscription {
-            id,
-            name: definition.name,
-            host: host_id,
-            filter: filter.to_text(),
-            priority: definition.priority,
-            retry: definition.retry,
-            backup: definition.backup,
-            created_at_ms: now_ms,
-        };
         tables.save_subscription(&subscription);
         self.add_subscription(subscription.clone(), filter);
         Outcome::SubscriptionCreated(subscription)
+    }
+
+    /// Takes subscription `id` out of the catalog and the routing index (not out of the
+    /// tables).
+    fn forget_subscription(&mut self, id: SubscriptionId) -> Option<Subscription> {
+        let subscription = self.subscriptions.remove(&id)?;
+        self.routing.remove(id);
+        self.subscription_ids_by_name.remove(&subscription.name);
+        Some(subscription)
     }
 
     pub(super) fn delete_subscription(
@@ -138,13 +137,31 @@ impl MessageBox {
         tables: &mut impl Tables,
         id: SubscriptionId,
     ) -> Result<Outcome> {
-        let Some(subscription) = self.subscriptions.remove(&id) else {
+        if self.forget_subscription(id).is_none() {
             return Err(subscription_not_found(id));
-        };
-        self.routing.remove(id);
-        self.subscription_ids_by_name.remove(&subscription.name);
+        }
         tables.delete_subscription(id);
         Ok(Outcome::SubscriptionDeleted)
+    }
+}
+
+/// The subscription `definition` describes, as stored.
+fn defined(
+    definition: SubscriptionDefinition,
+    id: SubscriptionId,
+    host: HostId,
+    filter: &Filter,
+    created_at_ms: i64,
+) -> Subscription {
+    Subscription {
+        id,
+        name: definition.name,
+        host,
+        filter: filter.to_text(),
+        priority: definition.priority,
+        retry: definition.retry,
+        backup: definition.backup,
+        created_at_ms,
     }
 }
 
@@ -248,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn a_replaced_subscription_routes_by_its_new_definition_under_the_same_name() {
+    fn a_replaced_subscription_keeps_its_id_and_routes_by_its_new_definition() {
         let mut machine = MessageBox::new();
         let mut tables = MemoryTables::default();
         let old = with_subscription(&mut machine, &mut tables);
@@ -262,12 +279,45 @@ mod tests {
         let Outcome::SubscriptionCreated(new) = replaced else {
             panic!("{replaced:?}");
         };
-        assert_ne!(new.id, old);
+        assert_eq!(new.id, old, "the replacement keeps the id");
         assert_eq!((new.name.as_str(), new.priority), ("orders", 3));
-        assert!(machine.subscription(old).is_none());
+        assert_eq!(machine.subscription(old), Some(&new));
         assert_eq!(machine.subscriptions().count(), 1);
         assert!(routes(&mut machine, &mut tables, "m1", "invoice"));
         assert!(!routes(&mut machine, &mut tables, "m2", "order"));
+    }
+
+    #[test]
+    fn instances_queued_before_a_replacement_are_retried_by_the_new_policy() {
+        let mut machine = MessageBox::new();
+        let mut tables = MemoryTables::default();
+        let old = with_subscription(&mut machine, &mut tables);
+        assert!(routes(&mut machine, &mut tables, "queued", "order"));
+        let mut no_retries = replace(old, "orders", "Kind == \"order\"");
+        if let Command::ReplaceSubscription { definition, .. } = &mut no_retries {
+            definition.retry.retry_count = 0;
+        }
+        machine.apply(&mut tables, no_retries, 2).expect("replace");
+        let lease = Command::Lease {
+            host: "h".into(),
+            holder: "worker".into(),
+            max_messages: 1,
+            lease_duration_ms: 30_000,
+        };
+        let Ok(Outcome::Leased(leased)) = machine.apply(&mut tables, lease, 3) else {
+            panic!("lease failed");
+        };
+        let fail = Command::Fail {
+            instance: leased[0].instance,
+            token: leased[0].token,
+            reason: "down".into(),
+        };
+        let failed = machine.apply(&mut tables, fail, 4).expect("fail");
+        assert_eq!(
+            failed,
+            Outcome::Failed { suspended: true },
+            "no retries left under the new policy"
+        );
     }
 
     #[test]

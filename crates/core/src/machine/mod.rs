@@ -182,7 +182,7 @@ impl MessageBox {
             Command::Tick => Ok(self.tick(tables, now_ms)),
             Command::PurgeTracking { before_ms } => Ok(self.purge_tracking(tables, before_ms)),
             Command::ReplaceSubscription { id, definition } => {
-                self.replace_subscription(tables, id, definition, now_ms)
+                self.replace_subscription(tables, id, definition)
             }
         }
     }

@@ -56,7 +56,7 @@ pub struct CreateSubscriptionRequest {
     pub exponential_backoff: Option<bool>,
     /// The backup transport's retries; absent or null means none.
     pub backup: Option<RetryPolicyRequest>,
-    /// The id of a subscription this one replaces in the same step.
+    /// The id of a subscription that takes this definition in one step (keeping its id).
     pub replaces: Option<u64>,
 }
 
