@@ -235,8 +235,8 @@ fn a_subscription_is_redefined_in_one_step(node: &NodeProcess) {
         .find(|(_, name, _)| name == "refunds")
         .cloned()
         .expect("the refunds subscription");
-    let replace = |filter: &str| {
-        let id = refunds_id.to_string();
+    let redefine = |id: u64, filter: &str| {
+        let id = id.to_string();
         let arguments = [
             "subscription",
             "create",
@@ -252,7 +252,7 @@ fn a_subscription_is_redefined_in_one_step(node: &NodeProcess) {
         run_against(node, &arguments)
     };
 
-    let refused = replace("MessageType ==").expect_exit_code(1);
+    let refused = redefine(refunds_id, "MessageType ==").expect_exit_code(1);
     assert!(refused.stderr.contains("filter"), "{}", refused.describe());
     assert_eq!(
         subscriptions(node),
@@ -260,7 +260,7 @@ fn a_subscription_is_redefined_in_one_step(node: &NodeProcess) {
         "a refused replacement changes nothing"
     );
 
-    let replaced = replace(r#"MessageType == "Return""#).expect_success();
+    let replaced = redefine(refunds_id, r#"MessageType == "Return""#).expect_success();
     assert!(
         replaced
             .stdout
@@ -275,17 +275,7 @@ fn a_subscription_is_redefined_in_one_step(node: &NodeProcess) {
     };
     assert!(after.iter().any(redefined), "{after:?}");
 
-    let arguments = [
-        "subscription",
-        "create",
-        "--host",
-        "orders",
-        "--filter",
-        "MessageType exists",
-        "--replaces",
-        "999999",
-    ];
-    let unknown = run_against(node, &arguments).expect_exit_code(1);
+    let unknown = redefine(999_999, "MessageType exists").expect_exit_code(1);
     assert!(
         unknown.stderr.contains("subscription list"),
         "{}",
