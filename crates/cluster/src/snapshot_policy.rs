@@ -80,7 +80,13 @@ pub async fn take_snapshots_when_due(
     let mut checks =
         tokio::time::interval_at(tokio::time::Instant::now() + CHECK_INTERVAL, CHECK_INTERVAL);
     checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let index = snapshot_index(&raft);
+    // From openraft's own state: its metrics may not show the snapshot loaded at start yet.
+    let Ok(index) = raft
+        .with_raft_state(|state| state.snapshot_meta.last_log_id.map_or(0, |id| id.index))
+        .await
+    else {
+        return;
+    };
     let mut last = LastSnapshot {
         index,
         log_bytes: log.bytes_written(),
@@ -98,7 +104,8 @@ pub async fn take_snapshots_when_due(
             let index = |log_id: Option<LogId>| log_id.map_or(0, |id| id.index);
             (index(metrics.last_applied), index(metrics.snapshot))
         };
-        if snapshot != last.index {
+        // Metrics can lag behind (a snapshot index never goes down): only a newer one counts.
+        if snapshot > last.index {
             // Seen up to a check interval late: count from the trigger when there was one
             // (one installed from the active counts from now).
             last = LastSnapshot {
@@ -129,13 +136,6 @@ pub async fn take_snapshots_when_due(
             last.triggered_at_log_bytes = Some(log_bytes);
         }
     }
-}
-
-fn snapshot_index(raft: &Raft) -> u64 {
-    raft.metrics()
-        .borrow_watched()
-        .snapshot
-        .map_or(0, |log_id| log_id.index)
 }
 
 #[cfg(test)]
