@@ -79,14 +79,12 @@ async fn a_peer_that_never_answers_fails_the_rpc_within_the_soft_ttl() {
 /// TTL and sending the whole snapshot again, forever.
 #[tokio::test]
 async fn the_answer_to_a_large_snapshot_is_awaited_longer_than_the_soft_ttl() {
-    const SNAPSHOT_BYTES: usize = 8 * 1024 * 1024;
+    const SNAPSHOT_BYTES: usize = 16 * 1024 * 1024;
     let soft_ttl = Duration::from_millis(300);
     let install_time = soft_ttl * 2;
     let answer_timeout = snapshot_answer_timeout(soft_ttl, SNAPSHOT_BYTES as u64);
-    assert!(
-        answer_timeout > install_time + soft_ttl,
-        "{answer_timeout:?}"
-    );
+    // Room to spare on a loaded machine: the peer answers well within the wait.
+    assert!(answer_timeout > install_time * 3, "{answer_timeout:?}");
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
