@@ -4,6 +4,11 @@
 //! machine from disk and answers every caller with the failure: nothing is answered that is
 //! not committed. (Durability itself comes from the replicated log; see `schema::configure`.)
 //!
+//! Batches from a replicated log must be applied in log order, none skipped. After a failed
+//! transaction that carried a log position, the committer therefore halts: it refuses every
+//! later batch, and the node applies nothing more until it is restarted (it then replays
+//! the log from the last position it committed).
+//!
 //! The committer is an OS thread ([`Committer::run`], [`Execution::Threads`]) or a tokio task
 //! on the runtime that opened the store ([`Committer::run_inline`], [`Execution::Inline`]);
 //! both run the same rounds (`Committer::serve`) and differ only in how they wait for the
@@ -57,6 +62,8 @@ pub struct Committer {
     pub catalog: Arc<CatalogCell>,
     pub position: Arc<PositionCell>,
     pub metrics: Arc<StoreMetrics>,
+    /// Why the committer halted: a failed transaction carried a replicated log position.
+    pub halted: Option<String>,
 }
 
 /// What one committed transaction answered: each batch's outcomes, and the log position it
@@ -124,7 +131,18 @@ impl Committer {
     }
 
     fn commit(&mut self, batches: Vec<Batch>, replies: Vec<oneshot::Sender<BatchResult>>) {
+        if let Some(reason) = &self.halted {
+            let refusal = format!(
+                "the store halted after a replicated batch failed to commit ({reason}); \
+                 nothing more is applied until the node restarts"
+            );
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Failed(refusal.clone())));
+            }
+            return;
+        }
         let started = Instant::now();
+        let replicated = batches.iter().any(|batch| batch.position.is_some());
         let command_count = batches.iter().map(|batch| batch.commands.len()).sum();
         let catalog_changed = batches
             .iter()
@@ -147,6 +165,13 @@ impl Committer {
             Err(failure) => {
                 self.metrics.record_storage_failure();
                 eprintln!("tandem: storage failure, batch rolled back: {failure}");
+                if replicated {
+                    eprintln!(
+                        "tandem: the store halts: it would otherwise apply later log entries \
+                         without the ones that failed; restart the node to replay them"
+                    );
+                    self.halted = Some(failure.to_string());
+                }
                 self.reload();
                 for reply in replies {
                     let _ = reply.send(Err(StoreError::Failed(failure.to_string())));

@@ -104,6 +104,7 @@ impl Store {
             catalog: catalog.clone(),
             position: position.clone(),
             metrics: metrics.clone(),
+            halted: None,
         };
         let handle = StoreHandle {
             requests,

@@ -1,12 +1,13 @@
 //! Group commit shares transactions between concurrent callers; a storage failure rolls
-//! back the whole batch, acknowledges nothing, and leaves the machine as it was on disk.
+//! back the whole batch, acknowledges nothing, and leaves the machine as it was on disk. A
+//! failed batch from a replicated log halts the store, so that no log entry is skipped.
 
 mod common;
 
 use tandem_core::command::Command;
 use tandem_core::error::ErrorCode;
 use tandem_core::outcome::Outcome;
-use tandem_store::integrity;
+use tandem_store::{Batch, StoreHandle, integrity};
 
 use common::{create_catalog, new_message, open, publish, runtime};
 
@@ -124,4 +125,72 @@ fn a_storage_failure_rolls_back_the_batch_and_acknowledges_nothing() {
         report.messages, 2,
         "m0 and good; nothing of the failed batch"
     );
+}
+
+/// A batch from a replicated log at `position` (the store keeps the position opaque).
+fn replicated(command: Command, position: &str) -> Batch {
+    Batch {
+        timestamp_ms: 1_000,
+        commands: vec![command],
+        event: None,
+        position: Some(position.as_bytes().to_vec()),
+    }
+}
+
+fn saved_position(handle: &StoreHandle) -> Option<String> {
+    handle
+        .position()
+        .map(|bytes| String::from_utf8(bytes).expect("test positions are text"))
+}
+
+#[test]
+fn a_failed_replicated_batch_halts_the_store_until_it_reopens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    let handle = store.handle();
+    let runtime = runtime();
+    runtime.block_on(async {
+        create_catalog(&handle).await;
+        let first = handle
+            .apply(replicated(publish("m1", "a"), "entry 1"))
+            .await;
+        assert!(first.is_ok(), "{first:?}");
+    });
+    let saboteur = common::database(dir.path());
+    saboteur
+        .execute_batch(&format!("PRAGMA busy_timeout = 5000; {POISON_TRIGGER}"))
+        .expect("add the trigger");
+    let failed = runtime.block_on(handle.apply(replicated(publish("poison", "a"), "entry 2")));
+    assert!(failed.is_err(), "the poisoned entry must fail: {failed:?}");
+    saboteur
+        .execute_batch("DROP TRIGGER poison;")
+        .expect("drop the trigger");
+
+    // Applying entry 3 now would skip entry 2 for good.
+    let refused = runtime.block_on(handle.apply(replicated(publish("m3", "a"), "entry 3")));
+    let error = refused.expect_err("the entry behind a failed one must be refused");
+    assert!(
+        error.to_string().contains("halted"),
+        "unclear refusal: {error}"
+    );
+    assert_eq!(saved_position(&handle).as_deref(), Some("entry 1"));
+    assert_eq!(handle.metrics().snapshot().storage_failures, 1);
+    store.close();
+
+    let store = open(dir.path());
+    let handle = store.handle();
+    assert_eq!(saved_position(&handle).as_deref(), Some("entry 1"));
+    runtime.block_on(async {
+        for (id, position) in [("poison", "entry 2"), ("m3", "entry 3")] {
+            let replayed = handle.apply(replicated(publish(id, "a"), position)).await;
+            assert!(
+                replayed.is_ok(),
+                "{position} after the restart: {replayed:?}"
+            );
+        }
+    });
+    assert_eq!(saved_position(&handle).as_deref(), Some("entry 3"));
+    assert_eq!(handle.catalog().state.message_count, 3);
+    store.close();
+    drop(saboteur);
 }
