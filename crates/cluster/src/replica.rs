@@ -187,7 +187,9 @@ impl Replica {
     }
 
     pub fn status(&self) -> ReplicaStatus {
-        ReplicaStatus::of(&self.raft)
+        let mut status = ReplicaStatus::of(&self.raft);
+        status.applied_index = crate::state_machine::committed_index(&self.store);
+        status
     }
 
     /// True once this node has formed or joined a replica set (its log says so).

@@ -1,17 +1,26 @@
 //! [`StateMachine`]: openraft's state machine on top of the node's store. Committed entries
 //! become store batches (applied in order, concurrent ones in one transaction), each saving
 //! the log position it reaches; snapshots are consistent copies of the store's SQLite file.
+//!
+//! `apply` queues the entries on the store and returns without waiting for their
+//! transaction: openraft then hands over the next committed entries at once, and the store
+//! puts them in the same transaction instead of a transaction of their own. Each caller is
+//! still answered only once its entry is committed to the store (a task per applied chunk
+//! waits for that). openraft's applied index may therefore run one transaction ahead of the
+//! store; [`crate::ReplicaStatus`] reports the store's own position. A transaction that fails
+//! halts the store (see `tandem_store`'s committer), and the next `apply` reports the failure
+//! to openraft, which stops this node's replication.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use openraft::EntryPayload;
-use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::storage::{ApplyResponder, EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use serde::{Deserialize, Serialize};
 use tandem_core::limits;
-use tandem_store::{Batch, ClusterEvent, StoreHandle};
+use tandem_store::{Batch, BatchResult, ClusterEvent, StoreHandle};
 
 use crate::codec;
 use crate::types::{
@@ -36,6 +45,8 @@ pub struct StateMachine {
     store: StoreHandle,
     snapshot_directory: PathBuf,
     membership: StoredMembership,
+    /// The first storage failure an answering task saw, reported by the next `apply`.
+    failure: Arc<OnceLock<String>>,
 }
 
 impl StateMachine {
@@ -47,6 +58,7 @@ impl StateMachine {
             store,
             snapshot_directory,
             membership: position.membership,
+            failure: Arc::new(OnceLock::new()),
         })
     }
 
@@ -85,10 +97,42 @@ impl StateMachine {
     }
 }
 
+/// The log index of the last entry `store` has committed (0 before any; an unreadable
+/// position counts as none).
+pub fn committed_index(store: &StoreHandle) -> u64 {
+    applied_position(store)
+        .ok()
+        .and_then(|position| position.last_applied)
+        .map_or(0, |log_id| log_id.index)
+}
+
 fn applied_position(store: &StoreHandle) -> io::Result<AppliedPosition> {
     match store.position() {
         Some(bytes) => codec::decode(&bytes),
         None => Ok(AppliedPosition::default()),
+    }
+}
+
+/// Answers each entry's caller once the store has committed it, in log order. After a
+/// failure the remaining callers get no answer (openraft tells them replication stopped).
+async fn answer_when_committed<Answer>(
+    answers: Vec<(Answer, Option<ApplyResponder<TypeConfig>>)>,
+    failure: Arc<OnceLock<String>>,
+) where
+    Answer: Future<Output = BatchResult>,
+{
+    for (answer, responder) in answers {
+        match answer.await {
+            Ok(outcomes) => {
+                if let Some(responder) = responder {
+                    responder.send(ProposalResult { outcomes });
+                }
+            }
+            Err(error) => {
+                let _ = failure.set(error.to_string());
+                return;
+            }
+        }
     }
 }
 
@@ -109,23 +153,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
     {
+        if let Some(failure) = self.failure.get() {
+            return Err(storage_error(failure));
+        }
         let mut chunks = entries.try_ready_chunks(limits::MAX_ENTRIES_PER_APPLY);
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(|error| error.1)?;
-            // Submitted one by one, in log order (the store applies them in that order);
-            // answered together, so entries applied together share one transaction.
+            // Submitted one by one, in log order (the store applies them in that order).
             let mut answers = Vec::with_capacity(chunk.len());
             for (entry, responder) in chunk {
                 let batch = self.batch_for(entry)?;
                 let answer = self.store.submit(batch).await.map_err(storage_error)?;
                 answers.push((answer, responder));
             }
-            for (answer, responder) in answers {
-                let outcomes = answer.await.map_err(storage_error)?;
-                if let Some(responder) = responder {
-                    responder.send(ProposalResult { outcomes });
-                }
-            }
+            tokio::spawn(answer_when_committed(answers, self.failure.clone()));
         }
         Ok(())
     }

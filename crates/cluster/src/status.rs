@@ -41,6 +41,8 @@ pub struct ReplicaStatus {
     pub term: u64,
     pub last_log_index: u64,
     pub committed_index: u64,
+    /// The last entry this node's store has committed: what its reads see. (openraft's own
+    /// applied index can run one store transaction ahead; see `state_machine`.)
     pub applied_index: u64,
     pub snapshot_index: u64,
     pub purged_index: u64,
