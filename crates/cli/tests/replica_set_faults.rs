@@ -2,8 +2,9 @@
 //! through the faults an active must survive: kill -9 (ten times in a row), a pause longer
 //! than the election timeout, a network partition, planned switchover and failback, a stop
 //! of every node, a passive that missed many entries, a wiped data directory, and the loss
-//! of a majority. A lease stream must follow the active through a kill -9, and one more
-//! test checks when nodes snapshot a large store.
+//! of a majority, and a majority acknowledging later than the active's lease. A lease
+//! stream must follow the active through a kill -9, and one more test checks when nodes
+//! snapshot a large store.
 //!
 //! Every test records what its clients saw in a history and checks it at the end: no
 //! acknowledged message lost, nothing delivered that was never published, and no
@@ -19,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use support::check_data_dir;
 use support::history::{self, History, HistoryReport, PublishOutcome, now_ms};
-use support::replica_set::{ActiveNode, ReplicaSet, ReplicaSetOptions, node_status};
+use support::replica_set::{
+    ActiveNode, ElectionTiming, ReplicaSet, ReplicaSetOptions, node_status,
+};
 use support::workload::{
     CALL_TIMEOUT, CallFailure, HOST, Workload, WorkloadShape, declare_route, publish_once,
     stored_instances, stored_message_count, stored_message_ids, test_message,
@@ -59,6 +62,14 @@ const AGREEMENT_ATTEMPTS: usize = 5;
 const AGREEMENT_RETRY_PAUSE: Duration = Duration::from_millis(300);
 /// The write timeout of the majority-loss test.
 const SHORT_WRITE_TIMEOUT_MS: u64 = 1_000;
+/// The late-acknowledgement test's timing: the active's lease is the maximum election
+/// timeout (2 s), and no other node can be elected before the minimum (1 s) has passed on
+/// top of it, which leaves the test a second between the two for its steps.
+const SLOW_ELECTIONS: ElectionTiming = ElectionTiming {
+    heartbeat_interval: Duration::from_millis(100),
+    election_timeout_min: Duration::from_millis(1_000),
+    election_timeout_max: Duration::from_millis(2_000),
+};
 
 fn shape(id_prefix: &str) -> WorkloadShape {
     WorkloadShape {
@@ -834,6 +845,49 @@ async fn without_a_majority_a_publish_answers_no_quorum_and_status_still_answers
         stored_message_ids(set.address(set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await.node_id))
             .await;
     assert!(stored.contains(&message_ids[0]));
+}
+
+/// Under heavy load a majority's acknowledgement can come later than the active's lease
+/// although every node is healthy. A write arriving then must wait for the acknowledgement
+/// (no other node can have been elected yet), not be refused. Both passives are paused past
+/// the active's lease, a publish is sent, and the passives resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waits_for_a_late_majority_acknowledgement_instead_of_failing() {
+    let options = ReplicaSetOptions {
+        timing: Some(SLOW_ELECTIONS),
+        ..ReplicaSetOptions::default()
+    };
+    let mut set = ReplicaSet::start(options).await;
+    declare_route(&set.addresses()).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let passives = set.others(active.node_id);
+    for &passive in &passives {
+        set.pause(passive);
+    }
+    tokio::time::sleep(SLOW_ELECTIONS.election_timeout_max + Duration::from_millis(300)).await;
+
+    let history = History::default();
+    let message_ids = ["late-acknowledgement-1".to_string()];
+    let address = set.address(active.node_id);
+    let started = Instant::now();
+    let (answer, ()) = tokio::join!(publish_once(address, &message_ids, &history), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for &passive in &passives {
+            set.resume(passive);
+        }
+    });
+    let answered_ms = started.elapsed().as_millis();
+    eprintln!("[late acknowledgement] publish answered {answer:?} after {answered_ms} ms");
+    let outcomes = answer.expect("the publish is answered");
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [PublishOutcome::Acknowledged { term, node_id, .. }]
+                if *term == active.term && *node_id == active.node_id
+        ),
+        "the publish must wait for the passives and be acknowledged by the same active: \
+         {outcomes:?}"
+    );
 }
 
 /// The snapshot test's store: bodies this big, this many of them left as a backlog.

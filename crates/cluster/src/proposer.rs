@@ -3,14 +3,22 @@
 //! term that acknowledged it. Several entries may be in flight at once; while they are,
 //! new commands queue up and make the next entry bigger (group commit across the replica
 //! set: one append and one fsync per node for many commands).
+//!
+//! openraft refuses a write when a majority has not acknowledged the active within its
+//! leader lease (the maximum election timeout). Under heavy load an acknowledgement can come
+//! that late although every node is healthy; so while no other node can have been elected yet
+//! (the last acknowledgement is younger than the lease plus the minimum election timeout),
+//! the proposer proposes the refused entry again, until the write timeout. Past that, the
+//! active may be cut off and a new one elected: the caller is told at once, to look for it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::errors::{ClientWriteError, RaftError};
+use openraft::errors::{ClientWriteError, ForwardReason, RaftError};
 use tandem_core::error::{Error, ErrorCode, Redirect, Result};
 use tandem_core::{Command, Outcome, limits};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::types::{NodeId, Proposal, ProposalResult, Raft, TypeConfig};
 
@@ -28,10 +36,22 @@ pub struct Pending {
     pub reply: oneshot::Sender<Result<Acknowledged>>,
 }
 
+/// How long an entry refused for an expired leader lease waits before it is proposed again.
+const LEASE_RETRY_INTERVAL: Duration = Duration::from_millis(10);
+
+#[derive(Clone, Copy, Debug)]
+pub struct ProposerTimeouts {
+    /// A write not committed within this long answers `no_quorum`.
+    pub write_timeout: Duration,
+    /// Until the last majority acknowledgement is this old, no other node can have been
+    /// elected (the leader lease plus the minimum election timeout).
+    pub unconfirmed_grace: Duration,
+}
+
 pub async fn run_proposer(
     raft: Raft,
     mut pending: mpsc::Receiver<Pending>,
-    write_timeout: Duration,
+    timeouts: ProposerTimeouts,
 ) {
     let in_flight = Arc::new(Semaphore::new(limits::MAX_PROPOSALS_IN_FLIGHT));
     while let Some(first) = pending.recv().await {
@@ -41,7 +61,7 @@ pub async fn run_proposer(
         let (commands, replies) = gather(first, &mut pending);
         let raft = raft.clone();
         tokio::spawn(async move {
-            let result = propose(&raft, commands, write_timeout).await;
+            let result = propose(&raft, commands, timeouts).await;
             drop(permit);
             answer(replies, result);
         });
@@ -79,28 +99,66 @@ struct Committed {
 async fn propose(
     raft: &Raft,
     commands: Vec<Command>,
-    write_timeout: Duration,
+    timeouts: ProposerTimeouts,
 ) -> Result<Committed> {
-    let proposal = Proposal::Commands {
-        timestamp_ms: crate::wall_clock_ms(),
-        commands: Arc::new(commands),
-    };
-    match tokio::time::timeout(write_timeout, raft.client_write(proposal)).await {
-        Ok(Ok(response)) => Ok(Committed {
-            term: response.log_id.leader_id.term,
-            log_index: response.log_id.index,
-            result: response.data,
-        }),
-        Ok(Err(error)) => Err(write_error(raft, error)),
-        Err(_) => Err(Error::new(
-            ErrorCode::NoQuorum,
-            format!(
-                "no quorum: the active could not replicate to a majority of voters within \
-                 {} ms; the outcome is unknown and retrying with the same message id is safe",
-                write_timeout.as_millis()
-            ),
-        )),
+    let commands = Arc::new(commands);
+    let deadline = Instant::now() + timeouts.write_timeout;
+    loop {
+        let proposal = Proposal::Commands {
+            timestamp_ms: crate::wall_clock_ms(),
+            commands: commands.clone(),
+        };
+        let written = tokio::time::timeout_at(deadline, raft.client_write(proposal)).await;
+        match written {
+            Ok(Ok(response)) => {
+                return Ok(Committed {
+                    term: response.log_id.leader_id.term,
+                    log_index: response.log_id.index,
+                    result: response.data,
+                });
+            }
+            // Nothing was appended: proposing the entry again cannot duplicate it.
+            Ok(Err(error)) if awaits_confirmation(raft, &error, timeouts.unconfirmed_grace) => {
+                if Instant::now() + LEASE_RETRY_INTERVAL >= deadline {
+                    return Err(no_quorum(timeouts.write_timeout));
+                }
+                tokio::time::sleep(LEASE_RETRY_INTERVAL).await;
+            }
+            Ok(Err(error)) => return Err(write_error(raft, error)),
+            Err(_) => return Err(no_quorum(timeouts.write_timeout)),
+        }
     }
+}
+
+/// True when openraft refused the write only because the active's lease expired, and the
+/// last majority acknowledgement is recent enough that no other node can have been elected.
+fn awaits_confirmation(
+    raft: &Raft,
+    error: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+    unconfirmed_grace: Duration,
+) -> bool {
+    let RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) = error else {
+        return false;
+    };
+    if forward.reason != ForwardReason::LeaseExpired {
+        return false;
+    }
+    let status = crate::status::ReplicaStatus::of(raft);
+    status.role == crate::status::Role::Active
+        && status
+            .quorum_acknowledged_ms_ago
+            .is_some_and(|age| u128::from(age) < unconfirmed_grace.as_millis())
+}
+
+fn no_quorum(write_timeout: Duration) -> Error {
+    Error::new(
+        ErrorCode::NoQuorum,
+        format!(
+            "no quorum: the active could not replicate to a majority of voters within \
+             {} ms; the outcome is unknown and retrying with the same message id is safe",
+            write_timeout.as_millis()
+        ),
+    )
 }
 
 fn answer(replies: Vec<oneshot::Sender<Result<Acknowledged>>>, result: Result<Committed>) {

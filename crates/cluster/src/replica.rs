@@ -22,7 +22,9 @@ use crate::log_store::LogStore;
 use crate::network::{
     LeaderContact, Listener, NetworkFactory, TcpPeerListener, TcpTransport, Transport, serve,
 };
-use crate::proposer::{Acknowledged, Pending, not_active, run_proposer, unconfirmed_active};
+use crate::proposer::{
+    Acknowledged, Pending, ProposerTimeouts, not_active, run_proposer, unconfirmed_active,
+};
 use crate::snapshot_policy::take_snapshots_when_due;
 use crate::state_machine::StateMachine;
 use crate::status::{ReplicaStatus, Role};
@@ -109,7 +111,12 @@ impl Replica {
         let contact = LeaderContact::new();
         let fast_election = Arc::new(FastElection::default());
         let (proposals, pending) = mpsc::channel(limits::PROPOSAL_QUEUE_CAPACITY);
-        let write_timeout = Duration::from_millis(settings.write_timeout_ms);
+        let timeouts = ProposerTimeouts {
+            write_timeout: Duration::from_millis(settings.write_timeout_ms),
+            unconfirmed_grace: Duration::from_millis(
+                settings.election_timeout_max_ms + settings.election_timeout_min_ms,
+            ),
+        };
         let server = tokio::spawn(serve(
             environment.listener,
             raft.clone(),
@@ -119,7 +126,7 @@ impl Replica {
             wait_for_stop(stopped.clone()),
         ));
         let tasks = vec![
-            tokio::spawn(run_proposer(raft.clone(), pending, write_timeout)),
+            tokio::spawn(run_proposer(raft.clone(), pending, timeouts)),
             tokio::spawn(record_failovers(
                 raft.clone(),
                 contact.clone(),

@@ -56,6 +56,16 @@ pub struct ReplicaSetOptions {
     pub snapshot_min_log_percent: Option<u64>,
     /// Route each ordered pair's replication traffic through its own fault proxy.
     pub proxied: bool,
+    /// Heartbeat interval and election timeouts; the node's defaults when `None`.
+    pub timing: Option<ElectionTiming>,
+}
+
+/// `--heartbeat-interval`, `--election-timeout-min` and `--election-timeout-max`.
+#[derive(Clone, Copy, Debug)]
+pub struct ElectionTiming {
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
 }
 
 impl Default for ReplicaSetOptions {
@@ -66,6 +76,7 @@ impl Default for ReplicaSetOptions {
             snapshot_every_entries: None,
             snapshot_min_log_percent: None,
             proxied: false,
+            timing: None,
         }
     }
 }
@@ -446,7 +457,8 @@ impl ReplicaSet {
             node.ports.http.to_string(),
             "--raft-listen".to_string(),
             node.ports.raft.to_string(),
-            // Heartbeats and election timeouts stay at the node's defaults: what users get.
+            // Heartbeats and election timeouts stay at the node's defaults (what users get)
+            // unless a test sets them.
             "--no-bootstrap".to_string(),
             "--write-timeout".to_string(),
             format!("{}ms", options.write_timeout_ms),
@@ -454,6 +466,16 @@ impl ReplicaSet {
         if let Some(entries) = options.snapshot_every_entries {
             arguments.push("--snapshot-every-entries".to_string());
             arguments.push(entries.to_string());
+        }
+        if let Some(timing) = options.timing {
+            for (flag, duration) in [
+                ("--heartbeat-interval", timing.heartbeat_interval),
+                ("--election-timeout-min", timing.election_timeout_min),
+                ("--election-timeout-max", timing.election_timeout_max),
+            ] {
+                arguments.push(flag.to_string());
+                arguments.push(format!("{}ms", duration.as_millis()));
+            }
         }
         if let Some(percent) = options.snapshot_min_log_percent {
             arguments.push("--snapshot-min-log-percent".to_string());
