@@ -4,6 +4,9 @@
 
 mod common;
 
+use std::path::Path;
+
+use rusqlite::Connection;
 use tandem_core::command::Command;
 use tandem_core::error::ErrorCode;
 use tandem_core::outcome::Outcome;
@@ -62,6 +65,21 @@ fn concurrent_publishes_share_commits() {
 const POISON_TRIGGER: &str = "CREATE TRIGGER poison BEFORE INSERT ON instances \
      WHEN NEW.message_id = 'poison' BEGIN SELECT RAISE(ABORT, 'injected failure'); END;";
 
+/// A connection behind the store's back, which added [`POISON_TRIGGER`].
+fn add_poison_trigger(dir: &Path) -> Connection {
+    let saboteur = common::database(dir);
+    saboteur
+        .execute_batch(&format!("PRAGMA busy_timeout = 5000; {POISON_TRIGGER}"))
+        .expect("add the trigger");
+    saboteur
+}
+
+fn drop_poison_trigger(saboteur: &Connection) {
+    saboteur
+        .execute_batch("DROP TRIGGER poison;")
+        .expect("drop the trigger");
+}
+
 #[test]
 fn a_storage_failure_rolls_back_the_batch_and_acknowledges_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -74,10 +92,7 @@ fn a_storage_failure_rolls_back_the_batch_and_acknowledges_nothing() {
         assert!(first.is_ok(), "{first:?}");
     });
     let before = handle.catalog().state.clone();
-    let saboteur = common::database(dir.path());
-    saboteur
-        .execute_batch(&format!("PRAGMA busy_timeout = 5000; {POISON_TRIGGER}"))
-        .expect("add the trigger");
+    let saboteur = add_poison_trigger(dir.path());
 
     // One batch: a good message (stored first) and the poisoned one.
     let both = Command::Publish {
@@ -98,9 +113,7 @@ fn a_storage_failure_rolls_back_the_batch_and_acknowledges_nothing() {
         "the machine is reloaded as it was on disk"
     );
 
-    saboteur
-        .execute_batch("DROP TRIGGER poison;")
-        .expect("drop the trigger");
+    drop_poison_trigger(&saboteur);
     let retried = runtime.block_on(handle.execute(publish("good", "a")));
     let Ok(Outcome::Published(receipts)) = &retried else {
         panic!("retry failed: {retried:?}");
@@ -156,15 +169,10 @@ fn a_failed_replicated_batch_halts_the_store_until_it_reopens() {
             .await;
         assert!(first.is_ok(), "{first:?}");
     });
-    let saboteur = common::database(dir.path());
-    saboteur
-        .execute_batch(&format!("PRAGMA busy_timeout = 5000; {POISON_TRIGGER}"))
-        .expect("add the trigger");
+    let saboteur = add_poison_trigger(dir.path());
     let failed = runtime.block_on(handle.apply(replicated(publish("poison", "a"), "entry 2")));
     assert!(failed.is_err(), "the poisoned entry must fail: {failed:?}");
-    saboteur
-        .execute_batch("DROP TRIGGER poison;")
-        .expect("drop the trigger");
+    drop_poison_trigger(&saboteur);
 
     // Applying entry 3 now would skip entry 2 for good.
     let refused = runtime.block_on(handle.apply(replicated(publish("m3", "a"), "entry 3")));
