@@ -3,10 +3,15 @@
 //! stored unless a completion of it was attempted (a completion whose answer the crash swallowed
 //! may or may not have happened), no acknowledged completion comes back, and nothing is stored
 //! that was never published.
+//!
+//! A node whose store fails a transaction must not apply the log entries behind it (that
+//! would skip the failed one for good): it exits with a clear error instead, and applies the
+//! entry when it restarts.
 
 mod support;
 
 use std::collections::BTreeSet;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +19,7 @@ use std::time::Duration;
 use support::{NodeProcess, check_data_dir};
 use tandem_protocol::v1;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
+use tandem_store::schema::DATABASE_FILE;
 use tonic::transport::Channel;
 
 const CRASHES: usize = 20;
@@ -282,4 +288,82 @@ async fn stored_message_ids(node: &NodeProcess) -> BTreeSet<String> {
         stored.extend(instances.into_iter().map(|instance| instance.message_id));
     }
     stored
+}
+
+/// A trigger added behind the node's back makes storing message `poison` fail.
+const POISON_TRIGGER: &str = "CREATE TRIGGER poison BEFORE INSERT ON instances \
+     WHEN NEW.message_id = 'poison' BEGIN SELECT RAISE(ABORT, 'injected failure'); END;";
+
+#[test]
+fn a_node_whose_store_fails_exits_and_applies_the_entry_when_it_restarts() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("node.log");
+    let log = std::fs::File::create(&log_path).expect("create the node's log");
+    let listen = [
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--raft-listen",
+        "127.0.0.1:0",
+    ];
+    let mut node = NodeProcess::launch(data.path(), &listen, Stdio::from(log));
+    runtime.block_on(declare_route(&node));
+    let saboteur = rusqlite::Connection::open(data.path().join(DATABASE_FILE)).unwrap();
+    saboteur
+        .execute_batch(&format!("PRAGMA busy_timeout = 5000; {POISON_TRIGGER}"))
+        .expect("add the trigger");
+
+    let answer = runtime.block_on(publish_one(&node, "poison"));
+    assert!(
+        answer.is_err(),
+        "a publish whose transaction failed must not be acknowledged"
+    );
+    // The ticker's next entry finds the store halted; replication stops; the node exits.
+    let status = node.wait_for_exit();
+    let log = std::fs::read_to_string(&log_path).expect("read the node's log");
+    let last_lines: Vec<&str> = log.lines().rev().take(4).collect();
+    eprintln!("[store failure] the node exited ({status}); its log ends with {last_lines:#?}");
+    assert!(
+        !status.success(),
+        "the node must exit with an error: {status}"
+    );
+    assert!(
+        log.contains("replication stopped on this node") && log.contains("injected failure"),
+        "the node's log must say why it exited:\n{log}"
+    );
+
+    saboteur
+        .execute_batch("DROP TRIGGER poison;")
+        .expect("drop the trigger");
+    drop(saboteur);
+    let node = NodeProcess::start(data.path(), &[]);
+    let stored = runtime.block_on(stored_message_ids(&node));
+    assert!(
+        stored.contains("poison"),
+        "the restarted node applies the entry from its log: stored {stored:?}"
+    );
+}
+
+/// Publishes one message; the error when it is not acknowledged.
+async fn publish_one(node: &NodeProcess, message_id: &str) -> Result<(), String> {
+    let mut client = node.message_box().await;
+    let request = v1::PublishRequest {
+        publisher: "store-failure".into(),
+        messages: vec![crash_message(message_id)],
+    };
+    let response = tokio::time::timeout(CALL_TIMEOUT, client.publish(request))
+        .await
+        .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))?
+        .map_err(|status| status.to_string())?;
+    match response.into_inner().results.pop() {
+        Some(result) if result.error.is_none() => Ok(()),
+        other => Err(format!("{other:?}")),
+    }
 }

@@ -199,6 +199,23 @@ impl Replica {
         status
     }
 
+    /// Waits until replication stops on its own (its store failed, or it panicked) and says
+    /// why. Never returns while replication runs, nor after [`Replica::shutdown`] stopped it.
+    pub async fn stopped_by_failure(&self) -> String {
+        use openraft::async_runtime::WatchReceiver;
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state
+                && !matches!(fatal, openraft::errors::Fatal::Stopped)
+            {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// True once this node has formed or joined a replica set (its log says so).
     pub async fn is_initialized(&self) -> Result<bool> {
         self.raft

@@ -224,7 +224,9 @@ async fn serve_http(state: SharedState, listener: TcpListener) {
 }
 
 /// Starts a node, prints one ready line to stdout, waits for SIGINT or SIGTERM, shuts the
-/// node down and prints `tandem node stopped`.
+/// node down and prints `tandem node stopped`. If replication stops on its own first (the
+/// store failed), the node shuts down and answers [`ServerError::ReplicationStopped`], so that
+/// the process exits with an error and a supervisor restarts it.
 pub async fn run_until_signal(config: NodeConfig) -> Result<(), ServerError> {
     let signals = ShutdownSignals::install()?;
     let data_dir = config.data_dir.clone();
@@ -236,10 +238,18 @@ pub async fn run_until_signal(config: NodeConfig) -> Result<(), ServerError> {
         node.raft_address(),
         data_dir.display()
     ));
-    signals.wait().await;
+    let failure = tokio::select! {
+        () = signals.wait() => None,
+        reason = node.state.replica.stopped_by_failure() => Some(reason),
+    };
     node.shutdown().await;
-    print_line("tandem node stopped");
-    Ok(())
+    match failure {
+        None => {
+            print_line("tandem node stopped");
+            Ok(())
+        }
+        Some(reason) => Err(ServerError::ReplicationStopped(reason)),
+    }
 }
 
 fn print_line(line: &str) {

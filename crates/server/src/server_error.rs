@@ -30,6 +30,8 @@ pub enum ServerError {
     },
     /// Replication could not start.
     Replication(String),
+    /// Replication stopped while the node ran (its store failed): the node must restart.
+    ReplicationStopped(String),
     /// Waiting for SIGINT or SIGTERM failed.
     Signal(std::io::Error),
     /// A task the node needs could not run.
@@ -67,6 +69,11 @@ impl std::fmt::Display for ServerError {
                 data_dir.display()
             ),
             ServerError::Replication(message) => write!(formatter, "replication: {message}"),
+            ServerError::ReplicationStopped(reason) => write!(
+                formatter,
+                "replication stopped on this node ({reason}); the node exits so that it can be \
+                 restarted: it then replays its log from the last position its store committed"
+            ),
             ServerError::Signal(source) => {
                 write!(formatter, "cannot wait for shutdown signals: {source}")
             }

@@ -132,7 +132,8 @@ impl NodeProcess {
         self.wait_for_exit()
     }
 
-    /// Waits (bounded) for the process to exit after a signal; kills it if it does not.
+    /// Waits (bounded) for the process to exit (after a signal, or on its own); kills it if
+    /// it does not.
     pub fn wait_for_exit(&mut self) -> ExitStatus {
         let attempts = STOP_TIMEOUT.as_millis() / EXIT_POLL_INTERVAL.as_millis();
         for _ in 0..attempts {
@@ -142,7 +143,7 @@ impl NodeProcess {
             std::thread::sleep(EXIT_POLL_INTERVAL);
         }
         self.kill_hard();
-        panic!("tandem node did not stop within {STOP_TIMEOUT:?} of SIGTERM");
+        panic!("tandem node did not exit within {STOP_TIMEOUT:?}");
     }
 
     /// Sends a signal by name (`TERM`, `STOP`, `CONT`, ...) with the `kill` command.
