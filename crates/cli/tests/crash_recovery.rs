@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{NodeProcess, check_data_dir};
+use support::{FREE_LOOPBACK_PORTS, NodeProcess, check_data_dir};
 use tandem_protocol::v1;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
 use tandem_store::schema::DATABASE_FILE;
@@ -44,11 +44,7 @@ struct History {
 
 #[test]
 fn acknowledged_publishes_and_completions_survive_repeated_kill_nine() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let data = tempfile::tempdir().unwrap();
     let history = Arc::new(Mutex::new(History::default()));
     for round in 0..CRASHES {
@@ -72,6 +68,14 @@ fn acknowledged_publishes_and_completions_survive_repeated_kill_nine() {
     let node = NodeProcess::start(data.path(), &[]);
     let stored = runtime.block_on(stored_message_ids(&node));
     check_history(&history.lock().unwrap(), &stored);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn check_history(history: &History, stored: &BTreeSet<String>) {
@@ -296,24 +300,12 @@ const POISON_TRIGGER: &str = "CREATE TRIGGER poison BEFORE INSERT ON instances \
 
 #[test]
 fn a_node_whose_store_fails_exits_and_applies_the_entry_when_it_restarts() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let data = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let log_path = logs.path().join("node.log");
     let log = std::fs::File::create(&log_path).expect("create the node's log");
-    let listen = [
-        "--grpc-listen",
-        "127.0.0.1:0",
-        "--http-listen",
-        "127.0.0.1:0",
-        "--raft-listen",
-        "127.0.0.1:0",
-    ];
-    let mut node = NodeProcess::launch(data.path(), &listen, Stdio::from(log));
+    let mut node = NodeProcess::launch(data.path(), &FREE_LOOPBACK_PORTS, Stdio::from(log));
     runtime.block_on(declare_route(&node));
     let saboteur = rusqlite::Connection::open(data.path().join(DATABASE_FILE)).unwrap();
     saboteur

@@ -53,17 +53,20 @@ pub struct NodeProcess {
     pub raft: SocketAddr,
 }
 
+/// `tandem node start` flags: every listener on a free loopback port.
+pub const FREE_LOOPBACK_PORTS: [&str; 6] = [
+    "--grpc-listen",
+    "127.0.0.1:0",
+    "--http-listen",
+    "127.0.0.1:0",
+    "--raft-listen",
+    "127.0.0.1:0",
+];
+
 impl NodeProcess {
     /// Starts `tandem node start` on free loopback ports with `extra` flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
-        let mut arguments = vec![
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--raft-listen",
-            "127.0.0.1:0",
-        ];
+        let mut arguments = FREE_LOOPBACK_PORTS.to_vec();
         arguments.extend_from_slice(extra);
         NodeProcess::launch(data_dir, &arguments, Stdio::inherit())
     }
