@@ -6,6 +6,7 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::host::Host;
 use crate::ids::{InstanceId, LeaseToken, MessageId, SubscriptionId};
+use crate::limits;
 use crate::subscription::Subscription;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,4 +74,21 @@ pub struct TickReport {
     pub suspended: u64,
     pub dedupe_entries_forgotten: u64,
     pub tracking_events_purged: u64,
+}
+
+impl TickReport {
+    /// Whether a sweep stopped at its per-tick bound ([`limits::MAX_SWEEP_PER_TICK`]), so
+    /// that another tick at once would find more to do: a backlog after downtime, or more
+    /// work arriving per interval than one tick may do.
+    pub fn reached_a_bound(&self) -> bool {
+        let bound = limits::MAX_SWEEP_PER_TICK as u64;
+        [
+            self.leases_expired,
+            self.retries_released,
+            self.dedupe_entries_forgotten,
+            self.tracking_events_purged,
+        ]
+        .into_iter()
+        .any(|done| done >= bound)
+    }
 }

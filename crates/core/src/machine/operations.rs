@@ -165,3 +165,90 @@ fn existing_instance(tables: &mut impl Tables, id: InstanceId) -> Result<Instanc
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::MessageBox;
+    use crate::command::Command;
+    use crate::context::Property;
+    use crate::ids::MessageId;
+    use crate::limits;
+    use crate::memory_tables::MemoryTables;
+    use crate::message::NewMessage;
+    use crate::outcome::{Outcome, TickReport};
+    use crate::subscription::RetryPolicy;
+    use crate::value::Value;
+
+    fn tick(machine: &mut MessageBox, tables: &mut MemoryTables, now_ms: i64) -> TickReport {
+        match machine.apply(tables, Command::Tick, now_ms) {
+            Ok(Outcome::Ticked(report)) => report,
+            other => panic!("tick failed: {other:?}"),
+        }
+    }
+
+    /// Leases `count` messages for 100 ms at time 1.
+    fn lease_messages(machine: &mut MessageBox, tables: &mut MemoryTables, count: usize) {
+        let setup = [
+            Command::CreateHost { name: "h".into() },
+            Command::CreateSubscription {
+                name: "s".into(),
+                host: "h".into(),
+                filter: "Kind == \"order\"".into(),
+                priority: 5,
+                retry: RetryPolicy::default(),
+                backup: None,
+            },
+        ];
+        for command in setup {
+            machine.apply(tables, command, 1).expect("setup");
+        }
+        let messages: Vec<NewMessage> = (0..count)
+            .map(|index| NewMessage {
+                message_id: MessageId(format!("m{index}")),
+                body: Vec::new(),
+                properties: vec![Property {
+                    name: "Kind".into(),
+                    value: Value::String("order".into()),
+                    promoted: true,
+                }],
+            })
+            .collect();
+        for batch in messages.chunks(limits::MAX_PUBLISH_BATCH) {
+            let publish = Command::Publish {
+                publisher: "test".into(),
+                messages: batch.to_vec(),
+            };
+            machine.apply(tables, publish, 1).expect("publish");
+        }
+        let mut leased = 0;
+        while leased < count {
+            let lease = Command::Lease {
+                host: "h".into(),
+                holder: "worker".into(),
+                max_messages: limits::MAX_LEASE_BATCH,
+                lease_duration_ms: limits::MIN_LEASE_DURATION_MS,
+            };
+            match machine.apply(tables, lease, 1) {
+                Ok(Outcome::Leased(batch)) if !batch.is_empty() => leased += batch.len(),
+                other => panic!("lease failed: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_tick_that_stops_at_its_bound_says_so_and_the_next_one_finishes() {
+        let mut machine = MessageBox::new();
+        let mut tables = MemoryTables::default();
+        let backlog = limits::MAX_SWEEP_PER_TICK + 10;
+        lease_messages(&mut machine, &mut tables, backlog);
+        let after_expiry = 1 + limits::MIN_LEASE_DURATION_MS as i64;
+
+        let first = tick(&mut machine, &mut tables, after_expiry);
+        assert_eq!(first.leases_expired, limits::MAX_SWEEP_PER_TICK as u64);
+        assert!(first.reached_a_bound(), "{first:?}");
+
+        let second = tick(&mut machine, &mut tables, after_expiry);
+        assert_eq!(second.leases_expired, 10);
+        assert!(!second.reached_a_bound(), "{second:?}");
+    }
+}

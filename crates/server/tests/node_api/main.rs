@@ -8,6 +8,7 @@ mod bad_input;
 mod grpc_happy_path;
 mod http_happy_path;
 mod long_poll;
+mod maintenance;
 mod settle_batch;
 #[cfg(unix)]
 mod signals;
