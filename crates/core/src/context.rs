@@ -76,6 +76,14 @@ impl Context {
         })
     }
 
+    /// Every property by reference, promoted or written, in name order: name, value, and
+    /// whether it is promoted.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Value, bool)> {
+        self.properties
+            .iter()
+            .map(|(name, entry)| (name.as_str(), &entry.value, entry.promoted))
+    }
+
     pub fn len(&self) -> usize {
         self.properties.len()
     }

@@ -36,7 +36,7 @@ pub fn check(data_dir: &Path) -> Result<IntegrityReport, StoreError> {
     connection.execute_batch("PRAGMA busy_timeout = 5000;")?;
     let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if version != schema::FORMAT_VERSION {
-        let hint = if version == schema::UPGRADABLE_FORMAT_VERSION {
+        let hint = if schema::is_upgradable(version) {
             "; starting a node on it upgrades it"
         } else {
             ""

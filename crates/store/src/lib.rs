@@ -8,6 +8,7 @@
 //!
 //! - [`schema`]: pragmas, tables, indexes, format version.
 //! - [`sqlite_tables`]: core's `Tables` trait on a SQLite transaction.
+//! - [`context_codec`]: the binary encoding of a stored message's context.
 //! - [`loader`]: rebuilds the state machine from disk.
 //! - [`batch`]: what the committer applies: stamped commands and their log position.
 //! - [`committer`]: group commit: the committer thread (or task, see [`execution`]).
@@ -23,6 +24,7 @@
 pub mod batch;
 pub mod catalog;
 pub mod committer;
+pub mod context_codec;
 pub mod execution;
 pub mod integrity;
 pub mod loader;

@@ -10,12 +10,19 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::StoreError;
 
 /// The format this binary writes. Bump it with a migration when the schema changes.
-/// Version 3 added the subscriptions' backup transport retry policy.
-pub const FORMAT_VERSION: i64 = 3;
+/// Version 3 added the subscriptions' backup transport retry policy; version 4 stores new
+/// messages' contexts in a binary encoding ([`crate::context_codec`]; older rows keep their
+/// JSON text, which is still read).
+pub const FORMAT_VERSION: i64 = 4;
 
-/// The one older format this binary upgrades when a node opens the store (see
+/// The oldest format this binary upgrades when a node opens the store (see
 /// [`create_or_check`]); read-only checks and snapshots need the current format.
-pub const UPGRADABLE_FORMAT_VERSION: i64 = 2;
+pub const OLDEST_UPGRADABLE_FORMAT_VERSION: i64 = 2;
+
+/// Whether a node opening a store of `version` upgrades it to [`FORMAT_VERSION`].
+pub fn is_upgradable(version: i64) -> bool {
+    (OLDEST_UPGRADABLE_FORMAT_VERSION..FORMAT_VERSION).contains(&version)
+}
 
 /// The database file inside a node's data directory.
 pub const DATABASE_FILE: &str = "messagebox.sqlite";
@@ -52,7 +59,7 @@ CREATE TABLE messages (
     seq INTEGER PRIMARY KEY,
     message_id TEXT NOT NULL,
     body BLOB NOT NULL,
-    context TEXT NOT NULL,
+    context TEXT NOT NULL, -- binary since format 4 (context_codec); JSON text in older rows
     received_at_ms INTEGER NOT NULL,
     publisher TEXT NOT NULL
 );
@@ -128,7 +135,7 @@ pub fn configure(connection: &Connection) -> Result<(), StoreError> {
 }
 
 /// Creates the schema in an empty database, or checks the format version of an existing one
-/// (upgrading a version-2 store in place).
+/// (upgrading an older store in place, see [`upgrade`]).
 pub fn create_or_check(connection: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if version == 0 {
@@ -155,13 +162,15 @@ pub fn create_or_check(connection: &mut Connection) -> Result<(), StoreError> {
         transaction.commit()?;
         return Ok(());
     }
-    if version == UPGRADABLE_FORMAT_VERSION {
-        return upgrade_from_version_2(connection);
+    if is_upgradable(version) {
+        return upgrade(connection, version);
     }
     if version != FORMAT_VERSION {
         return Err(StoreError::Format(format!(
             "the data directory holds format version {version}; this binary reads format \
-             version {FORMAT_VERSION} (and upgrades {UPGRADABLE_FORMAT_VERSION})"
+             version {FORMAT_VERSION} (and upgrades versions {OLDEST_UPGRADABLE_FORMAT_VERSION} \
+             to {})",
+            FORMAT_VERSION - 1
         )));
     }
     Ok(())
@@ -200,15 +209,21 @@ fn tables_and_indexes(connection: &Connection) -> Result<BTreeSet<String>, Store
     Ok(described)
 }
 
-/// Version 2 → 3: the subscriptions' backup transport retry policy, three nullable columns
-/// (NULL: no backup transport). One transaction: the store is upgraded or left as it was.
-fn upgrade_from_version_2(connection: &mut Connection) -> Result<(), StoreError> {
+/// Upgrades a store of an older `version` to [`FORMAT_VERSION`], one version after the
+/// other, in one transaction: the store is upgraded or left as it was.
+/// - 2 → 3: the subscriptions' backup transport retry policy, three nullable columns
+///   (NULL: no backup transport).
+/// - 3 → 4: nothing to rewrite: new contexts are binary, and the JSON ones are still read.
+///   The version changes so that an older binary refuses the store instead of misreading it.
+fn upgrade(connection: &mut Connection, version: i64) -> Result<(), StoreError> {
     let transaction = connection.transaction()?;
-    transaction.execute_batch(
-        "ALTER TABLE subscriptions ADD COLUMN backup_retry_count INTEGER;
-         ALTER TABLE subscriptions ADD COLUMN backup_retry_interval_ms INTEGER;
-         ALTER TABLE subscriptions ADD COLUMN backup_exponential_backoff INTEGER;",
-    )?;
+    if version <= 2 {
+        transaction.execute_batch(
+            "ALTER TABLE subscriptions ADD COLUMN backup_retry_count INTEGER;
+             ALTER TABLE subscriptions ADD COLUMN backup_retry_interval_ms INTEGER;
+             ALTER TABLE subscriptions ADD COLUMN backup_exponential_backoff INTEGER;",
+        )?;
+    }
     transaction.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'format_version'",
         [FORMAT_VERSION.to_string()],

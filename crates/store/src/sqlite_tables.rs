@@ -17,6 +17,7 @@ use tandem_core::tables::Tables;
 use tandem_core::tracking::TrackingEvent;
 
 use crate::batch::ClusterEvent;
+use crate::context_codec;
 
 /// The instance columns in `instance_from_row` order, as a literal so that statements can be
 /// built at compile time (the committer runs them thousands of times a second).
@@ -177,9 +178,9 @@ pub fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<Instance> {
 }
 
 pub fn message_from_row(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
-    let context_json: String = row.get(3)?;
-    let context = serde_json::from_str(&context_json).map_err(|error| {
-        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(error))
+    let stored = row.get_ref(3)?;
+    let context = context_codec::decode_stored(stored).map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(3, stored.data_type(), error.into())
     })?;
     Ok(StoredMessage {
         seq: row.get(0)?,
@@ -284,7 +285,7 @@ impl Tables for SqliteTables<'_> {
                 message.seq,
                 message.message_id.as_str(),
                 message.body,
-                to_json(&message.context),
+                context_codec::encode(&message.context),
                 message.received_at_ms,
                 message.publisher
             ],

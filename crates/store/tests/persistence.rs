@@ -1,5 +1,6 @@
 //! A closed and reopened store holds exactly what it held; its directory lock keeps a
-//! second node out; a store of the previous format is upgraded on open; files of another
+//! second node out; stores of older formats are upgraded on open (their JSON contexts still
+//! read); files of another
 //! format, or not written by Tandem, are refused; a WAL that a long read let grow is
 //! truncated again.
 
@@ -8,11 +9,15 @@ mod common;
 use std::path::Path;
 
 use tandem_core::command::Command;
+use tandem_core::context::{Context, Property};
+use tandem_core::ids::MessageId;
 use tandem_core::instance::Instance;
+use tandem_core::message::NewMessage;
 use tandem_core::outcome::Outcome;
 use tandem_core::settings::Settings;
 use tandem_core::subscription::RetryPolicy;
-use tandem_store::{InstanceQuery, Store, StoreError, integrity, schema};
+use tandem_core::value::Value;
+use tandem_store::{InstanceQuery, Store, StoreError, context_codec, integrity, schema};
 
 use common::{create_catalog, lease, leased, open, publish, runtime};
 
@@ -175,11 +180,52 @@ CREATE TABLE subscriptions (
     created_at_ms INTEGER NOT NULL
 );";
 
+/// Rewrites every stored context as JSON text, as formats 2 and 3 stored them.
+fn contexts_as_json(transaction: &rusqlite::Transaction<'_>) {
+    let contexts: Vec<(i64, Vec<u8>)> = transaction
+        .prepare("SELECT seq, context FROM messages")
+        .expect("prepare")
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    for (seq, binary) in contexts {
+        let context = context_codec::decode(&binary).expect("a binary context");
+        let json = serde_json::to_string(&context).expect("JSON");
+        transaction
+            .execute(
+                "UPDATE messages SET context = ?2 WHERE seq = ?1",
+                rusqlite::params![seq, json],
+            )
+            .expect("rewrite the context");
+    }
+}
+
+/// Every stored message's id and context, as the operator queries read them.
+fn stored_contexts(store: &Store, message_ids: &[&str]) -> Vec<(String, Context)> {
+    let handle = store.handle();
+    runtime().block_on(async {
+        let mut contexts = Vec::new();
+        for message_id in message_ids {
+            let history = handle
+                .message_history(message_id.to_string())
+                .await
+                .expect("history");
+            for message in history.messages {
+                contexts.push((message.message_id.to_string(), message.context));
+            }
+        }
+        contexts
+    })
+}
+
 /// Turns the closed store in `dir` into a format-version-2 store: the same rows, the
-/// subscriptions table in its version-2 shape, version 2 in the header and the meta table.
+/// subscriptions table in its version-2 shape, contexts as JSON text, version 2 in the
+/// header and the meta table.
 fn downgrade_to_version_2(dir: &Path) {
     let mut connection = common::database(dir);
     let transaction = connection.transaction().expect("transaction");
+    contexts_as_json(&transaction);
     transaction
         .execute_batch(&format!(
             "ALTER TABLE subscriptions RENAME TO subscriptions_v3;
@@ -253,7 +299,7 @@ fn a_version_2_store_is_upgraded_on_open_and_keeps_its_data() {
             |row| row.get(0),
         )
         .expect("meta format_version");
-    assert_eq!((version, meta), (schema::FORMAT_VERSION, "3".to_string()));
+    assert_eq!((version, meta), (schema::FORMAT_VERSION, "4".to_string()));
     schema::check_tables(&connection).expect(
         "an upgraded store has every table and column of the format (its snapshots install)",
     );
@@ -375,4 +421,101 @@ fn a_wal_that_grew_during_a_long_read_is_truncated_afterwards() {
         "the WAL still holds {after} bytes (it grew to {grown}; the limit is {limit})"
     );
     store.close();
+}
+
+/// A message with a property of every value type, promoted and written.
+fn message_of_every_type(id: &str) -> NewMessage {
+    let property = |name: &str, value: Value, promoted: bool| Property {
+        name: name.to_string(),
+        value,
+        promoted,
+    };
+    NewMessage {
+        message_id: MessageId(id.to_string()),
+        body: b"typed".to_vec(),
+        properties: vec![
+            property("Kind", Value::String("a".to_string()), true),
+            property("Total", Value::Int(-1500), true),
+            property("Rate", Value::Float(0.25), false),
+            property("Urgent", Value::Bool(true), true),
+            property("Due", Value::Timestamp(1_700_000_000_123), false),
+            property(
+                "Note",
+                Value::String("ünïcode \"quoted\"".to_string()),
+                false,
+            ),
+        ],
+    }
+}
+
+#[test]
+fn a_version_3_store_keeps_its_json_contexts_readable_and_stores_new_ones_in_binary() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    let handle = store.handle();
+    runtime().block_on(async {
+        create_catalog(&handle).await;
+        let typed = Command::Publish {
+            publisher: "test".to_string(),
+            messages: vec![message_of_every_type("typed")],
+        };
+        assert!(handle.execute(typed).await.is_ok());
+    });
+    let before = stored_contexts(&store, &["typed"]);
+    assert_eq!(before.len(), 1);
+    store.close();
+    {
+        let mut connection = common::database(dir.path());
+        let transaction = connection.transaction().expect("transaction");
+        contexts_as_json(&transaction);
+        transaction
+            .execute_batch(
+                "UPDATE meta SET value = '3' WHERE key = 'format_version'; \
+                 PRAGMA user_version = 3;",
+            )
+            .expect("rewrite as version 3");
+        transaction.commit().expect("commit");
+    }
+
+    let store = open(dir.path());
+    assert_eq!(
+        stored_contexts(&store, &["typed"]),
+        before,
+        "read from JSON"
+    );
+    let handle = store.handle();
+    runtime().block_on(async {
+        let leases = leased(handle.execute(lease("h0", 10)).await);
+        assert_eq!(leases.len(), 1);
+        assert_eq!(leases[0].context, before[0].1, "leased from JSON");
+        let fresh = Command::Publish {
+            publisher: "test".to_string(),
+            messages: vec![message_of_every_type("fresh")],
+        };
+        assert!(handle.execute(fresh).await.is_ok());
+    });
+    assert_eq!(stored_contexts(&store, &["fresh"])[0].1, before[0].1);
+    store.close();
+
+    let connection = common::database(dir.path());
+    let stored_as = |id: &str| -> String {
+        connection
+            .query_row(
+                "SELECT typeof(context) FROM messages WHERE message_id = ?1",
+                [id],
+                |row| row.get(0),
+            )
+            .expect("typeof")
+    };
+    assert_eq!(
+        (stored_as("typed"), stored_as("fresh")),
+        ("text".into(), "blob".into())
+    );
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .expect("user_version");
+    assert_eq!(version, schema::FORMAT_VERSION);
+    drop(connection);
+    let report = integrity::check(dir.path()).expect("integrity check runs");
+    assert!(report.is_healthy(), "problems: {:?}", report.problems);
 }
