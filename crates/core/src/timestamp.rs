@@ -11,7 +11,36 @@ pub fn format_rfc3339(millis: i64) -> String {
     let minute = millis_of_day / 60_000 % 60;
     let second = millis_of_day / 1000 % 60;
     let milli = millis_of_day % 1000;
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
+    if !(0..=9999).contains(&year) {
+        return format!(
+            "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z"
+        );
+    }
+    // Digit by digit: the committer formats a time into every lease's tracking event, and
+    // `format!` with padding cost more than the rest of the event.
+    let mut text = String::with_capacity(24);
+    let fields = [
+        (year, 4, '-'),
+        (month, 2, '-'),
+        (day, 2, 'T'),
+        (hour, 2, ':'),
+        (minute, 2, ':'),
+        (second, 2, '.'),
+        (milli, 3, 'Z'),
+    ];
+    for (value, width, separator) in fields {
+        push_digits(&mut text, value, width);
+        text.push(separator);
+    }
+    text
+}
+
+/// Appends the last `width` decimal digits of a non-negative `value`, zero-padded.
+fn push_digits(text: &mut String, value: i64, width: u32) {
+    for position in (0..width).rev() {
+        let digit = value / 10_i64.pow(position) % 10;
+        text.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` into milliseconds since the epoch.
@@ -164,5 +193,21 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(&format_rfc3339(millis)), Ok(millis));
         }
+    }
+
+    #[test]
+    fn years_outside_four_digits_are_still_formatted() {
+        assert_eq!(
+            format_rfc3339(-62_135_596_800_001),
+            "0000-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            format_rfc3339(-62_198_755_200_000),
+            "-001-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            format_rfc3339(253_402_300_800_000),
+            "10000-01-01T00:00:00.000Z"
+        );
     }
 }
