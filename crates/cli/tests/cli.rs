@@ -1,13 +1,16 @@
 //! The `tandem` command against a real node: declare a route (and one with a backup
 //! transport, then redefine it), publish, consume, inspect, and the error paths a person
-//! meets first (no route, malformed filter, no node).
+//! meets first (no route, malformed filter, no node), and a tracking purge larger than one
+//! call to the node.
 
 mod support;
 
 use std::path::Path;
 
-use support::NodeProcess;
 use support::command::{Finished, run_tandem};
+use support::{NodeProcess, runtime};
+use tandem_core::limits;
+use tandem_protocol::v1;
 
 const ORDER_FILTER: &str = r#"MessageType == "Order" and Total > 1000"#;
 
@@ -281,6 +284,72 @@ fn a_subscription_is_redefined_in_one_step(node: &NodeProcess) {
         "{}",
         unknown.describe()
     );
+}
+
+#[test]
+fn tracking_purge_repeats_until_every_old_event_is_gone() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut node = NodeProcess::start(data.path(), &[]);
+    declare_the_order_route(&node);
+    // Each stored message has its "received" event: more than one purge call removes.
+    let messages = limits::MAX_TRACKING_PURGE_PER_COMMAND + 500;
+    runtime().block_on(publish_orders(&node, messages));
+
+    let purge = ["--json", "tracking", "purge", "--older-than", "0s"];
+    let first = run_against(&node, &purge).expect_success();
+    let purged = first.json()["purged_events"].as_u64().expect("a count");
+    assert!(
+        purged >= messages as u64,
+        "one purge command removed {purged} of at least {messages} events"
+    );
+    let second = run_against(&node, &purge).expect_success();
+    assert_eq!(second.json()["purged_events"], 0, "{}", second.describe());
+    let exit = node.stop();
+    assert!(exit.success(), "node exited with {exit:?} after SIGTERM");
+}
+
+/// Publishes `count` routable orders in calls of the largest batch.
+async fn publish_orders(node: &NodeProcess, count: usize) {
+    let mut message_box = node.message_box().await;
+    let properties = vec![
+        property(
+            "MessageType",
+            v1::property::Value::StringValue("Order".into()),
+        ),
+        property("Total", v1::property::Value::IntValue(1500)),
+    ];
+    let ids: Vec<usize> = (0..count).collect();
+    for batch in ids.chunks(limits::MAX_PUBLISH_BATCH) {
+        let messages = batch
+            .iter()
+            .map(|index| v1::PublishMessage {
+                message_id: format!("purge-{index}"),
+                body: b"{}".to_vec(),
+                properties: properties.clone(),
+            })
+            .collect();
+        let request = v1::PublishRequest {
+            publisher: "tests".into(),
+            messages,
+        };
+        let results = message_box
+            .publish(request)
+            .await
+            .expect("publish")
+            .into_inner();
+        assert!(
+            results.results.iter().all(|result| result.error.is_none()),
+            "a publish was refused: {results:?}"
+        );
+    }
+}
+
+fn property(name: &str, value: v1::property::Value) -> v1::Property {
+    v1::Property {
+        name: name.as_bytes().to_vec(),
+        value: Some(value),
+        written: false,
+    }
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{FREE_LOOPBACK_PORTS, NodeProcess, check_data_dir};
+use support::{FREE_LOOPBACK_PORTS, NodeProcess, check_data_dir, runtime};
 use tandem_protocol::v1;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
 use tandem_store::schema::DATABASE_FILE;
@@ -68,14 +68,6 @@ fn acknowledged_publishes_and_completions_survive_repeated_kill_nine() {
     let node = NodeProcess::start(data.path(), &[]);
     let stored = runtime.block_on(stored_message_ids(&node));
     check_history(&history.lock().unwrap(), &stored);
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn check_history(history: &History, stored: &BTreeSet<String>) {

@@ -42,6 +42,15 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an exiting process is looked at.
 const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
+/// A two-worker tokio runtime for tests that drive nodes through gRPC clients.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 pub fn tandem_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tandem"))
 }
