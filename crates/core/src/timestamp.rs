@@ -17,7 +17,7 @@ pub fn format_rfc3339(millis: i64) -> String {
         );
     }
     // Digit by digit: the committer formats a time into every lease's tracking event, and
-    // `format!` with padding cost more than the rest of the event.
+    // `format!` with padding took about 1.5 % of its time under a consuming load.
     let mut text = String::with_capacity(24);
     let fields = [
         (year, 4, '-'),

@@ -1,7 +1,7 @@
 //! How a message's context is stored: a compact binary encoding (format version 4 on).
 //!
 //! The committer encodes every published message's context and decodes it again for every
-//! lease; as JSON that was about a tenth of its time. The encoding:
+//! lease; as JSON that was about 8 % of its time in an end-to-end load. The encoding:
 //!
 //! ```text
 //! context  = 0x01 (the encoding's version), varint property count, property*
