@@ -32,7 +32,7 @@ use tandem_core::limits::SNAPSHOT_CHUNK_BYTES;
 use super::MIN_REPLICATION_TIMEOUT_MS;
 use super::blocking_file::BlockingFile;
 use super::transport::{BoxedConnection, TcpTransport, Transport};
-use crate::codec::{read_frame, write_frame};
+use crate::codec::{FrameBuffer, read_frame, read_frame_with, write_frame, write_frame_with};
 use crate::types::{Member, NodeId, SnapshotFile, TypeConfig, Vote};
 
 /// Creates the per-target clients openraft sends RPCs through.
@@ -91,6 +91,8 @@ pub struct PeerClient {
     transport: Arc<dyn Transport>,
     execution: Execution,
     connection: Option<BufStream<BoxedConnection>>,
+    /// The buffer the connection's frames are encoded into and read into.
+    frames: FrameBuffer,
 }
 
 /// Why an exchange failed, and whether the peer was ever reached.
@@ -112,6 +114,7 @@ impl PeerClient {
             transport,
             execution,
             connection: None,
+            frames: FrameBuffer::default(),
         }
     }
 
@@ -139,12 +142,14 @@ impl PeerClient {
         request: &Request,
         deadline: Instant,
     ) -> Result<Response, Failure> {
+        let mut frames = std::mem::take(&mut self.frames);
         let connection = self.connect(deadline).await?;
         let answered = timeout_at(deadline, async {
-            write_frame(connection, request).await?;
-            read_frame(connection).await
+            write_frame_with(connection, request, &mut frames).await?;
+            read_frame_with(connection, &mut frames).await
         })
         .await;
+        self.frames = frames;
         match answered {
             Ok(Ok(Some(response))) => Ok(response),
             Ok(Ok(None)) => Err(Failure::Exchange(closed_before_answering())),

@@ -30,7 +30,7 @@ use super::leader_contact::{ConnectionRecord, LeaderContact};
 use super::messages::{Request, Response};
 use super::transport::{BoxedConnection, Listener};
 use super::{ACCEPT_RETRY_DELAY_MS, IDLE_CONNECTION_TIMEOUT_MS, STALLED_PEER_TIMEOUT_MS};
-use crate::codec::{read_frame, write_frame};
+use crate::codec::{FrameBuffer, read_frame_with, write_frame_with};
 use crate::types::{SnapshotFile, SnapshotMeta, TypeConfig, Vote};
 
 const RECEIVED_SNAPSHOT_PREFIX: &str = "received-";
@@ -113,6 +113,7 @@ where
 {
     async fn serve(mut self, stream: BoxedConnection) -> io::Result<()> {
         let mut stream = BufStream::new(stream);
+        let mut frames = FrameBuffer::default();
         loop {
             let waiting = timeout(IDLE_CONNECTION_TIMEOUT, stream.fill_buf()).await;
             if waiting
@@ -121,14 +122,18 @@ where
             {
                 return Ok(());
             }
-            let request = timeout(STALLED_PEER_TIMEOUT, read_frame(&mut stream))
-                .await
-                .map_err(|_elapsed| stalled("partial frame"))??;
+            let request = timeout(
+                STALLED_PEER_TIMEOUT,
+                read_frame_with(&mut stream, &mut frames),
+            )
+            .await
+            .map_err(|_elapsed| stalled("partial frame"))??;
             let Some(request) = request else {
                 return Ok(());
             };
             let response = self.answer(request, &mut stream).await?;
-            timeout(STALLED_PEER_TIMEOUT, write_frame(&mut stream, &response))
+            let answered = write_frame_with(&mut stream, &response, &mut frames);
+            timeout(STALLED_PEER_TIMEOUT, answered)
                 .await
                 .map_err(|_elapsed| stalled("unread response"))??;
         }
