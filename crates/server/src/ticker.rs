@@ -16,8 +16,8 @@ use crate::state::SharedState;
 
 /// Ticks applied one after another at most per interval while each reaches a bound. With
 /// the default interval (200 ms) and bound (2,000 per kind of work), up to 500,000 dedupe
-/// entries, expired leases or tracking events a second; one tick alone would manage 10,000,
-/// less than a node completes under load.
+/// entries, expired leases or tracking events a second; one tick per interval would manage
+/// 10,000 a second, fewer than a node completes under load.
 pub const MAX_TICKS_PER_INTERVAL: usize = 50;
 
 /// Runs until shutdown begins. Wake-ups for released work are signalled by `execute`.
