@@ -13,9 +13,9 @@
 //!          | bool: one byte, 0 or 1
 //! ```
 //!
-//! Properties are written in name order and must be read back in strictly increasing name
-//! order. Stores written before version 4 hold JSON text; [`decode_stored`] reads both, so
-//! that no upgrade has to rewrite every message.
+//! Properties are written in name order; a name that appears twice is refused. Stores
+//! written before version 4 hold JSON text; [`decode_stored`] reads both, so that no upgrade
+//! has to rewrite every message.
 
 use tandem_core::context::{Context, Property};
 use tandem_core::value::Value;
@@ -85,15 +85,8 @@ pub fn decode(bytes: &[u8]) -> Result<Context, String> {
     }
     let count = reader.varint()?;
     let mut context = Context::new();
-    let mut previous_name: Option<String> = None;
     for _ in 0..count {
         let name = reader.text()?;
-        if previous_name
-            .as_deref()
-            .is_some_and(|previous| previous >= name.as_str())
-        {
-            return Err(format!("context property '{name}' is out of order"));
-        }
         let tag = reader.byte()?;
         let value = match tag & !PROMOTED {
             STRING => Value::String(reader.text()?),
@@ -107,12 +100,15 @@ pub fn decode(bytes: &[u8]) -> Result<Context, String> {
             TIMESTAMP => Value::Timestamp(i64::from_le_bytes(reader.array()?)),
             other => return Err(format!("unknown context value type {other}")),
         };
-        previous_name = Some(name.clone());
+        let before = context.len();
         context.insert(Property {
             name,
             value,
             promoted: tag & PROMOTED != 0,
         });
+        if context.len() == before {
+            return Err("a context property appears twice".to_string());
+        }
     }
     if reader.at != bytes.len() {
         return Err(format!(

@@ -80,3 +80,18 @@ fn truncated_and_trailing_bytes_are_refused() {
     unknown_version[0] = 9;
     assert!(decode(&unknown_version).unwrap_err().contains("encoding 9"));
 }
+
+#[test]
+fn a_property_named_twice_is_refused() {
+    let context = Context::from_properties([Property {
+        name: "Kind".into(),
+        value: Value::Bool(true),
+        promoted: false,
+    }]);
+    let encoded = encode(&context);
+    // Version, count 1, then the one property: say the count is 2 and repeat the property.
+    let mut twice = vec![encoded[0], 2];
+    twice.extend_from_slice(&encoded[2..]);
+    twice.extend_from_slice(&encoded[2..]);
+    assert!(decode(&twice).unwrap_err().contains("twice"));
+}
