@@ -299,25 +299,16 @@ impl Tables for SqliteTables<'_> {
         self.record(result)
     }
 
-    /// Deletes the message and leaves its dedupe entry (the row is found once).
+    /// Deletes the message and leaves its dedupe entry.
     fn delete_message(&mut self, seq: MessageSeq) {
-        let deleted = self
-            .statement("DELETE FROM messages WHERE seq = ?1 RETURNING message_id, received_at_ms")
-            .and_then(|statement| {
-                statement
-                    .query_row([seq], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                    })
-                    .optional()
-            });
-        if let Some((message_id, published_at_ms)) = self.record(deleted) {
-            self.execute(
-                "INSERT INTO dedupe (message_id, published_at_ms) VALUES (?1, ?2) \
-                 ON CONFLICT (message_id) DO UPDATE \
-                 SET published_at_ms = MAX(published_at_ms, excluded.published_at_ms)",
-                params![message_id, published_at_ms],
-            );
-        }
+        self.execute(
+            "INSERT INTO dedupe (message_id, published_at_ms) \
+             SELECT message_id, received_at_ms FROM messages WHERE seq = ?1 \
+             ON CONFLICT (message_id) DO UPDATE \
+             SET published_at_ms = MAX(published_at_ms, excluded.published_at_ms)",
+            [seq],
+        );
+        self.execute("DELETE FROM messages WHERE seq = ?1", [seq]);
     }
 
     fn insert_instance(&mut self, instance: &Instance) {
