@@ -17,7 +17,8 @@ pub struct MemoryTables {
     pub machine_state: Option<MachineState>,
     pub hosts: BTreeMap<HostId, Host>,
     pub subscriptions: BTreeMap<SubscriptionId, Subscription>,
-    pub dedupe: BTreeMap<MessageId, i64>,
+    /// The entries deleted messages left, by publish time and seq.
+    pub dedupe: BTreeMap<(i64, MessageSeq), MessageId>,
     pub messages: BTreeMap<MessageSeq, StoredMessage>,
     pub instances: BTreeMap<InstanceId, Instance>,
     pub tracking: Vec<TrackingEvent>,
@@ -64,24 +65,27 @@ impl Tables for MemoryTables {
             .messages
             .values()
             .filter(|message| &message.message_id == message_id);
-        let entry = self.dedupe.get(message_id).copied();
+        let entries = self
+            .dedupe
+            .iter()
+            .filter(|(_, id)| *id == message_id)
+            .map(|((at, _), _)| *at);
         stored
             .map(|message| message.received_at_ms)
-            .chain(entry)
+            .chain(entries)
             .max()
     }
 
     fn forget_dedupe_before(&mut self, before_ms: i64, limit: usize) -> u64 {
-        let mut old: Vec<(i64, MessageId)> = self
+        let old: Vec<(i64, MessageSeq)> = self
             .dedupe
-            .iter()
-            .filter(|(_, at)| **at < before_ms)
-            .map(|(id, at)| (*at, id.clone()))
+            .keys()
+            .take_while(|(at, _)| *at < before_ms)
+            .take(limit)
+            .copied()
             .collect();
-        old.sort();
-        old.truncate(limit);
-        for (_, id) in &old {
-            self.dedupe.remove(id);
+        for key in &old {
+            self.dedupe.remove(key);
         }
         old.len() as u64
     }
@@ -96,11 +100,8 @@ impl Tables for MemoryTables {
 
     fn delete_message(&mut self, seq: MessageSeq) {
         if let Some(message) = self.messages.remove(&seq) {
-            let entry = self
-                .dedupe
-                .entry(message.message_id)
-                .or_insert(message.received_at_ms);
-            *entry = (*entry).max(message.received_at_ms);
+            self.dedupe
+                .insert((message.received_at_ms, seq), message.message_id);
         }
     }
 

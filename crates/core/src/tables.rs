@@ -21,15 +21,17 @@ pub trait Tables {
     fn delete_subscription(&mut self, id: SubscriptionId);
 
     /// When a message with this id was last published: the latest of the stored messages
-    /// with this id and the dedupe entry its deletion left behind, if any.
+    /// with this id and the dedupe entries their deletions left behind, if any.
     fn find_dedupe(&mut self, message_id: &MessageId) -> Option<i64>;
-    /// Forget up to `limit` dedupe entries published before `before_ms`, oldest first.
+    /// Forget up to `limit` dedupe entries published before `before_ms`, oldest first (by
+    /// publish time, then message seq).
     fn forget_dedupe_before(&mut self, before_ms: i64, limit: usize) -> u64;
 
     fn insert_message(&mut self, message: &StoredMessage);
     fn load_message(&mut self, seq: MessageSeq) -> Option<StoredMessage>;
-    /// Deletes a message, leaving a dedupe entry (its id and publish time; a later time
-    /// already there is kept) so that a retried publish is still recognised.
+    /// Deletes a message, leaving a dedupe entry (its id and publish time) so that a retried
+    /// publish is still recognised. Each deleted message leaves its own entry, even when an
+    /// earlier one with the same id is not forgotten yet.
     fn delete_message(&mut self, seq: MessageSeq);
 
     fn insert_instance(&mut self, instance: &Instance);

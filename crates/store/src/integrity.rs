@@ -1,6 +1,7 @@
 //! Integrity check of a data directory: SQLite's own `integrity_check`, then Tandem's
 //! invariants (counters match rows, every instance has its message, no orphan messages,
-//! id counters ahead of every id in use).
+//! every stored message has its body and every body its message, id counters ahead of every
+//! id in use).
 
 use std::path::Path;
 
@@ -56,7 +57,10 @@ pub fn check(data_dir: &Path) -> Result<IntegrityReport, StoreError> {
             .problems
             .push(format!("SQLite integrity_check: {sqlite_verdict}"));
     }
-    report.messages = count(&transaction, "SELECT COUNT(*) FROM messages")?;
+    report.messages = count(
+        &transaction,
+        "SELECT COUNT(*) FROM messages WHERE removed = 0",
+    )?;
     report.instances = count(&transaction, "SELECT COUNT(*) FROM instances")?;
     report.tracking_events = count(&transaction, "SELECT COUNT(*) FROM tracking")?;
     check_invariants(&transaction, &mut report)?;
@@ -87,13 +91,29 @@ fn check_invariants(
         connection,
         report,
         "instances whose message is missing",
-        "SELECT COUNT(*) FROM instances WHERE message_seq NOT IN (SELECT seq FROM messages)",
+        "SELECT COUNT(*) FROM instances \
+         WHERE message_seq NOT IN (SELECT seq FROM messages WHERE removed = 0)",
     )?;
     expect_zero(
         connection,
         report,
         "messages with no instance",
-        "SELECT COUNT(*) FROM messages WHERE seq NOT IN (SELECT message_seq FROM instances)",
+        "SELECT COUNT(*) FROM messages \
+         WHERE removed = 0 AND seq NOT IN (SELECT message_seq FROM instances)",
+    )?;
+    expect_zero(
+        connection,
+        report,
+        "messages without their body",
+        "SELECT COUNT(*) FROM messages \
+         WHERE removed = 0 AND seq NOT IN (SELECT seq FROM message_payloads)",
+    )?;
+    expect_zero(
+        connection,
+        report,
+        "bodies of no stored message",
+        "SELECT COUNT(*) FROM message_payloads \
+         WHERE seq NOT IN (SELECT seq FROM messages WHERE removed = 0)",
     )?;
     let ids = [
         (

@@ -84,7 +84,7 @@ impl Reader {
 
     pub fn message_history(&self, message_id: &str) -> Result<MessageHistory, StoreError> {
         let mut messages = self.connection.prepare_cached(&format!(
-            "{MESSAGE_SELECT} WHERE message_id = ?1 ORDER BY seq LIMIT {}",
+            "{MESSAGE_SELECT} WHERE m.message_id = ?1 ORDER BY m.seq LIMIT {}",
             limits::MAX_LIST_ROWS
         ))?;
         let messages = messages
@@ -146,7 +146,8 @@ impl Reader {
 
     pub fn message_body(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT body FROM messages WHERE message_id = ?1 ORDER BY seq DESC LIMIT 1",
+            "SELECT p.body FROM messages AS m JOIN message_payloads AS p ON p.seq = m.seq \
+             WHERE m.message_id = ?1 ORDER BY m.seq DESC LIMIT 1",
         )?;
         let mut rows = statement.query([message_id])?;
         Ok(match rows.next()? {

@@ -12,8 +12,10 @@ use crate::StoreError;
 /// The format this binary writes. Bump it with a migration when the schema changes.
 /// Version 3 added the subscriptions' backup transport retry policy; version 4 stores new
 /// messages' contexts in a binary encoding ([`crate::context_codec`]; older rows keep their
-/// JSON text, which is still read).
-pub const FORMAT_VERSION: i64 = 4;
+/// JSON text, which is still read); version 5 keeps a message's body and context in
+/// `message_payloads`, and a deleted message's `messages` row as its dedupe entry
+/// (`messages.removed`) instead of a row in a separate `dedupe` table.
+pub const FORMAT_VERSION: i64 = 5;
 
 /// The oldest format this binary upgrades when a node opens the store (see
 /// [`create_or_check`]); read-only checks and snapshots need the current format.
@@ -58,12 +60,17 @@ CREATE TABLE subscriptions (
 CREATE TABLE messages (
     seq INTEGER PRIMARY KEY,
     message_id TEXT NOT NULL,
-    body BLOB NOT NULL,
-    context TEXT NOT NULL, -- binary since format 4 (context_codec); JSON text in older rows
     received_at_ms INTEGER NOT NULL,
-    publisher TEXT NOT NULL
+    publisher TEXT NOT NULL,
+    removed INTEGER NOT NULL DEFAULT 0 -- 1: the message is gone; the row is its dedupe entry
 );
 CREATE INDEX messages_by_message_id ON messages(message_id);
+CREATE INDEX messages_removed ON messages(received_at_ms) WHERE removed = 1;
+CREATE TABLE message_payloads (
+    seq INTEGER PRIMARY KEY, -- the message's seq; a removed message has none
+    body BLOB NOT NULL,
+    context BLOB NOT NULL -- binary (context_codec); JSON text in rows from formats 2 and 3
+);
 CREATE TABLE instances (
     id INTEGER PRIMARY KEY,
     message_seq INTEGER NOT NULL,
@@ -85,11 +92,6 @@ CREATE INDEX instances_delayed ON instances(visible_at_ms, id) WHERE state = 1;
 CREATE INDEX instances_leased ON instances(lease_expires_at_ms, id) WHERE state = 2;
 CREATE INDEX instances_suspended ON instances(host_id, id) WHERE state = 3;
 CREATE INDEX instances_by_message ON instances(message_seq);
-CREATE TABLE dedupe (
-    message_id TEXT PRIMARY KEY,
-    published_at_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX dedupe_by_time ON dedupe(published_at_ms);
 CREATE TABLE tracking (
     id INTEGER PRIMARY KEY,
     message_id TEXT NOT NULL,
@@ -215,7 +217,17 @@ fn tables_and_indexes(connection: &Connection) -> Result<BTreeSet<String>, Store
 ///   (NULL: no backup transport).
 /// - 3 → 4: nothing to rewrite: new contexts are binary, and the JSON ones are still read.
 ///   The version changes so that an older binary refuses the store instead of misreading it.
+/// - 4 → 5: bodies and contexts move to `message_payloads` (every message row is rewritten:
+///   the upgrade of a store holding a large backlog takes a while); `messages` gains the
+///   `removed` column, and every row of the `dedupe` table becomes a removed message row with
+///   a negative seq (real ones start at 1, so they never meet); the `dedupe` table goes.
 fn upgrade(connection: &mut Connection, version: i64) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    eprintln!(
+        "tandem: upgrading the store from format version {version} to {FORMAT_VERSION} \
+         (about 20 s per million stored messages; an interrupted upgrade changes nothing \
+         and runs again at the next start) ..."
+    );
     let transaction = connection.transaction()?;
     if version <= 2 {
         transaction.execute_batch(
@@ -224,11 +236,35 @@ fn upgrade(connection: &mut Connection, version: i64) -> Result<(), StoreError> 
              ALTER TABLE subscriptions ADD COLUMN backup_exponential_backoff INTEGER;",
         )?;
     }
+    if version <= 4 {
+        transaction.execute_batch(
+            "CREATE TABLE message_payloads (
+                 seq INTEGER PRIMARY KEY,
+                 body BLOB NOT NULL,
+                 context BLOB NOT NULL
+             );
+             INSERT INTO message_payloads (seq, body, context)
+                 SELECT seq, body, context FROM messages;
+             ALTER TABLE messages DROP COLUMN body;
+             ALTER TABLE messages DROP COLUMN context;
+             ALTER TABLE messages ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
+             CREATE INDEX messages_removed ON messages(received_at_ms) WHERE removed = 1;
+             INSERT INTO messages (seq, message_id, received_at_ms, publisher, removed)
+                 SELECT -ROW_NUMBER() OVER (ORDER BY published_at_ms, message_id),
+                        message_id, published_at_ms, '', 1
+                 FROM dedupe;
+             DROP TABLE dedupe;",
+        )?;
+    }
     transaction.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'format_version'",
         [FORMAT_VERSION.to_string()],
     )?;
     transaction.pragma_update(None, "user_version", FORMAT_VERSION)?;
     transaction.commit()?;
+    eprintln!(
+        "tandem: store upgraded to format version {FORMAT_VERSION} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

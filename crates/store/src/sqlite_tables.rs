@@ -42,7 +42,8 @@ macro_rules! select_instances {
 macro_rules! select_messages {
     ($condition:literal $(,)?) => {
         concat!(
-            "SELECT seq, message_id, body, context, received_at_ms, publisher FROM messages ",
+            "SELECT m.seq, m.message_id, p.body, p.context, m.received_at_ms, m.publisher \
+             FROM messages AS m JOIN message_payloads AS p ON p.seq = m.seq ",
             $condition
         )
     };
@@ -254,15 +255,11 @@ impl Tables for SqliteTables<'_> {
         self.execute("DELETE FROM subscriptions WHERE id = ?1", [id]);
     }
 
-    /// A stored message is its own dedupe entry (no row written per publish); the dedupe
-    /// table holds only what deleted messages left behind.
+    /// A message's row is its dedupe entry, while the message is stored and after it is
+    /// removed (see `delete_message`).
     fn find_dedupe(&mut self, message_id: &MessageId) -> Option<i64> {
         let result = self
-            .statement(
-                "SELECT MAX(published_at_ms) FROM ( \
-                 SELECT received_at_ms AS published_at_ms FROM messages WHERE message_id = ?1 \
-                 UNION ALL SELECT published_at_ms FROM dedupe WHERE message_id = ?1)",
-            )
+            .statement("SELECT MAX(received_at_ms) FROM messages WHERE message_id = ?1")
             .and_then(|statement| {
                 statement.query_row([message_id.as_str()], |row| row.get::<_, Option<i64>>(0))
             });
@@ -271,44 +268,49 @@ impl Tables for SqliteTables<'_> {
 
     fn forget_dedupe_before(&mut self, before_ms: i64, limit: usize) -> u64 {
         self.execute(
-            "DELETE FROM dedupe WHERE message_id IN (SELECT message_id FROM dedupe \
-             WHERE published_at_ms < ?1 ORDER BY published_at_ms, message_id LIMIT ?2)",
+            "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages \
+             INDEXED BY messages_removed WHERE removed = 1 AND received_at_ms < ?1 \
+             ORDER BY received_at_ms, seq LIMIT ?2)",
             params![before_ms, limit as i64],
         )
     }
 
     fn insert_message(&mut self, message: &StoredMessage) {
         self.execute(
-            "INSERT INTO messages (seq, message_id, body, context, received_at_ms, publisher) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO messages (seq, message_id, received_at_ms, publisher) \
+             VALUES (?1, ?2, ?3, ?4)",
             params![
                 message.seq,
                 message.message_id.as_str(),
-                message.body,
-                context_codec::encode(&message.context),
                 message.received_at_ms,
                 message.publisher
+            ],
+        );
+        self.execute(
+            "INSERT INTO message_payloads (seq, body, context) VALUES (?1, ?2, ?3)",
+            params![
+                message.seq,
+                message.body,
+                context_codec::encode(&message.context)
             ],
         );
     }
 
     fn load_message(&mut self, seq: MessageSeq) -> Option<StoredMessage> {
         let result = self
-            .statement(select_messages!("WHERE seq = ?1"))
+            .statement(select_messages!("WHERE m.seq = ?1"))
             .and_then(|statement| statement.query_row([seq], message_from_row).optional());
         self.record(result)
     }
 
-    /// Deletes the message and leaves its dedupe entry.
+    /// Deletes the body and context, and keeps the message's row, marked removed, as its
+    /// dedupe entry. The row keeps its size (SQLite stores 0 and 1 in no bytes), so it is
+    /// rewritten in place, and its `messages_by_message_id` entry stays: far cheaper than
+    /// deleting that entry and inserting the id into a table of its own. The payload rows of
+    /// messages completed together free whole pages, which SQLite never writes again.
     fn delete_message(&mut self, seq: MessageSeq) {
-        self.execute(
-            "INSERT INTO dedupe (message_id, published_at_ms) \
-             SELECT message_id, received_at_ms FROM messages WHERE seq = ?1 \
-             ON CONFLICT (message_id) DO UPDATE \
-             SET published_at_ms = MAX(published_at_ms, excluded.published_at_ms)",
-            [seq],
-        );
-        self.execute("DELETE FROM messages WHERE seq = ?1", [seq]);
+        self.execute("UPDATE messages SET removed = 1 WHERE seq = ?1", [seq]);
+        self.execute("DELETE FROM message_payloads WHERE seq = ?1", [seq]);
     }
 
     fn insert_instance(&mut self, instance: &Instance) {

@@ -1,7 +1,7 @@
 //! Differential test: the same random command sequences applied to the reference
 //! (`MessageBox::apply` on `MemoryTables`) and to a real store (`StoreHandle::execute` on
 //! SQLite, with group commit, closed and reopened midway) give the same outcomes, the same
-//! catalog and the same rows.
+//! catalog and the same rows (dedupe entries of deleted messages included).
 //!
 //! Outcomes must not depend on the store's wall clock: leases last an hour, there are no
 //! ticks, and times are blanked before comparing.
@@ -247,7 +247,10 @@ fn assert_same_rows(dir: &Path, reference: &Reference) {
     );
     let connection = common::database(dir);
     let mut statement = connection
-        .prepare("SELECT seq, message_id, body FROM messages ORDER BY seq")
+        .prepare(
+            "SELECT m.seq, m.message_id, p.body FROM messages AS m \
+             JOIN message_payloads AS p ON p.seq = m.seq WHERE m.removed = 0 ORDER BY m.seq",
+        )
         .expect("prepare");
     let messages: Vec<(u64, String, Vec<u8>)> = statement
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
@@ -269,6 +272,25 @@ fn assert_same_rows(dir: &Path, reference: &Reference) {
     assert_eq!(
         messages, expected,
         "messages: store (left) vs reference (right)"
+    );
+    let mut statement = connection
+        .prepare("SELECT seq, message_id FROM messages WHERE removed = 1 ORDER BY seq")
+        .expect("prepare");
+    let entries: Vec<(u64, String)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("read dedupe entries");
+    let mut expected: Vec<(u64, String)> = reference
+        .tables
+        .dedupe
+        .iter()
+        .map(|((_, seq), id)| (*seq, id.0.clone()))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        entries, expected,
+        "dedupe entries of deleted messages: store (left) vs reference (right)"
     );
 }
 

@@ -98,6 +98,37 @@ fn a_deleted_message_row_shows_as_missing_message_and_wrong_counter() {
 }
 
 #[test]
+fn a_message_without_its_body_is_reported() {
+    let dir = populated();
+    tamper(
+        dir.path(),
+        "DELETE FROM message_payloads WHERE seq = \
+         (SELECT seq FROM messages WHERE message_id = 'm1')",
+    );
+    let report = check(dir.path());
+    assert_reports(&report, &["1 messages without their body"]);
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+}
+
+#[test]
+fn a_body_whose_message_was_removed_is_reported() {
+    let dir = populated();
+    tamper(
+        dir.path(),
+        "UPDATE messages SET removed = 1 WHERE message_id = 'm1'",
+    );
+    let report = check(dir.path());
+    assert_reports(
+        &report,
+        &[
+            "message counter says 3 but 2 messages are stored",
+            "1 instances whose message is missing",
+            "1 bodies of no stored message",
+        ],
+    );
+}
+
+#[test]
 fn a_lease_token_beyond_the_counter_is_reported() {
     let dir = populated();
     tamper(

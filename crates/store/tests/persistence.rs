@@ -1,8 +1,7 @@
 //! A closed and reopened store holds exactly what it held; its directory lock keeps a
 //! second node out; stores of older formats are upgraded on open (their JSON contexts still
-//! read); files of another
-//! format, or not written by Tandem, are refused; a WAL that a long read let grow is
-//! truncated again.
+//! read, their dedupe entries kept); files of another format, or not written by Tandem, are
+//! refused; a WAL that a long read let grow is truncated again.
 
 mod common;
 
@@ -219,12 +218,66 @@ fn stored_contexts(store: &Store, message_ids: &[&str]) -> Vec<(String, Context)
     })
 }
 
+/// Gives the messages table the shape formats 2 to 4 had (body and context in the message's
+/// row), and deleted messages' dedupe entries back to the `dedupe` table (the latest publish
+/// time per id).
+fn messages_as_format_4_kept_them(transaction: &rusqlite::Transaction<'_>) {
+    transaction
+        .execute_batch(
+            "CREATE TABLE messages_v4 (
+                 seq INTEGER PRIMARY KEY,
+                 message_id TEXT NOT NULL,
+                 body BLOB NOT NULL,
+                 context TEXT NOT NULL,
+                 received_at_ms INTEGER NOT NULL,
+                 publisher TEXT NOT NULL
+             );
+             INSERT INTO messages_v4
+                 SELECT m.seq, m.message_id, p.body, p.context, m.received_at_ms, m.publisher
+                 FROM messages AS m JOIN message_payloads AS p ON p.seq = m.seq;
+             CREATE TABLE dedupe (
+                 message_id TEXT PRIMARY KEY,
+                 published_at_ms INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE INDEX dedupe_by_time ON dedupe(published_at_ms);
+             INSERT INTO dedupe SELECT message_id, MAX(received_at_ms) FROM messages
+                 WHERE removed = 1 GROUP BY message_id;
+             DROP TABLE messages;
+             DROP TABLE message_payloads;
+             ALTER TABLE messages_v4 RENAME TO messages;
+             CREATE INDEX messages_by_message_id ON messages(message_id);",
+        )
+        .expect("messages as format 4 kept them");
+}
+
+/// Sets the format version in the header and the meta table.
+fn set_version(transaction: &rusqlite::Transaction<'_>, version: i64) {
+    transaction
+        .execute_batch(&format!(
+            "UPDATE meta SET value = '{version}' WHERE key = 'format_version';
+             PRAGMA user_version = {version};"
+        ))
+        .expect("set the format version");
+}
+
+/// Turns the closed store in `dir` into a format-version-4 store: the same messages (bodies
+/// and contexts in their rows) and instances, deleted messages' dedupe entries in the
+/// `dedupe` table.
+fn downgrade_to_version_4(dir: &Path) {
+    let mut connection = common::database(dir);
+    let transaction = connection.transaction().expect("transaction");
+    messages_as_format_4_kept_them(&transaction);
+    set_version(&transaction, 4);
+    transaction.commit().expect("commit");
+}
+
 /// Turns the closed store in `dir` into a format-version-2 store: the same rows, the
-/// subscriptions table in its version-2 shape, contexts as JSON text, version 2 in the
-/// header and the meta table.
+/// subscriptions and messages tables in their version-2 shape, contexts as JSON text, dedupe
+/// entries in their own table, version 2 in the header and the meta table.
 fn downgrade_to_version_2(dir: &Path) {
     let mut connection = common::database(dir);
     let transaction = connection.transaction().expect("transaction");
+    messages_as_format_4_kept_them(&transaction);
     contexts_as_json(&transaction);
     transaction
         .execute_batch(&format!(
@@ -232,11 +285,10 @@ fn downgrade_to_version_2(dir: &Path) {
              {VERSION_2_SUBSCRIPTIONS}
              INSERT INTO subscriptions SELECT id, name, host_id, filter, priority, retry_count,
                  retry_interval_ms, exponential_backoff, created_at_ms FROM subscriptions_v3;
-             DROP TABLE subscriptions_v3;
-             UPDATE meta SET value = '2' WHERE key = 'format_version';
-             PRAGMA user_version = 2;"
+             DROP TABLE subscriptions_v3;"
         ))
         .expect("rewrite as version 2");
+    set_version(&transaction, 2);
     transaction.commit().expect("commit");
 }
 
@@ -299,7 +351,10 @@ fn a_version_2_store_is_upgraded_on_open_and_keeps_its_data() {
             |row| row.get(0),
         )
         .expect("meta format_version");
-    assert_eq!((version, meta), (schema::FORMAT_VERSION, "4".to_string()));
+    assert_eq!(
+        (version, meta),
+        (schema::FORMAT_VERSION, schema::FORMAT_VERSION.to_string())
+    );
     schema::check_tables(&connection).expect(
         "an upgraded store has every table and column of the format (its snapshots install)",
     );
@@ -467,13 +522,9 @@ fn a_version_3_store_keeps_its_json_contexts_readable_and_stores_new_ones_in_bin
     {
         let mut connection = common::database(dir.path());
         let transaction = connection.transaction().expect("transaction");
+        messages_as_format_4_kept_them(&transaction);
         contexts_as_json(&transaction);
-        transaction
-            .execute_batch(
-                "UPDATE meta SET value = '3' WHERE key = 'format_version'; \
-                 PRAGMA user_version = 3;",
-            )
-            .expect("rewrite as version 3");
+        set_version(&transaction, 3);
         transaction.commit().expect("commit");
     }
 
@@ -501,7 +552,8 @@ fn a_version_3_store_keeps_its_json_contexts_readable_and_stores_new_ones_in_bin
     let stored_as = |id: &str| -> String {
         connection
             .query_row(
-                "SELECT typeof(context) FROM messages WHERE message_id = ?1",
+                "SELECT typeof(p.context) FROM messages AS m \
+                 JOIN message_payloads AS p ON p.seq = m.seq WHERE m.message_id = ?1",
                 [id],
                 |row| row.get(0),
             )
@@ -518,4 +570,80 @@ fn a_version_3_store_keeps_its_json_contexts_readable_and_stores_new_ones_in_bin
     drop(connection);
     let report = integrity::check(dir.path()).expect("integrity check runs");
     assert!(report.is_healthy(), "problems: {:?}", report.problems);
+}
+
+/// The ids of the messages `populate` deleted (and whose dedupe entries remain).
+fn deleted_message_ids(dir: &Path) -> Vec<String> {
+    common::database(dir)
+        .prepare("SELECT message_id FROM messages WHERE removed = 1 ORDER BY message_id")
+        .expect("prepare")
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("deleted message ids")
+}
+
+/// Format 4 kept deleted messages' dedupe entries in a `dedupe` table; the upgrade makes each
+/// a removed message row, which a retried publish still finds and a tick past the window
+/// forgets.
+#[test]
+fn a_version_4_store_keeps_the_dedupe_entries_of_its_deleted_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    populate(dir.path());
+    let deleted = deleted_message_ids(dir.path());
+    assert_eq!(deleted.len(), 2, "populate completes two messages");
+    downgrade_to_version_4(dir.path());
+    let entries: i64 = common::database(dir.path())
+        .query_row("SELECT COUNT(*) FROM dedupe", [], |row| row.get(0))
+        .expect("count the dedupe table");
+    assert_eq!(entries, 2);
+
+    let store = open(dir.path());
+    let handle = store.handle();
+    runtime().block_on(async {
+        for id in &deleted {
+            let retried = handle.execute(publish(id, "b")).await;
+            let Ok(Outcome::Published(receipts)) = retried else {
+                panic!("publish {id}: {retried:?}");
+            };
+            assert!(
+                matches!(&receipts[..], [Ok(receipt)] if receipt.duplicate),
+                "a retried publish of {id} is a duplicate: {receipts:?}"
+            );
+        }
+    });
+    store.close();
+    assert_eq!(deleted_message_ids(dir.path()), deleted);
+    let connection = common::database(dir.path());
+    let negative: i64 = connection
+        .query_row("SELECT COUNT(*) FROM messages WHERE seq < 0", [], |row| {
+            row.get(0)
+        })
+        .expect("count");
+    assert_eq!(
+        negative, 2,
+        "each migrated entry has a seq of its own below 1"
+    );
+    schema::check_tables(&connection).expect("the upgraded store has every table of format 5");
+    drop(connection);
+    let report = integrity::check(dir.path()).expect("integrity check runs");
+    assert!(report.is_healthy(), "problems: {:?}", report.problems);
+
+    let store = open(dir.path());
+    let handle = store.handle();
+    runtime().block_on(async {
+        let settings = Settings {
+            dedupe_window_ms: 1,
+            ..Settings::default()
+        };
+        assert!(handle.execute(Command::Configure(settings)).await.is_ok());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let ticked = handle.execute(Command::Tick).await;
+        let Ok(Outcome::Ticked(report)) = ticked else {
+            panic!("tick: {ticked:?}");
+        };
+        assert_eq!(report.dedupe_entries_forgotten, 2);
+    });
+    store.close();
+    assert!(deleted_message_ids(dir.path()).is_empty());
 }

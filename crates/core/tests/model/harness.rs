@@ -298,11 +298,11 @@ impl Harness {
             "message_count vs stored messages; history:\n{}",
             history()
         );
-        let dedupe: BTreeMap<String, i64> = self
+        let dedupe: BTreeMap<(i64, u64), String> = self
             .tables
             .dedupe
             .iter()
-            .map(|(id, at)| (id.0.clone(), *at))
+            .map(|(key, id)| (*key, id.0.clone()))
             .collect();
         assert_eq!(
             dedupe,

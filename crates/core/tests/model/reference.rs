@@ -187,9 +187,9 @@ pub struct Model {
     pub instances: BTreeMap<u64, ModelInstance>,
     /// The latest publish time of every message id within the window: what de-duplicates.
     pub dedupe: BTreeMap<String, i64>,
-    /// What the tables must hold for ids whose messages were deleted: the latest publish
-    /// time of a deleted message with that id (a stored message is its own entry).
-    pub tombstones: BTreeMap<String, i64>,
+    /// What the tables must hold for deleted messages: one entry per deleted message, by
+    /// publish time and seq (a stored message is its own entry).
+    pub tombstones: BTreeMap<(i64, u64), String>,
     pub fates: BTreeMap<u64, Fate>,
     /// Every token ever granted per instance, oldest first.
     pub tokens: BTreeMap<u64, Vec<u64>>,
@@ -548,7 +548,7 @@ impl Model {
         let forget_before = now - self.setup.dedupe_window_ms as i64;
         self.dedupe.retain(|_, at| *at >= forget_before);
         let before = self.tombstones.len();
-        self.tombstones.retain(|_, at| *at >= forget_before);
+        self.tombstones.retain(|(at, _), _| *at >= forget_before);
         report.dedupe_entries_forgotten = (before - self.tombstones.len()) as u64;
         report
     }
@@ -563,11 +563,8 @@ impl Model {
                 .messages
                 .remove(&seq)
                 .expect("an instance's message is stored");
-            let tombstone = self
-                .tombstones
-                .entry(message.message_id)
-                .or_insert(i64::MIN);
-            *tombstone = (*tombstone).max(message.published_at_ms);
+            self.tombstones
+                .insert((message.published_at_ms, seq), message.message_id);
         }
     }
 }
