@@ -87,34 +87,31 @@ fn check_invariants(
             state.message_count, report.messages
         ));
     }
-    expect_zero(
-        connection,
-        report,
-        "instances whose message is missing",
-        "SELECT COUNT(*) FROM instances \
-         WHERE message_seq NOT IN (SELECT seq FROM messages WHERE removed = 0)",
-    )?;
-    expect_zero(
-        connection,
-        report,
-        "messages with no instance",
-        "SELECT COUNT(*) FROM messages \
-         WHERE removed = 0 AND seq NOT IN (SELECT message_seq FROM instances)",
-    )?;
-    expect_zero(
-        connection,
-        report,
-        "messages without their body",
-        "SELECT COUNT(*) FROM messages \
-         WHERE removed = 0 AND seq NOT IN (SELECT seq FROM message_payloads)",
-    )?;
-    expect_zero(
-        connection,
-        report,
-        "bodies of no stored message",
-        "SELECT COUNT(*) FROM message_payloads \
-         WHERE seq NOT IN (SELECT seq FROM messages WHERE removed = 0)",
-    )?;
+    let orphans = [
+        (
+            "instances whose message is missing",
+            "SELECT COUNT(*) FROM instances \
+             WHERE message_seq NOT IN (SELECT seq FROM messages WHERE removed = 0)",
+        ),
+        (
+            "messages with no instance",
+            "SELECT COUNT(*) FROM messages \
+             WHERE removed = 0 AND seq NOT IN (SELECT message_seq FROM instances)",
+        ),
+        (
+            "messages without their body",
+            "SELECT COUNT(*) FROM messages \
+             WHERE removed = 0 AND seq NOT IN (SELECT seq FROM message_payloads)",
+        ),
+        (
+            "bodies of no stored message",
+            "SELECT COUNT(*) FROM message_payloads \
+             WHERE seq NOT IN (SELECT seq FROM messages WHERE removed = 0)",
+        ),
+    ];
+    for (what, sql) in orphans {
+        expect_zero(connection, report, what, sql)?;
+    }
     let ids = [
         (
             "message seq",
