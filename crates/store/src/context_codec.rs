@@ -15,7 +15,7 @@
 //!
 //! Properties are written in name order; a name that appears twice is refused. Stores
 //! written before version 4 hold JSON text; [`decode_stored`] reads both, so that no upgrade
-//! has to rewrite every message.
+//! has to re-encode them.
 
 use tandem_core::context::{Context, Property};
 use tandem_core::value::Value;
