@@ -8,7 +8,7 @@
 //! load as a Tandem store is refused like any other garbage.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::backup::Backup;
@@ -42,6 +42,7 @@ pub fn write(database: &Path, target: &Path) -> Result<Option<Vec<u8>>, StoreErr
 
 /// A snapshot file that passed [`check`], with the state it holds.
 pub struct CheckedSnapshot {
+    path: PathBuf,
     connection: Connection,
     /// The state machine as the snapshot's tables rebuild it.
     pub machine: MessageBox,
@@ -66,6 +67,7 @@ pub fn check(path: &Path) -> Result<CheckedSnapshot, StoreError> {
     let machine = load_machine(&connection).map_err(corrupt)?;
     let position = read_position(&connection).map_err(corrupt)?;
     Ok(CheckedSnapshot {
+        path: path.to_path_buf(),
         connection,
         machine,
         position,
@@ -73,10 +75,53 @@ pub fn check(path: &Path) -> Result<CheckedSnapshot, StoreError> {
 }
 
 /// Replaces everything in `connection`'s database by a checked snapshot.
+///
+/// SQLite's backup cannot change the page size of a database in WAL mode, and stores differ
+/// in page size (those created before 8 KiB pages have 4 KiB): a snapshot of another size is
+/// first copied at the store's size, next to the snapshot file, and restored from the copy.
 pub fn restore(snapshot: &CheckedSnapshot, connection: &mut Connection) -> Result<(), StoreError> {
-    let backup = Backup::new(&snapshot.connection, connection)?;
+    let store_page_size = page_size(connection)?;
+    if page_size(&snapshot.connection)? == store_page_size {
+        return copy_pages(&snapshot.connection, connection);
+    }
+    let resized_path = snapshot
+        .path
+        .with_extension(format!("page-size-{store_page_size}"));
+    let resized = resize(snapshot, store_page_size, &resized_path)
+        .and_then(|resized| copy_pages(&resized, connection));
+    let _ = std::fs::remove_file(&resized_path);
+    resized
+}
+
+fn copy_pages(source: &Connection, target: &mut Connection) -> Result<(), StoreError> {
+    let backup = Backup::new(source, target)?;
     backup.run_to_completion(RESTORE_PAGES_PER_STEP, Duration::ZERO, None)?;
     Ok(())
+}
+
+/// Copies the snapshot to `path` with pages of `page_size` bytes (`VACUUM INTO` writes at the
+/// page size set on the connection it runs on).
+fn resize(
+    snapshot: &CheckedSnapshot,
+    page_size: u32,
+    path: &Path,
+) -> Result<Connection, StoreError> {
+    let _ = std::fs::remove_file(path);
+    let path_text = path.to_str().ok_or_else(|| {
+        StoreError::Corrupt(format!("snapshot path {} is not UTF-8", path.display()))
+    })?;
+    snapshot
+        .connection
+        .execute_batch(&format!("PRAGMA page_size = {page_size};"))?;
+    snapshot.connection.execute("VACUUM INTO ?1", [path_text])?;
+    Ok(Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?)
+}
+
+fn page_size(connection: &Connection) -> Result<u32, StoreError> {
+    Ok(connection.query_row("PRAGMA page_size", [], |row| row.get(0))?)
 }
 
 /// The log position saved in a store, if it has applied any replicated batch.

@@ -4,8 +4,11 @@
 
 mod common;
 
-use common::{catalog_commands, new_message, open, runtime, stored_instances};
+use std::path::Path;
+
+use common::{catalog_commands, database, new_message, open, runtime, stored_instances};
 use tandem_core::Command;
+use tandem_store::schema::{DATABASE_FILE, NEW_STORE_PAGE_SIZE};
 use tandem_store::{Batch, StoreError};
 
 fn replicated(commands: Vec<Command>, position: &[u8]) -> Batch {
@@ -21,10 +24,33 @@ fn replicated(commands: Vec<Command>, position: &[u8]) -> Batch {
 fn a_snapshot_installed_elsewhere_gives_back_the_same_state_and_position() {
     let source_dir = tempfile::tempdir().expect("temp dir");
     let target_dir = tempfile::tempdir().expect("temp dir");
+    snapshot_and_install(source_dir.path(), target_dir.path());
+}
+
+/// Stores created by older binaries have SQLite's default 4 KiB pages, new ones 8 KiB; a
+/// snapshot installs across the difference, both ways (a node upgraded and wiped rejoins an
+/// older active, an older node rejoins an upgraded one), and the store keeps its own size.
+#[test]
+fn a_snapshot_installs_into_a_store_of_another_page_size() {
+    for (source_page_size, target_page_size) in
+        [(4096, NEW_STORE_PAGE_SIZE), (NEW_STORE_PAGE_SIZE, 4096)]
+    {
+        let source_dir = tempfile::tempdir().expect("temp dir");
+        let target_dir = tempfile::tempdir().expect("temp dir");
+        create_with_page_size(source_dir.path(), source_page_size);
+        create_with_page_size(target_dir.path(), target_page_size);
+        snapshot_and_install(source_dir.path(), target_dir.path());
+        assert_eq!(page_size_of(target_dir.path()), target_page_size);
+    }
+}
+
+/// Publishes into a store at `source_dir`, snapshots it, installs the snapshot into the store
+/// at `target_dir`, and checks both hold the same state and log position, also on reopening.
+fn snapshot_and_install(source_dir: &Path, target_dir: &Path) {
     let snapshot_dir = tempfile::tempdir().expect("temp dir");
     let snapshot_path = snapshot_dir.path().join("snapshot.sqlite");
-    let source = open(source_dir.path());
-    let target = open(target_dir.path());
+    let source = open(source_dir);
+    let target = open(target_dir);
     let runtime = runtime();
     runtime.block_on(async {
         let handle = source.handle();
@@ -64,16 +90,53 @@ fn a_snapshot_installed_elsewhere_gives_back_the_same_state_and_position() {
     );
     source.close();
     target.close();
-    assert_eq!(
-        stored_instances(target_dir.path()),
-        stored_instances(source_dir.path())
-    );
-    // The installed store reopens with its position.
-    let reopened = open(target_dir.path());
+    assert_eq!(stored_instances(target_dir), stored_instances(source_dir));
+    // The installed store reopens with its position, and keeps taking commands.
+    let installed = stored_instances(target_dir).len();
+    let reopened = open(target_dir);
     assert_eq!(
         reopened.handle().position().as_deref(),
         Some(&b"position-2"[..])
     );
+    runtime.block_on(async {
+        reopened
+            .handle()
+            .apply(replicated(
+                vec![publish_one("after-install")],
+                b"position-3",
+            ))
+            .await
+            .expect("the installed store takes commands");
+    });
+    reopened.close();
+    assert!(stored_instances(target_dir).len() > installed);
+}
+
+fn publish_one(id: &str) -> Command {
+    Command::Publish {
+        messages: vec![new_message(id, "a")],
+        publisher: "test".into(),
+    }
+}
+
+/// Creates an empty WAL database of the given page size where a store opens, as an older
+/// binary (4 KiB) or this one (8 KiB) would have.
+fn create_with_page_size(dir: &Path, page_size: u32) {
+    rusqlite::Connection::open(dir.join(DATABASE_FILE))
+        .and_then(|connection| {
+            connection.execute_batch(&format!(
+                "PRAGMA page_size = {page_size}; PRAGMA journal_mode = WAL;"
+            ))
+        })
+        .expect("create the database");
+    open(dir).close();
+    assert_eq!(page_size_of(dir), page_size);
+}
+
+fn page_size_of(dir: &Path) -> u32 {
+    database(dir)
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .expect("page size")
 }
 
 #[test]
