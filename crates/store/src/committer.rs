@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::StoreError;
 use crate::batch::Batch;
 use crate::catalog::{Catalog, CatalogCell};
+use crate::checkpointer::Checkpointer;
 use crate::loader::load_machine;
 use crate::metrics::StoreMetrics;
 use crate::position::PositionCell;
@@ -64,6 +65,8 @@ pub struct Committer {
     pub metrics: Arc<StoreMetrics>,
     /// Why the committer halted: a failed transaction carried a replicated log position.
     pub halted: Option<String>,
+    /// Checkpoints the WAL off the commit path ([`crate::Execution::Threads`] only).
+    pub checkpointer: Option<Checkpointer>,
 }
 
 /// What one committed transaction answered: each batch's outcomes, and the log position it
@@ -151,6 +154,9 @@ impl Committer {
         match self.apply_and_commit(batches) {
             Ok((results, position)) => {
                 self.metrics.record_commit(command_count, started.elapsed());
+                if let Some(checkpointer) = &self.checkpointer {
+                    checkpointer.nudge();
+                }
                 if position.is_some() {
                     self.position.set(position);
                 }

@@ -12,6 +12,7 @@
 //! - [`loader`]: rebuilds the state machine from disk.
 //! - [`batch`]: what the committer applies: stamped commands and their log position.
 //! - [`committer`]: group commit: the committer thread (or task, see [`execution`]).
+//! - [`checkpointer`]: WAL checkpoints on a thread of their own, off the commit path.
 //! - [`execution`]: where storage work runs: OS threads, or inline on the calling runtime.
 //! - [`position`]: the replicated log position applied so far.
 //! - [`snapshot`]: consistent copies of the store, written and restored.
@@ -23,6 +24,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod checkpointer;
 pub mod committer;
 pub mod context_codec;
 pub mod execution;

@@ -125,11 +125,15 @@ pub const NEW_STORE_PAGE_SIZE: u32 = 8192;
 /// durable (fsynced on a majority before it is applied), so the tables run with
 /// `synchronous = NORMAL`: WAL commits are not fsynced one by one, the database stays
 /// consistent across a crash, and after a power loss the node replays the commands it lost
-/// from its log, starting at the position saved with the last surviving transaction. The committer checkpoints the WAL into the
-/// database file every 4,096 pages (32 MiB in a new store), which keeps the WAL small and hot in the page
-/// cache, and truncates it back to [`WAL_SIZE_LIMIT_BYTES`] when it grew past that. (A
-/// separate checkpoint thread was tried: under sustained load it never caught up with the
-/// committer, the WAL grew past 400 MiB, and throughput did not improve.)
+/// from its log, starting at the position saved with the last surviving transaction.
+///
+/// Checkpoints: [`crate::checkpointer`] copies the WAL into the database file on a thread of
+/// its own, a few times a second; SQLite's automatic checkpoint on the committer's
+/// connection, every 4,096 pages (32 MiB in a new store), stays as the backstop, which keeps
+/// the WAL small and hot in the page cache; a WAL that grew past [`WAL_SIZE_LIMIT_BYTES`]
+/// is truncated back to it. (A checkpoint thread alone, without the backstop, was tried
+/// first: under sustained load it never caught up with the committer and the WAL grew past
+/// 400 MiB.)
 pub fn configure(connection: &Connection) -> Result<(), StoreError> {
     connection.execute_batch(&format!(
         "PRAGMA page_size = {NEW_STORE_PAGE_SIZE};

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::{Batch, ClusterEvent};
 use crate::catalog::{Catalog, CatalogCell};
+use crate::checkpointer::Checkpointer;
 use crate::committer::{BatchResult, Committer, Request};
 use crate::execution::Execution;
 use crate::loader::load_machine;
@@ -105,6 +106,10 @@ impl Store {
             position: position.clone(),
             metrics: metrics.clone(),
             halted: None,
+            checkpointer: match execution {
+                Execution::Threads => Some(Checkpointer::start(&database)?),
+                Execution::Inline => None,
+            },
         };
         let handle = StoreHandle {
             requests,
