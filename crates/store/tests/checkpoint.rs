@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{catalog_commands, new_message, open, runtime};
+use common::{big_messages, catalog_commands, open, runtime};
 use tandem_core::Command;
 use tandem_store::schema::DATABASE_FILE;
 
@@ -28,15 +28,8 @@ fn committed_pages_reach_the_database_file_while_the_store_runs() {
                 .await
                 .expect("catalog applies");
         }
-        let messages = (0..MESSAGES)
-            .map(|i| {
-                let mut message = new_message(&format!("big-{i}"), "a");
-                message.body = vec![i as u8; BODY_BYTES];
-                message
-            })
-            .collect();
         let publish = Command::Publish {
-            messages,
+            messages: big_messages(MESSAGES, BODY_BYTES, "a"),
             publisher: "test".into(),
         };
         store

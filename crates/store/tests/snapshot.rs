@@ -6,7 +6,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{catalog_commands, database, new_message, open, runtime, stored_instances};
+use common::{
+    big_messages, catalog_commands, database, new_message, open, runtime, stored_instances,
+};
 use tandem_core::Command;
 use tandem_store::schema::{DATABASE_FILE, NEW_STORE_PAGE_SIZE};
 use tandem_store::{Batch, StoreError};
@@ -255,16 +257,9 @@ fn used_bytes_follow_the_stored_messages_not_the_file_size() {
             handle.execute(command).await.expect("catalog applies");
         }
         let empty = handle.used_bytes().await.expect("size of the empty store");
-        let messages = (0..MESSAGES)
-            .map(|i| {
-                let mut message = new_message(&format!("big-{i}"), "b");
-                message.body = vec![i as u8; BODY_BYTES];
-                message
-            })
-            .collect();
         handle
             .execute(Command::Publish {
-                messages,
+                messages: big_messages(MESSAGES, BODY_BYTES, "b"),
                 publisher: "test".into(),
             })
             .await

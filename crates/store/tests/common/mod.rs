@@ -99,6 +99,17 @@ pub fn new_message(id: &str, kind: &str) -> NewMessage {
     }
 }
 
+/// `count` messages of kind `kind` with bodies of `body_bytes` bytes, ids `big-0`, `big-1`….
+pub fn big_messages(count: usize, body_bytes: usize, kind: &str) -> Vec<NewMessage> {
+    (0..count)
+        .map(|i| {
+            let mut message = new_message(&format!("big-{i}"), kind);
+            message.body = vec![i as u8; body_bytes];
+            message
+        })
+        .collect()
+}
+
 pub fn publish(id: &str, kind: &str) -> Command {
     Command::Publish {
         publisher: "test".to_string(),
