@@ -27,11 +27,15 @@ fn populated() -> tempfile::TempDir {
     dir
 }
 
-fn tamper(dir: &Path, sql: &str) {
-    let changed = common::database(dir)
+/// Runs `sql` (which must change exactly one row) on a fresh [`populated`] store, and checks
+/// it.
+fn check_tampered(sql: &str) -> IntegrityReport {
+    let dir = populated();
+    let changed = common::database(dir.path())
         .execute(sql, [])
         .unwrap_or_else(|error| panic!("{sql}: {error}"));
     assert_eq!(changed, 1, "{sql} should change exactly one row");
+    check(dir.path())
 }
 
 fn check(dir: &Path) -> IntegrityReport {
@@ -59,10 +63,8 @@ fn an_untouched_store_is_healthy() {
 
 #[test]
 fn a_deleted_instance_row_shows_as_wrong_depth_and_an_orphan_message() {
-    let dir = populated();
     // m1's only instance, ready on h0.
-    tamper(dir.path(), "DELETE FROM instances WHERE message_id = 'm1'");
-    let report = check(dir.path());
+    let report = check_tampered("DELETE FROM instances WHERE message_id = 'm1'");
     assert_reports(
         &report,
         &[
@@ -76,18 +78,14 @@ fn a_deleted_instance_row_shows_as_wrong_depth_and_an_orphan_message() {
 
 #[test]
 fn a_changed_host_depth_is_reported_for_that_host() {
-    let dir = populated();
-    tamper(dir.path(), "UPDATE hosts SET leased = 7 WHERE name = 'h1'");
-    let report = check(dir.path());
+    let report = check_tampered("UPDATE hosts SET leased = 7 WHERE name = 'h1'");
     assert_reports(&report, &["host 'h1' depth counters [1, 0, 7, 0]"]);
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
 }
 
 #[test]
 fn a_deleted_message_row_shows_as_missing_message_and_wrong_counter() {
-    let dir = populated();
-    tamper(dir.path(), "DELETE FROM messages WHERE message_id = 'm1'");
-    let report = check(dir.path());
+    let report = check_tampered("DELETE FROM messages WHERE message_id = 'm1'");
     assert_reports(
         &report,
         &[
@@ -99,25 +97,17 @@ fn a_deleted_message_row_shows_as_missing_message_and_wrong_counter() {
 
 #[test]
 fn a_message_without_its_body_is_reported() {
-    let dir = populated();
-    tamper(
-        dir.path(),
+    let report = check_tampered(
         "DELETE FROM message_payloads WHERE seq = \
          (SELECT seq FROM messages WHERE message_id = 'm1')",
     );
-    let report = check(dir.path());
     assert_reports(&report, &["1 messages without their body"]);
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
 }
 
 #[test]
 fn a_body_whose_message_was_removed_is_reported() {
-    let dir = populated();
-    tamper(
-        dir.path(),
-        "UPDATE messages SET removed = 1 WHERE message_id = 'm1'",
-    );
-    let report = check(dir.path());
+    let report = check_tampered("UPDATE messages SET removed = 1 WHERE message_id = 'm1'");
     assert_reports(
         &report,
         &[
@@ -130,23 +120,13 @@ fn a_body_whose_message_was_removed_is_reported() {
 
 #[test]
 fn a_lease_token_beyond_the_counter_is_reported() {
-    let dir = populated();
-    tamper(
-        dir.path(),
-        "UPDATE instances SET lease_token = 1000 WHERE state = 2",
-    );
-    let report = check(dir.path());
+    let report = check_tampered("UPDATE instances SET lease_token = 1000 WHERE state = 2");
     assert_reports(&report, &["lease token 1000 is in use but the next is 2"]);
 }
 
 #[test]
 fn an_unreadable_machine_state_is_reported() {
-    let dir = populated();
-    tamper(
-        dir.path(),
-        "UPDATE meta SET value = '{' WHERE key = 'machine_state'",
-    );
-    let report = check(dir.path());
+    let report = check_tampered("UPDATE meta SET value = '{' WHERE key = 'machine_state'");
     assert_reports(&report, &["state machine does not load"]);
 }
 
