@@ -1,7 +1,10 @@
 //! Differential test: the same random command sequences applied to the reference
-//! (`MessageBox::apply` on `MemoryTables`) and to a real store (`StoreHandle::execute` on
-//! SQLite, with group commit, closed and reopened midway) give the same outcomes, the same
-//! catalog and the same rows (dedupe entries of deleted messages included).
+//! (`MessageBox::apply` on `MemoryTables`) and to a real store (on SQLite, with group
+//! commit, closed and reopened midway) give the same outcomes, the same catalog and the
+//! same rows (dedupe entries of deleted messages included). The store gets each command
+//! either from outside any log (`StoreHandle::execute`, at the store's wall clock) or in
+//! replicated batches stamped with the test's clock, which also ticks: leases expire,
+//! retries fall due, dedupe entries are forgotten and tracking is purged.
 //!
 //! Outcomes must not depend on the store's wall clock: leases last an hour, there are no
 //! ticks, and times are blanked before comparing.
@@ -22,7 +25,7 @@ use tandem_core::machine::MachineState;
 use tandem_core::outcome::Outcome;
 use tandem_core::subscription::Subscription;
 use tandem_core::{MemoryTables, MessageBox};
-use tandem_store::{Store, StoreHandle, integrity};
+use tandem_store::{Batch, Store, StoreHandle, integrity};
 
 use common::{HOSTS, catalog_commands, open, timeless, timeless_instance};
 
@@ -44,6 +47,9 @@ enum Op {
     Renew(usize, bool),
     Resume(usize),
     Terminate(usize),
+    /// Replicated feed only (the local feed runs on the store's wall clock).
+    Tick,
+    PurgeTracking,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -66,7 +72,23 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The reference: the machine on in-memory tables, at a fixed time.
+/// [`op`], and the sweeps, whose outcomes depend on the time: for the replicated feed, which
+/// stamps every batch with the test's clock.
+fn timed_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        12 => op(),
+        2 => Just(Op::Tick),
+        1 => Just(Op::PurgeTracking),
+    ]
+}
+
+/// How far the test's clock moves before a group: not at all, past the dedupe window and the
+/// retry interval, or past the leases (an hour).
+fn clock_step() -> impl Strategy<Value = i64> {
+    prop_oneof![3 => Just(0_i64), 1 => Just(20 * 60_000_i64), 1 => Just(2 * 3_600_000_i64)]
+}
+
+/// The reference: the machine on in-memory tables.
 struct Reference {
     machine: MessageBox,
     tables: MemoryTables,
@@ -80,8 +102,8 @@ impl Reference {
         }
     }
 
-    fn apply(&mut self, command: Command) -> Result<Outcome> {
-        let outcome = self.machine.apply(&mut self.tables, command, 0);
+    fn apply(&mut self, command: Command, now_ms: i64) -> Result<Outcome> {
+        let outcome = self.machine.apply(&mut self.tables, command, now_ms);
         self.machine.flush(&mut self.tables);
         outcome
     }
@@ -110,8 +132,12 @@ impl Reference {
         }
     }
 
-    fn command(&self, op: &Op) -> Command {
+    fn command(&self, op: &Op, now_ms: i64) -> Command {
         match op {
+            Op::Tick => Command::Tick,
+            Op::PurgeTracking => Command::PurgeTracking {
+                before_ms: now_ms - 60_000,
+            },
             Op::Publish { id, kind } => {
                 common::publish(&format!("m{id}"), ["a", "b", "c"][*kind as usize])
             }
@@ -183,6 +209,68 @@ async fn execute_together(handle: &StoreHandle, commands: Vec<Command>) -> Vec<R
     })
     .await;
     answers.into_iter().map(Option::unwrap).collect()
+}
+
+/// How the store is given the commands.
+#[derive(Clone, Copy, Debug)]
+enum Feed {
+    /// `StoreHandle::execute` at the store's wall clock (the reference's is 0).
+    Local,
+    /// Replicated batches at the test's clock: a batch per command, or per group
+    /// (`whole_groups`, so that a sweep shares its batch with other commands).
+    Replicated { whole_groups: bool },
+}
+
+/// Submits the commands as replicated batches (in order, so they may share a round), then
+/// awaits the answers in order.
+async fn apply_replicated(
+    handle: &StoreHandle,
+    commands: Vec<Command>,
+    whole_group: bool,
+    now_ms: i64,
+    position: &mut u64,
+) -> Vec<Result<Outcome>> {
+    let batches: Vec<Vec<Command>> = if whole_group {
+        vec![commands]
+    } else {
+        commands.into_iter().map(|command| vec![command]).collect()
+    };
+    let mut answers = Vec::new();
+    for commands in batches {
+        *position += 1;
+        let batch = Batch {
+            timestamp_ms: now_ms,
+            commands,
+            event: None,
+            position: Some(position.to_be_bytes().to_vec()),
+        };
+        answers.push(
+            handle
+                .submit(batch)
+                .await
+                .expect("the store takes the batch"),
+        );
+    }
+    let mut outcomes = Vec::new();
+    for answer in answers {
+        outcomes.extend(answer.await.expect("the batch applies"));
+    }
+    outcomes
+}
+
+async fn apply(
+    handle: &StoreHandle,
+    feed: Feed,
+    commands: Vec<Command>,
+    now_ms: i64,
+    position: &mut u64,
+) -> Vec<Result<Outcome>> {
+    match feed {
+        Feed::Local => execute_together(handle, commands).await,
+        Feed::Replicated { whole_groups, .. } => {
+            apply_replicated(handle, commands, whole_groups, now_ms, position).await
+        }
+    }
 }
 
 fn timeless_hosts(hosts: impl Iterator<Item = Host>) -> Vec<Host> {
@@ -294,18 +382,33 @@ fn assert_same_rows(dir: &Path, reference: &Reference) {
     );
 }
 
-fn run_case(groups: &[Vec<Op>], reopen_after: usize) {
+/// Applies `groups` (each after its clock step) to the reference and to a store fed by
+/// `feed`, closing and reopening the store before group `reopen_after`.
+fn run_case(groups: &[(i64, Vec<Op>)], reopen_after: usize, feed: Feed) {
     let dir = tempfile::tempdir().expect("temp dir");
     let runtime = common::runtime();
     let mut reference = Reference::new();
     let mut store = open(dir.path());
+    let mut position = 0;
+    let mut now_ms = START_MS;
+    let reference_time = |now_ms: i64| match feed {
+        Feed::Local => 0,
+        Feed::Replicated { .. } => now_ms,
+    };
     let catalog = catalog_commands();
-    let answers = runtime.block_on(execute_together(&store.handle(), catalog.clone()));
+    let answers = runtime.block_on(apply(
+        &store.handle(),
+        feed,
+        catalog.clone(),
+        now_ms,
+        &mut position,
+    ));
     for (command, answer) in catalog.into_iter().zip(answers) {
-        assert_eq!(timeless(answer), timeless(reference.apply(command)));
+        let expected = reference.apply(command, reference_time(now_ms));
+        assert_eq!(timeless(answer), timeless(expected));
     }
     let mut history = Vec::new();
-    for (index, group) in groups.iter().enumerate() {
+    for (index, (clock_step, group)) in groups.iter().enumerate() {
         if index == reopen_after {
             assert_same_catalog(&store, &reference, "before closing");
             store.close();
@@ -313,11 +416,22 @@ fn run_case(groups: &[Vec<Op>], reopen_after: usize) {
             assert_same_catalog(&store, &reference, "after reopening");
             history.push("-- reopened".to_string());
         }
-        let commands: Vec<Command> = group.iter().map(|op| reference.command(op)).collect();
-        let answers = runtime.block_on(execute_together(&store.handle(), commands.clone()));
+        now_ms += clock_step;
+        let commands: Vec<Command> = group
+            .iter()
+            .map(|op| reference.command(op, now_ms))
+            .collect();
+        let handle = store.handle();
+        let answers = runtime.block_on(apply(
+            &handle,
+            feed,
+            commands.clone(),
+            now_ms,
+            &mut position,
+        ));
         for (command, answer) in commands.into_iter().zip(answers) {
             history.push(format!("{command:?}"));
-            let expected = timeless(reference.apply(command));
+            let expected = timeless(reference.apply(command, reference_time(now_ms)));
             let actual = timeless(answer);
             assert_eq!(
                 actual,
@@ -338,6 +452,10 @@ fn run_case(groups: &[Vec<Op>], reopen_after: usize) {
     );
 }
 
+/// The replicated feed's clock at the start (any time will do; the local feed's reference
+/// runs at 0).
+const START_MS: i64 = 1_700_000_000_000;
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 24,
@@ -350,6 +468,19 @@ proptest! {
         groups in prop::collection::vec(prop::collection::vec(op(), 1..=3), 1..=24),
         reopen_after in 0..24_usize,
     ) {
-        run_case(&groups, reopen_after);
+        let groups: Vec<(i64, Vec<Op>)> = groups.into_iter().map(|group| (0, group)).collect();
+        run_case(&groups, reopen_after, Feed::Local);
+    }
+
+    #[test]
+    fn a_replicated_store_agrees_with_the_in_memory_reference_as_time_passes(
+        groups in prop::collection::vec(
+            (clock_step(), prop::collection::vec(timed_op(), 1..=4)),
+            1..=24,
+        ),
+        reopen_after in 0..24_usize,
+        whole_groups in any::<bool>(),
+    ) {
+        run_case(&groups, reopen_after, Feed::Replicated { whole_groups });
     }
 }
