@@ -33,6 +33,9 @@ use crate::types::{
 const SNAPSHOTS_KEPT: usize = 2;
 const SNAPSHOT_EXTENSION: &str = "sqlite";
 const META_EXTENSION: &str = "meta";
+const SNAPSHOT_PREFIX: &str = "snapshot-";
+/// A snapshot being written, before it is complete and renamed.
+const BUILDING_PREFIX: &str = "building-";
 
 /// What the store saves with every batch: how far the log has been applied.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -50,9 +53,11 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Wraps `store`; snapshots live in `snapshot_directory` (created if missing).
+    /// Wraps `store`; snapshots live in `snapshot_directory` (created if missing, and rid of
+    /// snapshots a stop left unfinished).
     pub fn open(store: StoreHandle, snapshot_directory: PathBuf) -> io::Result<StateMachine> {
         std::fs::create_dir_all(&snapshot_directory)?;
+        remove_unfinished_snapshots(&snapshot_directory)?;
         let position = applied_position(&store)?;
         Ok(StateMachine {
             store,
@@ -209,7 +214,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let building = self.snapshot_directory.join(format!(
-            "building-{}.{SNAPSHOT_EXTENSION}",
+            "{BUILDING_PREFIX}{}.{SNAPSHOT_EXTENSION}",
             std::process::id()
         ));
         let _ = std::fs::remove_file(&building);
@@ -238,7 +243,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 /// oldest snapshots beyond [`SNAPSHOTS_KEPT`].
 fn keep_snapshot(directory: &Path, meta: &SnapshotMeta, file: &Path) -> io::Result<PathBuf> {
     let index = meta.last_log_id.map(|id| id.index).unwrap_or(0);
-    let stem = format!("snapshot-{index:020}");
+    let stem = format!("{SNAPSHOT_PREFIX}{index:020}");
     let path = directory.join(format!("{stem}.{SNAPSHOT_EXTENSION}"));
     let meta_path = directory.join(format!("{stem}.{META_EXTENSION}"));
     if file != path {
@@ -282,7 +287,7 @@ fn snapshot_stems(directory: &Path) -> io::Result<Vec<String>> {
             continue;
         };
         if is_meta
-            && stem.starts_with("snapshot-")
+            && stem.starts_with(SNAPSHOT_PREFIX)
             && directory
                 .join(format!("{stem}.{SNAPSHOT_EXTENSION}"))
                 .exists()
@@ -292,6 +297,30 @@ fn snapshot_stems(directory: &Path) -> io::Result<Vec<String>> {
     }
     stems.sort();
     Ok(stems)
+}
+
+/// Removes what a stop halfway through building or keeping a snapshot leaves behind: a
+/// snapshot being built, metadata being written, and a snapshot file renamed before its
+/// metadata was written. Complete snapshots (file and metadata) stay.
+fn remove_unfinished_snapshots(directory: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(directory)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        let extension = path.extension().and_then(|extension| extension.to_str());
+        let unfinished = name.starts_with(BUILDING_PREFIX)
+            || name.starts_with(SNAPSHOT_PREFIX)
+                && match extension {
+                    Some("tmp") => true,
+                    Some(SNAPSHOT_EXTENSION) => !path.with_extension(META_EXTENSION).exists(),
+                    _ => false,
+                };
+        if unfinished {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {

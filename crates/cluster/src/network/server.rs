@@ -6,7 +6,7 @@
 //! `Raft::install_full_snapshot`. The state machine takes the file by renaming it (or copying
 //! and removing it); whatever is still at that path once the install returns was not taken
 //! (stale vote, or the snapshot is not newer than what is committed) and is removed here, as
-//! are files left by transfers a crash interrupted.
+//! are files left by transfers a crash interrupted (and the store's copies of them).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -283,14 +283,51 @@ async fn create_received_file(
     Ok((file, path))
 }
 
+/// Removes what snapshot transfers cut short by a stop left behind: received files, and
+/// copies made from them (the store copies a snapshot of another page size next to it, under
+/// the same name with another extension).
 fn remove_interrupted_transfers(directory: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(directory)? {
         let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(RECEIVED_SNAPSHOT_PREFIX) && name.ends_with(RECEIVED_SNAPSHOT_SUFFIX) {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(RECEIVED_SNAPSHOT_PREFIX)
+        {
             std::fs::remove_file(entry.path())?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interrupted_transfers_and_their_copies_are_removed_and_nothing_else() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let names = [
+            "received-1700000000000-0.snapshot",
+            "received-1700000000000-0.page-size-8192",
+            "snapshot-00000000000000000042.meta",
+            "snapshot-00000000000000000042.sqlite",
+        ];
+        for name in names {
+            std::fs::write(directory.path().join(name), b"x").expect("write a file");
+        }
+        remove_interrupted_transfers(directory.path()).expect("the directory is read");
+        let mut left: Vec<String> = std::fs::read_dir(directory.path())
+            .expect("read the directory")
+            .map(|entry| {
+                entry
+                    .expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into()
+            })
+            .collect();
+        left.sort();
+        assert_eq!(left, names[2..].to_vec());
+    }
 }
