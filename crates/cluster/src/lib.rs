@@ -37,6 +37,9 @@ pub mod state_machine;
 pub mod status;
 pub mod types;
 
+#[cfg(test)]
+mod test_files;
+
 pub use clock::wall_clock_ms;
 pub use proposer::Acknowledged;
 pub use replica::Replica;

@@ -333,3 +333,32 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 fn sync_directory(directory: &Path) -> io::Result<()> {
     std::fs::File::open(directory)?.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_files;
+
+    #[test]
+    fn unfinished_snapshots_are_removed_and_nothing_else() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let kept = [
+            // A complete snapshot.
+            "snapshot-00000000000000000007.meta",
+            "snapshot-00000000000000000007.sqlite",
+            // The network's: a received transfer.
+            "received-1700000000000-0.snapshot",
+        ];
+        let unfinished = [
+            "building-4242.sqlite",
+            "snapshot-00000000000000000009.sqlite",
+            "snapshot-00000000000000000009.tmp",
+        ];
+        test_files::create(directory.path(), &kept);
+        test_files::create(directory.path(), &unfinished);
+        remove_unfinished_snapshots(directory.path()).expect("the directory is read");
+        let mut expected = kept.map(String::from).to_vec();
+        expected.sort();
+        assert_eq!(test_files::names(directory.path()), expected);
+    }
+}

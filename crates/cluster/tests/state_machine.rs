@@ -71,49 +71,6 @@ async fn hundreds_of_entries_applied_at_once_reach_the_store_in_log_order() {
     close(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opening_removes_snapshots_a_stop_left_unfinished() {
-    let directory = tempfile::tempdir().expect("temp dir");
-    let snapshots = directory.path().join("snapshots");
-    std::fs::create_dir_all(&snapshots).expect("snapshot directory");
-    let complete = [
-        "snapshot-00000000000000000007.sqlite",
-        "snapshot-00000000000000000007.meta",
-    ];
-    let unfinished = [
-        "building-4242.sqlite",
-        "snapshot-00000000000000000009.sqlite",
-        "snapshot-00000000000000000009.tmp",
-    ];
-    // Not the state machine's: the network's received transfers.
-    let others = ["received-1700000000000-0.snapshot"];
-    for name in complete.iter().chain(&unfinished).chain(&others) {
-        std::fs::write(snapshots.join(name), b"x").expect("write a file");
-    }
-    let store = open_store(directory.path()).await;
-    let state_machine = StateMachine::open(store.handle(), snapshots.clone()).expect("opens");
-    let mut left: Vec<String> = std::fs::read_dir(&snapshots)
-        .expect("read the directory")
-        .map(|entry| {
-            entry
-                .expect("an entry")
-                .file_name()
-                .to_string_lossy()
-                .into()
-        })
-        .collect();
-    left.sort();
-    let mut expected: Vec<String> = complete
-        .iter()
-        .chain(&others)
-        .map(|name| name.to_string())
-        .collect();
-    expected.sort();
-    assert_eq!(left, expected);
-    drop(state_machine);
-    close(store).await;
-}
-
 async fn open_store(directory: &std::path::Path) -> Store {
     let path = directory.to_path_buf();
     tokio::task::spawn_blocking(move || Store::open(&path))

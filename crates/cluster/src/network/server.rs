@@ -303,31 +303,19 @@ fn remove_interrupted_transfers(directory: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_files;
 
     #[test]
     fn interrupted_transfers_and_their_copies_are_removed_and_nothing_else() {
         let directory = tempfile::tempdir().expect("temp dir");
         let names = [
-            "received-1700000000000-0.snapshot",
             "received-1700000000000-0.page-size-8192",
+            "received-1700000000000-0.snapshot",
             "snapshot-00000000000000000042.meta",
             "snapshot-00000000000000000042.sqlite",
         ];
-        for name in names {
-            std::fs::write(directory.path().join(name), b"x").expect("write a file");
-        }
+        test_files::create(directory.path(), &names);
         remove_interrupted_transfers(directory.path()).expect("the directory is read");
-        let mut left: Vec<String> = std::fs::read_dir(directory.path())
-            .expect("read the directory")
-            .map(|entry| {
-                entry
-                    .expect("an entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into()
-            })
-            .collect();
-        left.sort();
-        assert_eq!(left, names[2..].to_vec());
+        assert_eq!(test_files::names(directory.path()), names[2..].to_vec());
     }
 }
