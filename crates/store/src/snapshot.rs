@@ -25,15 +25,9 @@ const RESTORE_PAGES_PER_STEP: std::ffi::c_int = 4096;
 /// Writes a snapshot of the database at `database` to `target` (which must not exist), fsyncs
 /// it, and returns the log position it reflects.
 pub fn write(database: &Path, target: &Path) -> Result<Option<Vec<u8>>, StoreError> {
-    let source = Connection::open_with_flags(
-        database,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    let source = open_read_only(database)?;
     source.execute_batch("PRAGMA busy_timeout = 5000;")?;
-    let target_text = target.to_str().ok_or_else(|| {
-        StoreError::Corrupt(format!("snapshot path {} is not UTF-8", target.display()))
-    })?;
-    source.execute("VACUUM INTO ?1", [target_text])?;
+    vacuum_into(&source, target)?;
     File::open(target)
         .and_then(|file| file.sync_all())
         .map_err(|error| StoreError::io(format!("cannot fsync {}", target.display()), error))?;
@@ -107,13 +101,23 @@ fn resize(
     path: &Path,
 ) -> Result<Connection, StoreError> {
     let _ = std::fs::remove_file(path);
-    let path_text = path.to_str().ok_or_else(|| {
-        StoreError::Corrupt(format!("snapshot path {} is not UTF-8", path.display()))
-    })?;
     snapshot
         .connection
         .execute_batch(&format!("PRAGMA page_size = {page_size};"))?;
-    snapshot.connection.execute("VACUUM INTO ?1", [path_text])?;
+    vacuum_into(&snapshot.connection, path)?;
+    open_read_only(path)
+}
+
+/// Writes a compacted copy of `source`'s database to `target` (which must not exist).
+fn vacuum_into(source: &Connection, target: &Path) -> Result<(), StoreError> {
+    let target_text = target.to_str().ok_or_else(|| {
+        StoreError::Corrupt(format!("snapshot path {} is not UTF-8", target.display()))
+    })?;
+    source.execute("VACUUM INTO ?1", [target_text])?;
+    Ok(())
+}
+
+fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     Ok(Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -138,11 +142,8 @@ pub fn read_position(connection: &Connection) -> Result<Option<Vec<u8>>, StoreEr
 /// Opens a snapshot file read-only and refuses anything that is not a Tandem store of this
 /// format version or fails SQLite's quick check.
 fn open_checked(path: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|error| StoreError::Corrupt(format!("snapshot {}: {error}", path.display())))?;
+    let connection = open_read_only(path)
+        .map_err(|error| StoreError::Corrupt(format!("snapshot {}: {error}", path.display())))?;
     let version: i64 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(|error| StoreError::Corrupt(format!("snapshot {}: {error}", path.display())))?;
