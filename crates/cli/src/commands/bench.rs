@@ -1,8 +1,9 @@
 //! `tandem bench`: durable-publish and end-to-end throughput and ack latency, measured against
 //! real node processes. Without `--target` it starts a fresh node (or with `--nodes N` a
 //! replica set, through `tandem up`) on loopback in a temporary data directory and stops it
-//! afterwards; `--failover` kills the active halfway (see `bench_failover`). Benchmarks print
-//! figures; they assert nothing.
+//! afterwards; `--failover` kills the active halfway (see `bench_failover`). `--runs N`
+//! repeats the whole measurement, each run on a freshly started node, and reports the median
+//! of every figure with the spread. Benchmarks print figures; they assert nothing.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -53,6 +54,11 @@ pub struct BenchArgs {
     /// messages.
     #[arg(long)]
     pub failover: bool,
+    /// Repeat the whole measurement this many times, each run on a freshly started node or
+    /// replica set, and report the median of every figure (this VM's throughput swings by a
+    /// fifth from one run to the next).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub runs: u64,
 }
 
 /// What the benchmark runs against, kept alive for the run and stopped when dropped.
@@ -75,6 +81,13 @@ pub struct BenchReport {
     pub end_to_end_messages_per_second: f64,
 }
 
+/// Several runs of one benchmark: every run's figures and their medians (`--runs`).
+#[derive(Debug, serde::Serialize)]
+struct BenchRuns<'a> {
+    runs: &'a [BenchReport],
+    median: BenchReport,
+}
+
 pub async fn run(args: BenchArgs, json: bool) -> Result<(), String> {
     let args = BenchArgs {
         clients: args.clients.max(1),
@@ -84,6 +97,50 @@ pub async fn run(args: BenchArgs, json: bool) -> Result<(), String> {
     if args.failover {
         return crate::commands::bench_failover::run(&args, json).await;
     }
+    let reports = repeat(
+        "tandem bench",
+        args.runs,
+        json,
+        |run| measure(&args, run),
+        print_run,
+    )
+    .await?;
+    match reports.as_slice() {
+        [only] => print_report(only, json),
+        _ => print_runs(&reports, json),
+    }
+    Ok(())
+}
+
+/// Measures `runs` times (`measure` gets the run's number, from 1), printing each run's line
+/// as it finishes when there are several and the output is text.
+pub async fn repeat<Report, Measurement>(
+    command: &str,
+    runs: u64,
+    json: bool,
+    mut measure: impl FnMut(u64) -> Measurement,
+    print_run: fn(u64, u64, &Report),
+) -> Result<Vec<Report>, String>
+where
+    Measurement: std::future::Future<Output = Result<Report, String>>,
+{
+    let mut reports = Vec::new();
+    for run in 1..=runs {
+        if runs > 1 {
+            eprintln!("{command}: run {run} of {runs}");
+        }
+        let report = measure(run).await?;
+        if runs > 1 && !json {
+            print_run(run, runs, &report);
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// One run: both phases against the target, or against a node (or replica set) started for
+/// it and stopped afterwards.
+async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
     let (started, target) = match &args.target {
         Some(target) => (Started::Nothing, normalize(target)),
         None if args.nodes > 1 => {
@@ -102,16 +159,17 @@ pub async fn run(args: BenchArgs, json: bool) -> Result<(), String> {
             (Started::Node { _node: node }, target)
         }
     };
-    let run_id = format!("{}", std::process::id());
+    // Unique per run, so that runs against one --target declare routes of their own.
+    let run_id = format!("{}-{run}", std::process::id());
     declare_routes(&target, &run_id).await?;
     eprintln!(
         "tandem bench: {} messages per phase, {} clients, {}-byte bodies, batch {}",
         args.messages, args.clients, args.body_bytes, args.batch
     );
-    let (publish_rate, latencies) = publish_phase(&target, &args, &run_id).await?;
-    let end_to_end_rate = end_to_end_phase(&target, &args, &run_id).await?;
+    let (publish_rate, latencies) = publish_phase(&target, args, &run_id).await?;
+    let end_to_end_rate = end_to_end_phase(&target, args, &run_id).await?;
     drop(started);
-    let report = BenchReport {
+    Ok(BenchReport {
         messages: args.messages,
         clients: args.clients,
         body_bytes: args.body_bytes,
@@ -120,9 +178,7 @@ pub async fn run(args: BenchArgs, json: bool) -> Result<(), String> {
         ack_latency_p50_ms: percentile_ms(&latencies, 0.50),
         ack_latency_p99_ms: percentile_ms(&latencies, 0.99),
         end_to_end_messages_per_second: end_to_end_rate,
-    };
-    print_report(&report, json);
-    Ok(())
+    })
 }
 
 fn normalize(target: &str) -> String {
@@ -418,6 +474,68 @@ fn print_report(report: &BenchReport, json: bool) {
         "end to end      : {:>10.0} msgs/s   publish -> route -> lease -> complete",
         report.end_to_end_messages_per_second
     );
+}
+
+/// One line for each run of several, as it finishes.
+fn print_run(run: u64, runs: u64, report: &BenchReport) {
+    println!(
+        "run {run} of {runs}: durable publish {:.0} msgs/s (ack p50 {:.2} ms, p99 {:.2} ms), \
+         end to end {:.0} msgs/s",
+        report.publish_messages_per_second,
+        report.ack_latency_p50_ms,
+        report.ack_latency_p99_ms,
+        report.end_to_end_messages_per_second
+    );
+}
+
+/// The medians of several runs, with the lowest and highest throughput of each phase.
+fn print_runs(reports: &[BenchReport], json: bool) {
+    let median = median_report(reports);
+    if json {
+        print_json(&BenchRuns {
+            runs: reports,
+            median,
+        });
+        return;
+    }
+    println!("median of {} runs:", reports.len());
+    print_report(&median, false);
+    let (publish_low, publish_high) = spread(reports, |report| report.publish_messages_per_second);
+    let (e2e_low, e2e_high) = spread(reports, |report| report.end_to_end_messages_per_second);
+    println!(
+        "spread          : durable publish {publish_low:.0} to {publish_high:.0} msgs/s, end to \
+         end {e2e_low:.0} to {e2e_high:.0} msgs/s"
+    );
+}
+
+fn median_report(reports: &[BenchReport]) -> BenchReport {
+    let figure = |field: fn(&BenchReport) -> f64| median(reports.iter().map(field).collect());
+    BenchReport {
+        messages: reports[0].messages,
+        clients: reports[0].clients,
+        body_bytes: reports[0].body_bytes,
+        batch: reports[0].batch,
+        publish_messages_per_second: figure(|report| report.publish_messages_per_second),
+        ack_latency_p50_ms: figure(|report| report.ack_latency_p50_ms),
+        ack_latency_p99_ms: figure(|report| report.ack_latency_p99_ms),
+        end_to_end_messages_per_second: figure(|report| report.end_to_end_messages_per_second),
+    }
+}
+
+fn spread(reports: &[BenchReport], field: fn(&BenchReport) -> f64) -> (f64, f64) {
+    let mut values: Vec<f64> = reports.iter().map(field).collect();
+    values.sort_by(f64::total_cmp);
+    (values[0], values[values.len() - 1])
+}
+
+/// The median of some figures (the mean of the middle two of an even count); NaN for none.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        count if count % 2 == 1 => values[count / 2],
+        count => (values[count / 2 - 1] + values[count / 2]) / 2.0,
+    }
 }
 
 fn connect_error(error: tonic::transport::Error) -> String {

@@ -2,7 +2,9 @@
 //! id after any error, through every node's address) while the active of a 3-node replica
 //! set is killed with SIGKILL halfway through. Reports the unavailability window (from the
 //! kill to the first publish acknowledged in a newer term), then drains the queue and
-//! reports acknowledged, lost and duplicated messages.
+//! reports acknowledged, lost and duplicated messages. `--runs N` repeats it on a new
+//! replica set each time and sums up: the median and worst unavailability, and the lost and
+//! duplicated messages of all runs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use tandem_client::TandemClient;
 use tandem_protocol::v1;
 
-use crate::commands::bench::{BenchArgs, bench_property, completions, print_json};
+use crate::commands::bench::{BenchArgs, bench_property, completions, median, print_json, repeat};
 use crate::commands::local_replica_set::LocalReplicaSet;
 use crate::process_signal;
 
@@ -50,10 +52,47 @@ pub struct FailoverReport {
     pub publish_messages_per_second: f64,
 }
 
+/// What several runs add up to (`--runs`).
+#[derive(Debug, serde::Serialize)]
+pub struct FailoverSummary {
+    pub runs: usize,
+    pub unavailable_ms_median: f64,
+    pub unavailable_ms_max: f64,
+    pub acknowledged: usize,
+    pub failed_attempts: usize,
+    pub lost: usize,
+    pub duplicated: usize,
+    pub publish_messages_per_second_median: f64,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct FailoverRuns<'a> {
+    runs: &'a [FailoverReport],
+    summary: FailoverSummary,
+}
+
 pub async fn run(args: &BenchArgs, json: bool) -> Result<(), String> {
+    let command = "tandem bench --failover";
+    let reports = repeat(
+        command,
+        args.runs,
+        json,
+        |run| measure(args, run),
+        print_run,
+    )
+    .await?;
+    match reports.as_slice() {
+        [only] => print_report(only, json),
+        _ => print_runs(&reports, json),
+    }
+    Ok(())
+}
+
+/// One run on a replica set of its own.
+async fn measure(args: &BenchArgs, run: u64) -> Result<FailoverReport, String> {
     let replica_set = LocalReplicaSet::start(args.nodes.max(3))?;
     let addresses = replica_set.addresses();
-    let run_id = std::process::id().to_string();
+    let run_id = format!("{}-{run}", std::process::id());
     let host = format!("failover-{run_id}");
     declare_route(&addresses, &host, &run_id).await?;
     eprintln!(
@@ -110,8 +149,7 @@ pub async fn run(args: &BenchArgs, json: bool) -> Result<(), String> {
         duplicated: delivered.values().filter(|count| **count > 1).count(),
         publish_messages_per_second: args.messages as f64 / elapsed.as_secs_f64(),
     };
-    print_report(&report, json);
-    Ok(())
+    Ok(report)
 }
 
 async fn declare_route(addresses: &str, host: &str, run_id: &str) -> Result<(), String> {
@@ -311,5 +349,68 @@ fn print_report(report: &FailoverReport, json: bool) {
     println!(
         "durable publish : {:>10.0} msgs/s across the failover",
         report.publish_messages_per_second
+    );
+}
+
+/// One line for each run of several, as it finishes.
+fn print_run(run: u64, runs: u64, report: &FailoverReport) {
+    println!(
+        "run {run} of {runs}: unavailable {:.0} ms (node {} killed), acknowledged {}, lost {}, \
+         duplicated {}, durable publish {:.0} msgs/s",
+        report.unavailable_ms,
+        report.killed_node,
+        report.acknowledged,
+        report.lost,
+        report.duplicated,
+        report.publish_messages_per_second
+    );
+}
+
+fn summarize(reports: &[FailoverReport]) -> FailoverSummary {
+    let total = |field: fn(&FailoverReport) -> usize| reports.iter().map(field).sum();
+    let unavailable: Vec<f64> = reports.iter().map(|report| report.unavailable_ms).collect();
+    FailoverSummary {
+        runs: reports.len(),
+        unavailable_ms_median: median(unavailable.clone()),
+        // A run with no acknowledgement after the kill (NaN) sorts last and shows here.
+        unavailable_ms_max: unavailable
+            .into_iter()
+            .max_by(f64::total_cmp)
+            .unwrap_or(f64::NAN),
+        acknowledged: total(|report| report.acknowledged),
+        failed_attempts: total(|report| report.failed_attempts),
+        lost: total(|report| report.lost),
+        duplicated: total(|report| report.duplicated),
+        publish_messages_per_second_median: median(
+            reports
+                .iter()
+                .map(|report| report.publish_messages_per_second)
+                .collect(),
+        ),
+    }
+}
+
+fn print_runs(reports: &[FailoverReport], json: bool) {
+    let summary = summarize(reports);
+    if json {
+        print_json(&FailoverRuns {
+            runs: reports,
+            summary,
+        });
+        return;
+    }
+    println!(
+        "failover        : unavailable {:.0} ms median, {:.0} ms at worst, over {} kill -9s \
+         of the active",
+        summary.unavailable_ms_median, summary.unavailable_ms_max, summary.runs
+    );
+    println!(
+        "messages        : acknowledged {}, lost {}, duplicated {} in all runs (failed \
+         attempts retried: {})",
+        summary.acknowledged, summary.lost, summary.duplicated, summary.failed_attempts
+    );
+    println!(
+        "durable publish : {:>10.0} msgs/s across the failover (median)",
+        summary.publish_messages_per_second_median
     );
 }
