@@ -72,7 +72,7 @@ pub fn run_tandem(arguments: &[&str]) -> Finished {
             break status;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
+            kill_with_descendants(child.id());
             let _ = child.wait();
             panic!(
                 "`tandem {}` ran longer than {COMMAND_TIMEOUT:?}",
@@ -86,6 +86,50 @@ pub fn run_tandem(arguments: &[&str]) -> Finished {
         stdout: stdout.join().expect("stdout reader"),
         stderr: stderr.join().expect("stderr reader"),
     }
+}
+
+/// Kills a process with SIGKILL and every process it started, and theirs (the nodes a
+/// `tandem bench` or `tandem demo` runs), so that a command that hangs leaves nothing running
+/// after the test. The family is listed before anything is killed: an orphan's parent
+/// becomes init, and it could no longer be found. (Without `/proc`, only the process.)
+fn kill_with_descendants(pid: u32) {
+    let parents = parent_of_every_process();
+    let mut family = vec![pid];
+    let mut next = 0;
+    while next < family.len() {
+        let parent = family[next];
+        family.extend(
+            parents
+                .iter()
+                .filter(|(_, of)| *of == parent)
+                .map(|(child, _)| *child),
+        );
+        next += 1;
+    }
+    for member in family {
+        let _ = Command::new("kill")
+            .args(["-KILL", &member.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// (pid, parent pid) of every process, from `/proc/PID/stat`.
+fn parent_of_every_process() -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // "PID (COMMAND) STATE PPID …": the command may hold spaces and parentheses.
+            let after_command = &stat[stat.rfind(')')? + 1..];
+            let parent = after_command.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, parent))
+        })
+        .collect()
 }
 
 /// Reads a child's output to the end on its own thread, so a full pipe never blocks it.
