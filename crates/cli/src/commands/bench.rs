@@ -25,6 +25,8 @@ const NODE_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const LEASE_WAIT_MS: u64 = 200;
 /// Give up on a phase that makes no progress for this long.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a phase still running says how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -222,7 +224,10 @@ async fn publish_phase(
 ) -> Result<(f64, Vec<Duration>), String> {
     eprintln!("  durable publish ...");
     let started = Instant::now();
-    let latencies = publish_all(target, args, run_id, "publish", args.clients).await?;
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let _progress = ProgressReport::start("acknowledged", acknowledged.clone(), args.messages);
+    let plan = PublishPlan::new(args, run_id, "publish", acknowledged);
+    let latencies = publish_all(target, plan, args.clients).await?;
     Ok((
         args.messages as f64 / started.elapsed().as_secs_f64(),
         latencies,
@@ -237,6 +242,7 @@ async fn end_to_end_phase(target: &str, args: &BenchArgs, run_id: &str) -> Resul
     let publishers = (args.clients - consumers).max(1);
     let completed = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let _progress = ProgressReport::start("completed", completed.clone(), args.messages);
     let mut consumer_tasks = tokio::task::JoinSet::new();
     for consumer in 0..consumers {
         let client = MessageBoxClient::connect(target.to_string())
@@ -253,51 +259,88 @@ async fn end_to_end_phase(target: &str, args: &BenchArgs, run_id: &str) -> Resul
             total,
         ));
     }
-    publish_all(target, args, run_id, "e2e", publishers).await?;
+    let plan = PublishPlan::new(args, run_id, "e2e", Arc::new(AtomicUsize::new(0)));
+    publish_all(target, plan, publishers).await?;
     while let Some(result) = consumer_tasks.join_next().await {
         result.map_err(|error| format!("consumer task failed: {error}"))??;
     }
     Ok(args.messages as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Publishes the plan's messages from `clients` connections; returns the calls' latencies.
 async fn publish_all(
     target: &str,
-    args: &BenchArgs,
-    run_id: &str,
-    phase: &str,
+    plan: PublishPlan,
     clients: usize,
 ) -> Result<Vec<Duration>, String> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let body = Arc::new(vec![b'x'; args.body_bytes]);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {
         let client = MessageBoxClient::connect(target.to_string())
             .await
             .map_err(connect_error)?;
-        let plan = PublishPlan {
-            next: next.clone(),
-            total: args.messages,
-            batch: args.batch,
-            body: body.clone(),
-            run_id: run_id.to_string(),
-            phase: phase.to_string(),
-        };
-        tasks.spawn(publish_worker(client, plan));
+        tasks.spawn(publish_worker(client, plan.clone()));
     }
-    let mut latencies = Vec::with_capacity(args.messages / args.batch + 1);
+    let mut latencies = Vec::with_capacity(plan.total / plan.batch + 1);
     while let Some(result) = tasks.join_next().await {
         latencies.extend(result.map_err(|error| format!("publisher task failed: {error}"))??);
     }
     Ok(latencies)
 }
 
+/// What the publishers of one phase share: the next message to claim and the count
+/// acknowledged.
+#[derive(Clone)]
 struct PublishPlan {
     next: Arc<AtomicUsize>,
+    acknowledged: Arc<AtomicUsize>,
     total: usize,
     batch: usize,
     body: Arc<Vec<u8>>,
     run_id: String,
     phase: String,
+}
+
+impl PublishPlan {
+    fn new(
+        args: &BenchArgs,
+        run_id: &str,
+        phase: &str,
+        acknowledged: Arc<AtomicUsize>,
+    ) -> PublishPlan {
+        PublishPlan {
+            next: Arc::new(AtomicUsize::new(0)),
+            acknowledged,
+            total: args.messages,
+            batch: args.batch,
+            body: Arc::new(vec![b'x'; args.body_bytes]),
+            run_id: run_id.to_string(),
+            phase: phase.to_string(),
+        }
+    }
+}
+
+/// Prints every [`PROGRESS_EVERY`] how many of a phase's messages are done, until dropped.
+struct ProgressReport(tokio::task::JoinHandle<()>);
+
+impl ProgressReport {
+    fn start(done_what: &'static str, done: Arc<AtomicUsize>, total: usize) -> ProgressReport {
+        let started = tokio::time::Instant::now();
+        ProgressReport(tokio::spawn(async move {
+            let mut every = tokio::time::interval_at(started + PROGRESS_EVERY, PROGRESS_EVERY);
+            loop {
+                every.tick().await;
+                let done = done.load(Ordering::Relaxed);
+                let rate = done as f64 / started.elapsed().as_secs_f64();
+                eprintln!("    {done} of {total} messages {done_what} ({rate:.0} msgs/s so far)");
+            }
+        }))
+    }
+}
+
+impl Drop for ProgressReport {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn publish_worker(
@@ -334,6 +377,8 @@ async fn publish_worker(
                 error.code, error.message
             ));
         }
+        plan.acknowledged
+            .fetch_add(response.results.len(), Ordering::Relaxed);
     }
 }
 
