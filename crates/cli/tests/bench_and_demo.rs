@@ -1,5 +1,5 @@
 //! The commands that measure and demonstrate, run small: `tandem bench` on fresh nodes (two
-//! runs and their medians) and on a replica set, `tandem bench --failover` (two kill -9s of
+//! runs and their medians) and on a replica set (with random message ids), `tandem bench --failover` (two kill -9s of
 //! the active), and `tandem demo` (an integration flow through a failover). The figures they
 //! print vary from run to run and are not asserted; what they report about the messages is:
 //! nothing acknowledged lost, nothing duplicated, every file delivered once.
@@ -92,7 +92,7 @@ fn bench_runs_on_a_fresh_node_each_time_and_reports_the_medians() {
 }
 
 #[test]
-fn bench_measures_the_active_of_a_replica_set() {
+fn bench_measures_the_active_of_a_replica_set_with_random_ids() {
     let messages = MESSAGES.to_string();
     let (finished, report) = run_json(&[
         "--json",
@@ -105,8 +105,10 @@ fn bench_measures_the_active_of_a_replica_set() {
         "4",
         "--batch",
         "20",
+        "--random-ids",
     ]);
     assert_measured(&report);
+    assert_eq!(report["random_ids"], true, "{report}");
     assert!(
         finished.stderr.contains("started a 3-node replica set"),
         "{}",

@@ -61,6 +61,11 @@ pub struct BenchArgs {
     /// fifth from one run to the next).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub runs: u64,
+    /// Publish under random, GUID-like message ids (as most publishers send them) instead of
+    /// ids in publish order: each new id then lands on a page of its own in the store's id
+    /// index.
+    #[arg(long)]
+    pub random_ids: bool,
 }
 
 /// What the benchmark runs against, kept alive for the run and stopped when dropped.
@@ -77,6 +82,7 @@ pub struct BenchReport {
     pub clients: usize,
     pub body_bytes: usize,
     pub batch: usize,
+    pub random_ids: bool,
     pub publish_messages_per_second: f64,
     pub ack_latency_p50_ms: f64,
     pub ack_latency_p99_ms: f64,
@@ -165,8 +171,12 @@ async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
     let run_id = format!("{}-{run}", std::process::id());
     declare_routes(&target, &run_id).await?;
     eprintln!(
-        "tandem bench: {} messages per phase, {} clients, {}-byte bodies, batch {}",
-        args.messages, args.clients, args.body_bytes, args.batch
+        "tandem bench: {} messages per phase, {} clients, {}-byte bodies, batch {}, {} ids",
+        args.messages,
+        args.clients,
+        args.body_bytes,
+        args.batch,
+        if args.random_ids { "random" } else { "ordered" }
     );
     let (publish_rate, latencies) = publish_phase(&target, args, &run_id).await?;
     let end_to_end_rate = end_to_end_phase(&target, args, &run_id).await?;
@@ -176,6 +186,7 @@ async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
         clients: args.clients,
         body_bytes: args.body_bytes,
         batch: args.batch,
+        random_ids: args.random_ids,
         publish_messages_per_second: publish_rate,
         ack_latency_p50_ms: percentile_ms(&latencies, 0.50),
         ack_latency_p99_ms: percentile_ms(&latencies, 0.99),
@@ -298,6 +309,7 @@ struct PublishPlan {
     body: Arc<Vec<u8>>,
     run_id: String,
     phase: String,
+    random_ids: bool,
 }
 
 impl PublishPlan {
@@ -315,6 +327,7 @@ impl PublishPlan {
             body: Arc::new(vec![b'x'; args.body_bytes]),
             run_id: run_id.to_string(),
             phase: phase.to_string(),
+            random_ids: args.random_ids,
         }
     }
 }
@@ -383,14 +396,48 @@ async fn publish_worker(
 }
 
 fn bench_message(plan: &PublishPlan, index: usize) -> v1::PublishMessage {
+    let message_id = if plan.random_ids {
+        random_message_id(&plan.run_id, &plan.phase, index)
+    } else {
+        format!("bench-{}-{}-{index}", plan.run_id, plan.phase)
+    };
     v1::PublishMessage {
-        message_id: format!("bench-{}-{}-{index}", plan.run_id, plan.phase),
+        message_id,
         body: plan.body.to_vec(),
         properties: vec![
             bench_property("BenchRun", &plan.run_id),
             bench_property("BenchPhase", &plan.phase),
         ],
     }
+}
+
+/// A GUID-like id in no particular order, distinct for every index of a run's phase: the
+/// index goes through bijections of 64-bit numbers (an odd multiplier, an offset, the
+/// SplitMix64 finalizer), so no two indexes meet.
+fn random_message_id(run_id: &str, phase: &str, index: usize) -> String {
+    let seed = run_id
+        .bytes()
+        .chain(phase.bytes())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let high = mix64(seed.wrapping_add((index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+    let low = mix64(high ^ seed);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        high >> 32,
+        (high >> 16) & 0xffff,
+        high & 0xffff,
+        low >> 48,
+        low & 0xffff_ffff_ffff
+    )
+}
+
+/// SplitMix64's finalizer: a bijection that scatters neighbouring numbers.
+fn mix64(mut value: u64) -> u64 {
+    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    value ^ (value >> 31)
 }
 
 /// A string context property the benchmark routes on.
@@ -560,6 +607,7 @@ fn median_report(reports: &[BenchReport]) -> BenchReport {
         clients: reports[0].clients,
         body_bytes: reports[0].body_bytes,
         batch: reports[0].batch,
+        random_ids: reports[0].random_ids,
         publish_messages_per_second: figure(|report| report.publish_messages_per_second),
         ack_latency_p50_ms: figure(|report| report.ack_latency_p50_ms),
         ack_latency_p99_ms: figure(|report| report.ack_latency_p99_ms),
@@ -670,5 +718,34 @@ impl Drop for StartedNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::random_message_id;
+
+    #[test]
+    fn random_ids_are_guid_shaped_distinct_and_unordered() {
+        let ids: Vec<String> = (0..100_000)
+            .map(|index| random_message_id("4242-1", "e2e", index))
+            .collect();
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 36 && id.matches('-').count() == 4)
+        );
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+        let ascending = ids.windows(2).filter(|pair| pair[0] < pair[1]).count();
+        assert!(
+            (40_000..60_000).contains(&ascending),
+            "about half of neighbouring ids ascend: {ascending}"
+        );
+        assert_ne!(
+            random_message_id("4242-1", "e2e", 7),
+            random_message_id("4242-1", "publish", 7),
+            "phases publish distinct ids"
+        );
     }
 }
