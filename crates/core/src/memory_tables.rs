@@ -17,11 +17,12 @@ pub struct MemoryTables {
     pub machine_state: Option<MachineState>,
     pub hosts: BTreeMap<HostId, Host>,
     pub subscriptions: BTreeMap<SubscriptionId, Subscription>,
-    /// The entries deleted messages left, by publish time and seq.
-    pub dedupe: BTreeMap<(i64, MessageSeq), MessageId>,
+    /// The entries deleted messages left, by deletion time and seq: the id and publish time.
+    pub dedupe: BTreeMap<(i64, MessageSeq), (MessageId, i64)>,
     pub messages: BTreeMap<MessageSeq, StoredMessage>,
     pub instances: BTreeMap<InstanceId, Instance>,
-    pub tracking: Vec<TrackingEvent>,
+    /// Every event, oldest first, with the seq of its message.
+    pub tracking: Vec<(MessageSeq, TrackingEvent)>,
 }
 
 impl MemoryTables {
@@ -68,15 +69,15 @@ impl Tables for MemoryTables {
         let entries = self
             .dedupe
             .iter()
-            .filter(|(_, id)| *id == message_id)
-            .map(|((at, _), _)| *at);
+            .filter(|(_, (id, _))| id == message_id)
+            .map(|(_, (_, published_at_ms))| *published_at_ms);
         stored
             .map(|message| message.received_at_ms)
             .chain(entries)
             .max()
     }
 
-    fn forget_dedupe_before(&mut self, before_ms: i64, limit: usize) -> u64 {
+    fn forget_deleted_messages_before(&mut self, before_ms: i64, limit: usize) -> u64 {
         let old: Vec<(i64, MessageSeq)> = self
             .dedupe
             .keys()
@@ -98,10 +99,12 @@ impl Tables for MemoryTables {
         self.messages.get(&seq).cloned()
     }
 
-    fn delete_message(&mut self, seq: MessageSeq) {
+    fn delete_message(&mut self, seq: MessageSeq, deleted_at_ms: i64) {
         if let Some(message) = self.messages.remove(&seq) {
-            self.dedupe
-                .insert((message.received_at_ms, seq), message.message_id);
+            self.dedupe.insert(
+                (deleted_at_ms, seq),
+                (message.message_id, message.received_at_ms),
+            );
         }
     }
 
@@ -163,8 +166,8 @@ impl Tables for MemoryTables {
             .count() as u64
     }
 
-    fn append_tracking(&mut self, event: &TrackingEvent) {
-        self.tracking.push(event.clone());
+    fn append_tracking(&mut self, message_seq: MessageSeq, event: &TrackingEvent) {
+        self.tracking.push((message_seq, event.clone()));
     }
 
     fn purge_tracking_before(&mut self, before_ms: i64, limit: usize) -> u64 {
@@ -172,11 +175,15 @@ impl Tables for MemoryTables {
         let purge = self
             .tracking
             .iter()
-            .take_while(|e| e.at_ms < before_ms)
+            .take_while(|(_, event)| event.at_ms < before_ms)
             .count()
             .min(limit);
         self.tracking.drain(..purge);
         purge as u64
+    }
+
+    fn oldest_tracking_at(&mut self) -> Option<i64> {
+        self.tracking.first().map(|(_, event)| event.at_ms)
     }
 }
 

@@ -21,18 +21,19 @@ pub trait Tables {
     fn delete_subscription(&mut self, id: SubscriptionId);
 
     /// When a message with this id was last published: the latest of the stored messages
-    /// with this id and the dedupe entries their deletions left behind, if any.
+    /// with this id and the entries their deletions left behind, if any.
     fn find_dedupe(&mut self, message_id: &MessageId) -> Option<i64>;
-    /// Forget up to `limit` dedupe entries published before `before_ms`, oldest first (by
-    /// publish time, then message seq).
-    fn forget_dedupe_before(&mut self, before_ms: i64, limit: usize) -> u64;
+    /// Forget up to `limit` entries of messages deleted before `before_ms`, oldest first (by
+    /// deletion time, then message seq).
+    fn forget_deleted_messages_before(&mut self, before_ms: i64, limit: usize) -> u64;
 
     fn insert_message(&mut self, message: &StoredMessage);
     fn load_message(&mut self, seq: MessageSeq) -> Option<StoredMessage>;
-    /// Deletes a message, leaving a dedupe entry (its id and publish time) so that a retried
-    /// publish is still recognised. Each deleted message leaves its own entry, even when an
-    /// earlier one with the same id is not forgotten yet.
-    fn delete_message(&mut self, seq: MessageSeq);
+    /// Deletes a message at `deleted_at_ms`, leaving an entry (its seq, id, publish time and
+    /// deletion time) so that a retried publish is still recognised and the message's
+    /// history is still found by its id. Each deleted message leaves its own entry, even when
+    /// an earlier one with the same id is not forgotten yet.
+    fn delete_message(&mut self, seq: MessageSeq, deleted_at_ms: i64);
 
     fn insert_instance(&mut self, instance: &Instance);
     /// Writes an instance's delivery state (state, attempts, visibility, lease, last error,
@@ -49,7 +50,11 @@ pub trait Tables {
     fn due_retries(&mut self, now_ms: i64, limit: usize) -> Vec<Instance>;
     fn count_instances_of_message(&mut self, seq: MessageSeq) -> u64;
 
-    fn append_tracking(&mut self, event: &TrackingEvent);
+    /// Records an event of the message `message_seq` (the store finds a message's events by
+    /// its seq: seqs grow, where message ids are often random).
+    fn append_tracking(&mut self, message_seq: MessageSeq, event: &TrackingEvent);
     /// Remove up to `limit` events recorded before `before_ms`, oldest first.
     fn purge_tracking_before(&mut self, before_ms: i64, limit: usize) -> u64;
+    /// When the oldest event still kept was recorded.
+    fn oldest_tracking_at(&mut self) -> Option<i64>;
 }

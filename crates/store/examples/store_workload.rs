@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo build --release -p tandem-store --example store_workload
 //! ./target/release/examples/store_workload 100        # rounds; prints time and bytes written
+//! ./target/release/examples/store_workload 100 --random-ids   # GUID-like message ids
 //! valgrind --tool=callgrind ./target/release/examples/store_workload 20
 //! ```
 //!
@@ -30,13 +31,17 @@ const BODY_BYTES: usize = 1024;
 const HOST: &str = "workload";
 
 fn main() {
-    let rounds: usize = match std::env::args().nth(1).map(|text| text.parse()) {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let random_ids = arguments.iter().any(|argument| argument == "--random-ids");
+    let rounds: usize = match arguments
+        .iter()
+        .find(|argument| !argument.starts_with("--"))
+    {
         None => 20,
-        Some(Ok(rounds)) => rounds,
-        Some(Err(_)) => {
-            eprintln!("usage: store_workload [ROUNDS]");
+        Some(text) => text.parse().unwrap_or_else(|_| {
+            eprintln!("usage: store_workload [ROUNDS] [--random-ids]");
             std::process::exit(2);
-        }
+        }),
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -50,6 +55,7 @@ fn main() {
             handle: store.handle(),
             now_ms: 1_700_000_000_000,
             published: 0,
+            random_ids,
         };
         workload
             .apply(vec![declare_host(), declare_subscription()])
@@ -74,6 +80,7 @@ struct Workload {
     handle: StoreHandle,
     now_ms: i64,
     published: u64,
+    random_ids: bool,
 }
 
 impl Workload {
@@ -111,7 +118,7 @@ impl Workload {
             let messages = (0..MESSAGES_PER_BATCH)
                 .map(|_| {
                     self.published += 1;
-                    message(self.published)
+                    message(self.published, self.random_ids)
                 })
                 .collect();
             let publish = Command::Publish {
@@ -168,18 +175,25 @@ fn declare_subscription() -> Command {
     }
 }
 
-/// A message like `tandem bench` publishes: a time-prefixed id, 1 KiB, two routed properties.
-fn message(number: u64) -> NewMessage {
+/// A message like `tandem bench` publishes: 1 KiB, two routed properties, and a time-prefixed
+/// id, or a GUID-like one in no order (`--random-ids`; distinct, the number going through
+/// bijections of 64-bit numbers).
+fn message(number: u64, random_id: bool) -> NewMessage {
     let property = |name: &str, value: &str| Property {
         name: name.into(),
         value: Value::String(value.into()),
         promoted: true,
     };
     NewMessage {
-        message_id: MessageId(format!(
-            "{:016x}-workload-{number:08}",
-            1_700_000_000_000 + number
-        )),
+        message_id: MessageId(if random_id {
+            let scattered = number.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+            format!(
+                "{scattered:016x}-{:016x}",
+                scattered.wrapping_mul(0xbf58_476d_1ce4_e5b9)
+            )
+        } else {
+            format!("{:016x}-workload-{number:08}", 1_700_000_000_000 + number)
+        }),
         body: vec![b'x'; BODY_BYTES],
         properties: vec![property("Run", "workload"), property("Phase", "deliver")],
     }

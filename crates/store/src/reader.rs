@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
-use tandem_core::ids::{HostId, InstanceId, MessageId};
+use tandem_core::ids::{HostId, InstanceId, MessageId, MessageSeq};
 use tandem_core::instance::{Instance, InstanceState};
 use tandem_core::limits;
 use tandem_core::tracking::{TrackingEvent, TrackingKind};
@@ -156,24 +156,102 @@ impl Reader {
         })
     }
 
+    /// The events of every message published under `message_id`, oldest first. Events are
+    /// indexed by their message's seq, and the message's row (kept after its deletion while
+    /// its history is) leads from the id to the seq. Events recorded before format 6 have no
+    /// seq and are indexed by message id.
     fn events(&self, message_id: &str) -> Result<Vec<TrackingEvent>, StoreError> {
-        let mut statement = self.connection.prepare_cached(&format!(
-            "SELECT message_id, instance_id, at_ms, kind, detail FROM tracking \
-             WHERE message_id = ?1 ORDER BY id LIMIT {}",
+        let mut events = Vec::new();
+        let mut legacy = self.connection.prepare_cached(&legacy_events_sql())?;
+        for row in legacy.query_map([message_id], tracking_row)? {
+            events.push(row?);
+        }
+        let mut seqs = self.connection.prepare_cached(&format!(
+            "SELECT seq FROM messages WHERE message_id = ?1 ORDER BY seq LIMIT {}",
             limits::MAX_LIST_ROWS
         ))?;
-        let events = statement
-            .query_map([message_id], |row| {
-                let kind: String = row.get(3)?;
-                Ok(TrackingEvent {
-                    message_id: MessageId(row.get(0)?),
-                    instance: row.get(1)?,
-                    at_ms: row.get(2)?,
-                    kind: TrackingKind::parse(&kind).unwrap_or(TrackingKind::Received),
-                    detail: row.get(4)?,
-                })
-            })?
+        let seqs = seqs
+            .query_map([message_id], |row| row.get::<_, MessageSeq>(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(events)
+        let mut of_message = self.connection.prepare_cached(&events_of_message_sql())?;
+        for seq in seqs {
+            for row in of_message.query_map([seq], tracking_row)? {
+                events.push(row?);
+            }
+        }
+        events.sort_by_key(|(id, _)| *id);
+        events.truncate(limits::MAX_LIST_ROWS);
+        Ok(events.into_iter().map(|(_, event)| event).collect())
+    }
+}
+
+/// The events of message id `?1` recorded before format 6.
+fn legacy_events_sql() -> String {
+    format!(
+        "SELECT {TRACKING_COLUMNS} FROM tracking WHERE message_id = ?1 \
+         AND message_seq IS NULL ORDER BY id LIMIT {}",
+        limits::MAX_LIST_ROWS
+    )
+}
+
+/// The events of the message with seq `?1`.
+fn events_of_message_sql() -> String {
+    format!(
+        "SELECT {TRACKING_COLUMNS} FROM tracking WHERE message_seq = ?1 ORDER BY id LIMIT {}",
+        limits::MAX_LIST_ROWS
+    )
+}
+
+/// The columns [`tracking_row`] reads.
+const TRACKING_COLUMNS: &str = "id, message_id, instance_id, at_ms, kind, detail";
+
+/// A tracking row: its id and the event.
+fn tracking_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, TrackingEvent)> {
+    let kind: String = row.get(4)?;
+    Ok((
+        row.get(0)?,
+        TrackingEvent {
+            message_id: MessageId(row.get(1)?),
+            instance: row.get(2)?,
+            at_ms: row.get(3)?,
+            kind: TrackingKind::parse(&kind).unwrap_or(TrackingKind::Received),
+            detail: row.get(5)?,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What SQLite plans for `sql`, one line per step.
+    fn plan(connection: &Connection, sql: &str) -> String {
+        let mut statement = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("a query SQLite can plan");
+        let steps = statement
+            .query_map([1], |row| row.get::<_, String>(3))
+            .expect("plan")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("plan steps");
+        steps.join("\n")
+    }
+
+    /// A history lookup that stopped matching its (partial) index would read every tracking
+    /// event of the retention period.
+    #[test]
+    fn history_lookups_search_the_tracking_indexes() {
+        let mut connection = Connection::open_in_memory().expect("in-memory database");
+        crate::schema::create_or_check(&mut connection).expect("schema");
+        let legacy = plan(&connection, &legacy_events_sql());
+        assert!(
+            legacy.contains("USING INDEX tracking_legacy_by_message_id (message_id=?)"),
+            "{legacy}"
+        );
+        let of_message = plan(&connection, &events_of_message_sql());
+        assert!(
+            of_message.contains("USING INDEX tracking_by_message_seq (message_seq=?)"),
+            "{of_message}"
+        );
     }
 }

@@ -14,8 +14,10 @@ use crate::StoreError;
 /// messages' contexts in a binary encoding ([`crate::context_codec`]; older rows keep their
 /// JSON text, which is still read); version 5 keeps a message's body and context in
 /// `message_payloads`, and a deleted message's `messages` row as its dedupe entry
-/// (`messages.removed`) instead of a row in a separate `dedupe` table.
-pub const FORMAT_VERSION: i64 = 5;
+/// (`messages.removed`) instead of a row in a separate `dedupe` table; version 6 finds a
+/// message's tracking events by its seq (`tracking.message_seq`) instead of its message id,
+/// and keeps a deleted message's row, with its deletion time, while its history is kept.
+pub const FORMAT_VERSION: i64 = 6;
 
 /// The oldest format this binary upgrades when a node opens the store (see
 /// [`create_or_check`]); read-only checks and snapshots need the current format.
@@ -57,15 +59,19 @@ CREATE TABLE subscriptions (
     backup_retry_interval_ms INTEGER,
     backup_exponential_backoff INTEGER
 );
+-- A removed message's row stays while dedupe needs it and while its history is kept: it
+-- leads from the message id to the seq its tracking events are found by. Its removal time
+-- replaces its receipt time in `removed_at_ms`, so the row keeps its size.
 CREATE TABLE messages (
     seq INTEGER PRIMARY KEY,
     message_id TEXT NOT NULL,
     received_at_ms INTEGER NOT NULL,
     publisher TEXT NOT NULL,
-    removed INTEGER NOT NULL DEFAULT 0 -- 1: the message is gone; the row is its dedupe entry
+    removed INTEGER NOT NULL DEFAULT 0, -- 1: the message is gone; the row stays for dedupe
+    removed_at_ms INTEGER NOT NULL DEFAULT 0 -- when it went (its receipt time until then)
 );
 CREATE INDEX messages_by_message_id ON messages(message_id);
-CREATE INDEX messages_removed ON messages(received_at_ms) WHERE removed = 1;
+CREATE INDEX messages_removed ON messages(removed_at_ms) WHERE removed = 1;
 CREATE TABLE message_payloads (
     seq INTEGER PRIMARY KEY, -- the message's seq; a removed message has none
     body BLOB NOT NULL,
@@ -98,9 +104,15 @@ CREATE TABLE tracking (
     instance_id INTEGER,
     at_ms INTEGER NOT NULL,
     kind TEXT NOT NULL,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL,
+    message_seq INTEGER -- the message's seq; NULL in events recorded before format 6
 );
-CREATE INDEX tracking_by_message ON tracking(message_id);
+-- A message's events by its seq: seqs grow, so new entries go to the end of the index. (By
+-- message id, often random, each event would cost a page written once the index outgrows a
+-- transaction; a message's id leads to its seq through its `messages` row.)
+CREATE INDEX tracking_by_message_seq ON tracking(message_seq) WHERE message_seq IS NOT NULL;
+-- Events recorded before format 6, found by message id.
+CREATE INDEX tracking_legacy_by_message_id ON tracking(message_id) WHERE message_seq IS NULL;
 CREATE TABLE cluster_events (
     id INTEGER PRIMARY KEY,
     at_ms INTEGER NOT NULL,
@@ -234,12 +246,24 @@ fn tables_and_indexes(connection: &Connection) -> Result<BTreeSet<String>, Store
 ///   the upgrade of a store holding a large backlog takes a while); `messages` gains the
 ///   `removed` column, and every row of the `dedupe` table becomes a removed message row with
 ///   a negative seq (real ones start at 1, so they never meet); the `dedupe` table goes.
+/// - 5 → 6: a deleted message's row records when it was deleted (`removed_at_ms`; the
+///   rows deleted before the upgrade take their publish time), and `messages_removed` is by
+///   that time: the row now stays while the message's history is kept, as the way from its
+///   id to its events. `tracking` gains `message_seq` (NULL in the events already
+///   recorded), indexed; the index of every event by message id keeps only the events
+///   recorded before the upgrade. This reads every tracking event (a few seconds per
+///   million).
 fn upgrade(connection: &mut Connection, version: i64) -> Result<(), StoreError> {
     let started = std::time::Instant::now();
+    let duration = if version <= 4 {
+        "about 20 s per million stored messages"
+    } else {
+        "a few seconds per million tracking events"
+    };
     eprintln!(
         "tandem: upgrading the store from format version {version} to {FORMAT_VERSION} \
-         (about 20 s per million stored messages; an interrupted upgrade changes nothing \
-         and runs again at the next start) ..."
+         ({duration}; an interrupted upgrade changes nothing and runs again at the next \
+         start) ..."
     );
     let transaction = connection.transaction()?;
     if version <= 2 {
@@ -267,6 +291,20 @@ fn upgrade(connection: &mut Connection, version: i64) -> Result<(), StoreError> 
                         message_id, published_at_ms, '', 1
                  FROM dedupe;
              DROP TABLE dedupe;",
+        )?;
+    }
+    if version <= 5 {
+        transaction.execute_batch(
+            "ALTER TABLE messages ADD COLUMN removed_at_ms INTEGER NOT NULL DEFAULT 0;
+             UPDATE messages SET removed_at_ms = received_at_ms WHERE removed = 1;
+             DROP INDEX messages_removed;
+             CREATE INDEX messages_removed ON messages(removed_at_ms) WHERE removed = 1;
+             ALTER TABLE tracking ADD COLUMN message_seq INTEGER;
+             DROP INDEX tracking_by_message;
+             CREATE INDEX tracking_by_message_seq ON tracking(message_seq)
+                 WHERE message_seq IS NOT NULL;
+             CREATE INDEX tracking_legacy_by_message_id ON tracking(message_id)
+                 WHERE message_seq IS NULL;",
         )?;
     }
     transaction.execute(

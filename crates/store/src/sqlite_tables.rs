@@ -266,19 +266,19 @@ impl Tables for SqliteTables<'_> {
         self.record(result)
     }
 
-    fn forget_dedupe_before(&mut self, before_ms: i64, limit: usize) -> u64 {
+    fn forget_deleted_messages_before(&mut self, before_ms: i64, limit: usize) -> u64 {
         self.execute(
             "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages \
-             INDEXED BY messages_removed WHERE removed = 1 AND received_at_ms < ?1 \
-             ORDER BY received_at_ms, seq LIMIT ?2)",
+             INDEXED BY messages_removed WHERE removed = 1 AND removed_at_ms < ?1 \
+             ORDER BY removed_at_ms, seq LIMIT ?2)",
             params![before_ms, limit as i64],
         )
     }
 
     fn insert_message(&mut self, message: &StoredMessage) {
         self.execute(
-            "INSERT INTO messages (seq, message_id, received_at_ms, publisher) \
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO messages (seq, message_id, received_at_ms, publisher, removed_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?3)",
             params![
                 message.seq,
                 message.message_id.as_str(),
@@ -303,13 +303,18 @@ impl Tables for SqliteTables<'_> {
         self.record(result)
     }
 
-    /// Deletes the body and context, and keeps the message's row, marked removed, as its
-    /// dedupe entry. The row keeps its size (SQLite stores 0 and 1 in no bytes), so it is
-    /// rewritten in place, and its `messages_by_message_id` entry stays: far cheaper than
-    /// deleting that entry and inserting the id into a table of its own. The payload rows of
-    /// messages completed together free whole pages, which SQLite never writes again.
-    fn delete_message(&mut self, seq: MessageSeq) {
-        self.execute("UPDATE messages SET removed = 1 WHERE seq = ?1", [seq]);
+    /// Deletes the body and context, and keeps the message's row, marked removed at
+    /// `deleted_at_ms`, as its dedupe entry and the way from its id to its history. The row
+    /// keeps its size (SQLite stores 0 and 1 in no bytes, and the removal time replaces the
+    /// receipt time, both six-byte integers), so it is rewritten in place, and its
+    /// `messages_by_message_id` entry stays: far cheaper than deleting that entry and
+    /// inserting the id into a table of its own. The payload rows of messages completed
+    /// together free whole pages, which SQLite never writes again.
+    fn delete_message(&mut self, seq: MessageSeq, deleted_at_ms: i64) {
+        self.execute(
+            "UPDATE messages SET removed = 1, removed_at_ms = ?2 WHERE seq = ?1",
+            [seq as i64, deleted_at_ms],
+        );
         self.execute("DELETE FROM message_payloads WHERE seq = ?1", [seq]);
     }
 
@@ -391,11 +396,12 @@ impl Tables for SqliteTables<'_> {
         self.record(result)
     }
 
-    fn append_tracking(&mut self, event: &TrackingEvent) {
+    fn append_tracking(&mut self, message_seq: MessageSeq, event: &TrackingEvent) {
         self.execute(
-            "INSERT INTO tracking (message_id, instance_id, at_ms, kind, detail) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO tracking (message_seq, message_id, instance_id, at_ms, kind, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
+                message_seq,
                 event.message_id.as_str(),
                 event.instance,
                 event.at_ms,
@@ -426,6 +432,13 @@ impl Tables for SqliteTables<'_> {
             Some(last_old_id) => self.execute("DELETE FROM tracking WHERE id <= ?1", [last_old_id]),
             None => 0,
         }
+    }
+
+    fn oldest_tracking_at(&mut self) -> Option<i64> {
+        let result = self
+            .statement("SELECT at_ms FROM tracking ORDER BY id LIMIT 1")
+            .and_then(|statement| statement.query_row([], |row| row.get(0)).optional());
+        self.record(result)
     }
 }
 

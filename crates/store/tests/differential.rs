@@ -373,12 +373,45 @@ fn assert_same_rows(dir: &Path, reference: &Reference) {
         .tables
         .dedupe
         .iter()
-        .map(|((_, seq), id)| (*seq, id.0.clone()))
+        .map(|((_, seq), (id, _))| (*seq, id.0.clone()))
         .collect();
     expected.sort();
     assert_eq!(
         entries, expected,
         "dedupe entries of deleted messages: store (left) vs reference (right)"
+    );
+    assert_same_tracking(&connection, reference);
+}
+
+/// The tracking events, each with its message's seq (how the store finds a history).
+fn assert_same_tracking(connection: &rusqlite::Connection, reference: &Reference) {
+    type Event = (Option<u64>, String, Option<u64>, String);
+    let mut statement = connection
+        .prepare("SELECT message_seq, message_id, instance_id, kind FROM tracking ORDER BY id")
+        .expect("prepare");
+    let events: Vec<Event> = statement
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("read tracking events");
+    let expected: Vec<Event> = reference
+        .tables
+        .tracking
+        .iter()
+        .map(|(seq, event)| {
+            (
+                Some(*seq),
+                event.message_id.0.clone(),
+                event.instance,
+                event.kind.as_str().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events, expected,
+        "tracking events: store (left) vs reference (right)"
     );
 }
 

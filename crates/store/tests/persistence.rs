@@ -15,6 +15,7 @@ use tandem_core::message::NewMessage;
 use tandem_core::outcome::Outcome;
 use tandem_core::settings::Settings;
 use tandem_core::subscription::RetryPolicy;
+use tandem_core::tracking::TrackingKind;
 use tandem_core::value::Value;
 use tandem_store::{InstanceQuery, Store, StoreError, context_codec, integrity, schema};
 
@@ -250,6 +251,22 @@ fn messages_as_format_4_kept_them(transaction: &rusqlite::Transaction<'_>) {
         .expect("messages as format 4 kept them");
 }
 
+/// Gives the messages and tracking tables the shape formats 2 to 5 had: a deleted message's
+/// row without its deletion time, every tracking event indexed by message id, none by seq.
+fn tables_as_format_5_kept_them(transaction: &rusqlite::Transaction<'_>) {
+    transaction
+        .execute_batch(
+            "DROP INDEX messages_removed;
+             ALTER TABLE messages DROP COLUMN removed_at_ms;
+             CREATE INDEX messages_removed ON messages(received_at_ms) WHERE removed = 1;
+             DROP INDEX tracking_by_message_seq;
+             DROP INDEX tracking_legacy_by_message_id;
+             ALTER TABLE tracking DROP COLUMN message_seq;
+             CREATE INDEX tracking_by_message ON tracking(message_id);",
+        )
+        .expect("tables as format 5 kept them");
+}
+
 /// Sets the format version in the header and the meta table.
 fn set_version(transaction: &rusqlite::Transaction<'_>, version: i64) {
     transaction
@@ -260,12 +277,23 @@ fn set_version(transaction: &rusqlite::Transaction<'_>, version: i64) {
         .expect("set the format version");
 }
 
+/// Turns the closed store in `dir` into a format-version-5 store: deleted messages' rows
+/// without their deletion time, tracking events without a message seq.
+fn downgrade_to_version_5(dir: &Path) {
+    let mut connection = common::database(dir);
+    let transaction = connection.transaction().expect("transaction");
+    tables_as_format_5_kept_them(&transaction);
+    set_version(&transaction, 5);
+    transaction.commit().expect("commit");
+}
+
 /// Turns the closed store in `dir` into a format-version-4 store: the same messages (bodies
 /// and contexts in their rows) and instances, deleted messages' dedupe entries in the
 /// `dedupe` table.
 fn downgrade_to_version_4(dir: &Path) {
     let mut connection = common::database(dir);
     let transaction = connection.transaction().expect("transaction");
+    tables_as_format_5_kept_them(&transaction);
     messages_as_format_4_kept_them(&transaction);
     set_version(&transaction, 4);
     transaction.commit().expect("commit");
@@ -277,6 +305,7 @@ fn downgrade_to_version_4(dir: &Path) {
 fn downgrade_to_version_2(dir: &Path) {
     let mut connection = common::database(dir);
     let transaction = connection.transaction().expect("transaction");
+    tables_as_format_5_kept_them(&transaction);
     messages_as_format_4_kept_them(&transaction);
     contexts_as_json(&transaction);
     transaction
@@ -522,6 +551,7 @@ fn a_version_3_store_keeps_its_json_contexts_readable_and_stores_new_ones_in_bin
     {
         let mut connection = common::database(dir.path());
         let transaction = connection.transaction().expect("transaction");
+        tables_as_format_5_kept_them(&transaction);
         messages_as_format_4_kept_them(&transaction);
         contexts_as_json(&transaction);
         set_version(&transaction, 3);
@@ -624,7 +654,7 @@ fn a_version_4_store_keeps_the_dedupe_entries_of_its_deleted_messages() {
         negative, 2,
         "each migrated entry has a seq of its own below 1"
     );
-    schema::check_tables(&connection).expect("the upgraded store has every table of format 5");
+    schema::check_tables(&connection).expect("the upgraded store has every table of the format");
     drop(connection);
     let report = integrity::check(dir.path()).expect("integrity check runs");
     assert!(report.is_healthy(), "problems: {:?}", report.problems);
@@ -632,8 +662,10 @@ fn a_version_4_store_keeps_the_dedupe_entries_of_its_deleted_messages() {
     let store = open(dir.path());
     let handle = store.handle();
     runtime().block_on(async {
+        // The entries go once the dedupe window has passed and the history is purged.
         let settings = Settings {
             dedupe_window_ms: 1,
+            tracking_retention_ms: 1,
             ..Settings::default()
         };
         assert!(handle.execute(Command::Configure(settings)).await.is_ok());
@@ -646,4 +678,85 @@ fn a_version_4_store_keeps_the_dedupe_entries_of_its_deleted_messages() {
     });
     store.close();
     assert!(deleted_message_ids(dir.path()).is_empty());
+}
+
+/// The kinds and instances of the events recorded under each message id `m0` to `m9`.
+fn histories(store: &Store) -> Vec<Vec<(TrackingKind, Option<u64>)>> {
+    runtime().block_on(async {
+        let mut histories = Vec::new();
+        for index in 0..10 {
+            let history = store
+                .handle()
+                .message_history(format!("m{index}"))
+                .await
+                .expect("history");
+            histories.push(
+                history
+                    .events
+                    .iter()
+                    .map(|event| (event.kind, event.instance))
+                    .collect(),
+            );
+        }
+        histories
+    })
+}
+
+/// Events recorded before format 6 have no message seq: they are still found by message
+/// id, and a message stored before the upgrade keeps its history whole as it goes on. A
+/// deleted message's row stays past the dedupe window while its history is kept.
+#[test]
+fn a_version_5_store_keeps_finding_the_history_of_its_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    populate(dir.path());
+    let store = open(dir.path());
+    let before = histories(&store);
+    store.close();
+    downgrade_to_version_5(dir.path());
+
+    let store = open(dir.path());
+    assert_eq!(histories(&store), before, "every earlier event is found");
+    let handle = store.handle();
+    let delivered = runtime().block_on(async {
+        let short_window = Settings {
+            dedupe_window_ms: 1,
+            ..Settings::default()
+        };
+        assert_eq!(
+            handle.execute(Command::Configure(short_window)).await,
+            Ok(Outcome::Configured)
+        );
+        let leases = leased(handle.execute(lease("h0", 1)).await);
+        let complete = Command::Complete {
+            instance: leases[0].instance,
+            token: leases[0].token,
+        };
+        assert_eq!(handle.execute(complete).await, Ok(Outcome::Completed));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let Ok(Outcome::Ticked(report)) = handle.execute(Command::Tick).await else {
+            panic!("tick failed");
+        };
+        assert_eq!(
+            report.dedupe_entries_forgotten, 0,
+            "past the dedupe window, a deleted message's row stays with its history: \
+             {report:?}"
+        );
+        leases[0].message_id.to_string()
+    });
+    let history = runtime()
+        .block_on(handle.message_history(delivered.clone()))
+        .expect("history");
+    let kinds: Vec<TrackingKind> = history.events.iter().map(|event| event.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            TrackingKind::Received,
+            TrackingKind::Leased,
+            TrackingKind::Completed
+        ],
+        "{delivered}: received before the upgrade, delivered after it"
+    );
+    store.close();
+    let report = integrity::check(dir.path()).expect("integrity check runs");
+    assert!(report.is_healthy(), "problems: {:?}", report.problems);
 }

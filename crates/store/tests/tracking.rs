@@ -1,5 +1,7 @@
-//! Tracking events record each message's history, answer history queries by message id,
-//! and are purged oldest first, only when older than the cut-off.
+//! Tracking events record each message's history, answer history queries by message id
+//! (also past the dedupe window, and for every message published under the same id), and
+//! are purged oldest first, only when older than the cut-off; deleted messages' rows go
+//! with their history.
 
 mod common;
 
@@ -7,6 +9,7 @@ use tandem_core::command::Command;
 use tandem_core::outcome::Outcome;
 use tandem_core::settings::Settings;
 use tandem_core::tracking::TrackingKind;
+use tandem_store::StoreHandle;
 use tandem_store::integrity;
 
 use common::{create_catalog, lease, leased, open, publish, runtime};
@@ -117,4 +120,104 @@ fn the_tick_purges_events_past_their_retention() {
         );
     });
     store.close();
+}
+
+/// The kinds of the events recorded under `message_id`, oldest first.
+async fn history_kinds(handle: &StoreHandle, message_id: &str) -> Vec<TrackingKind> {
+    let history = handle
+        .message_history(message_id.to_string())
+        .await
+        .expect("history");
+    history.events.iter().map(|event| event.kind).collect()
+}
+
+/// Publishes `message_id`, then leases and completes it (its only instance is on h0).
+async fn deliver(handle: &StoreHandle, message_id: &str) {
+    handle
+        .execute(publish(message_id, "b"))
+        .await
+        .expect("publish");
+    let leases = leased(handle.execute(lease("h0", 1)).await);
+    assert_eq!(leases[0].message_id.as_str(), message_id);
+    let complete = Command::Complete {
+        instance: leases[0].instance,
+        token: leases[0].token,
+    };
+    assert_eq!(handle.execute(complete).await, Ok(Outcome::Completed));
+}
+
+/// A message's events are found from its seq, and its seq from its `messages` row: the row
+/// of a deleted message stays past the dedupe window while the message's history is kept,
+/// and leads to the history of every message published under the id; once the history is
+/// purged, the rows go too.
+#[test]
+fn a_deleted_message_row_stays_with_its_history_and_leads_to_every_message_under_its_id() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let store = open(directory.path());
+    let handle = store.handle();
+    let id = "5f0c6a4e-93b1-4d2e-a7c8-1e9b0d3f2a64";
+    runtime().block_on(async {
+        create_catalog(&handle).await;
+        let short_window = Settings {
+            dedupe_window_ms: 1,
+            ..Settings::default()
+        };
+        let tick = || async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            match handle.execute(Command::Tick).await {
+                Ok(Outcome::Ticked(report)) => report,
+                other => panic!("tick failed: {other:?}"),
+            }
+        };
+        assert_eq!(
+            handle
+                .execute(Command::Configure(short_window.clone()))
+                .await,
+            Ok(Outcome::Configured)
+        );
+        deliver(&handle, id).await;
+        let report = tick().await;
+        assert_eq!(report.dedupe_entries_forgotten, 0, "{report:?}");
+        let delivered = [
+            TrackingKind::Received,
+            TrackingKind::Leased,
+            TrackingKind::Completed,
+        ];
+        assert_eq!(history_kinds(&handle, id).await, delivered);
+
+        deliver(&handle, id).await;
+        assert_eq!(
+            history_kinds(&handle, id).await,
+            [delivered, delivered].concat(),
+            "the history of both messages published under the id"
+        );
+
+        let short_retention = Settings {
+            tracking_retention_ms: 1,
+            ..short_window
+        };
+        assert_eq!(
+            handle.execute(Command::Configure(short_retention)).await,
+            Ok(Outcome::Configured)
+        );
+        let report = tick().await;
+        assert_eq!(
+            (
+                report.tracking_events_purged,
+                report.dedupe_entries_forgotten
+            ),
+            (6, 2),
+            "{report:?}"
+        );
+        assert!(history_kinds(&handle, id).await.is_empty());
+    });
+    store.close();
+    let rows: i64 = common::database(directory.path())
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE message_id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .expect("count rows");
+    assert_eq!(rows, 0, "no row is left of a message without history");
 }

@@ -132,7 +132,7 @@ impl MessageBox {
             format!("completed by '{}'", instance.lease_holder),
             now_ms,
         );
-        self.remove_instance(tables, &instance);
+        self.remove_instance(tables, &instance, now_ms);
         Ok(Outcome::Completed)
     }
 
@@ -501,8 +501,8 @@ mod tests {
         tables
             .tracking
             .iter()
-            .filter(|event| event.kind == kind)
-            .map(|event| event.detail.clone())
+            .filter(|(_, event)| event.kind == kind)
+            .map(|(_, event)| event.detail.clone())
             .collect()
     }
 

@@ -308,21 +308,24 @@ impl MessageBox {
         if !self.state.settings.tracking {
             return;
         }
-        tables.append_tracking(&TrackingEvent {
-            message_id: instance.message_id.clone(),
-            instance: Some(instance.id),
-            at_ms: now_ms,
-            kind,
-            detail,
-        });
+        tables.append_tracking(
+            instance.message_seq,
+            &TrackingEvent {
+                message_id: instance.message_id.clone(),
+                instance: Some(instance.id),
+                at_ms: now_ms,
+                kind,
+                detail,
+            },
+        );
     }
 
     /// Removes an instance for good; the message goes with its last instance.
-    fn remove_instance(&mut self, tables: &mut impl Tables, instance: &Instance) {
+    fn remove_instance(&mut self, tables: &mut impl Tables, instance: &Instance, now_ms: i64) {
         self.count_out(instance);
         tables.delete_instance(instance.id);
         if tables.count_instances_of_message(instance.message_seq) == 0 {
-            tables.delete_message(instance.message_seq);
+            tables.delete_message(instance.message_seq, now_ms);
             self.state.message_count = self.state.message_count.saturating_sub(1);
             self.state_dirty = true;
         }

@@ -96,12 +96,13 @@ impl MessageBox {
         let instance = existing_instance(tables, id)?;
         let detail = format!("terminated while {}: {reason}", instance.state.as_str());
         self.track(tables, &instance, TrackingKind::Terminated, detail, now_ms);
-        self.remove_instance(tables, &instance);
+        self.remove_instance(tables, &instance, now_ms);
         Ok(Outcome::Terminated)
     }
 
-    /// Expires leases, releases due retries, forgets old dedupe entries and purges tracking
-    /// events past their retention, each bounded.
+    /// Expires leases, releases due retries, purges tracking events past their retention and
+    /// forgets the entries of deleted messages that neither dedupe nor history needs, each
+    /// bounded.
     pub(super) fn tick(&mut self, tables: &mut impl Tables, now_ms: i64) -> Outcome {
         let mut report = TickReport::default();
         for mut instance in tables.expired_leases(now_ms, limits::MAX_SWEEP_PER_TICK) {
@@ -138,9 +139,6 @@ impl MessageBox {
             tables.update_instance(&instance);
             report.retries_released += 1;
         }
-        let window_ms = self.state.settings.dedupe_window_ms as i64;
-        report.dedupe_entries_forgotten = tables
-            .forget_dedupe_before(now_ms.saturating_sub(window_ms), limits::MAX_SWEEP_PER_TICK);
         let retention_ms = self.state.settings.tracking_retention_ms as i64;
         if retention_ms > 0 {
             report.tracking_events_purged = tables.purge_tracking_before(
@@ -148,7 +146,24 @@ impl MessageBox {
                 limits::MAX_SWEEP_PER_TICK,
             );
         }
+        let forget_before = self.forget_deleted_before(tables, now_ms);
+        report.dedupe_entries_forgotten =
+            tables.forget_deleted_messages_before(forget_before, limits::MAX_SWEEP_PER_TICK);
         Outcome::Ticked(report)
+    }
+
+    /// Before when a deleted message's entry may go: once a retried publish would no longer
+    /// be a duplicate (the dedupe window, counted here from the deletion, which comes after
+    /// the publish), and once its history is purged. Every event of a message precedes its
+    /// deletion, so the entry of a message deleted before the oldest event still kept leads
+    /// to no event (by its id, its history is found).
+    fn forget_deleted_before(&self, tables: &mut impl Tables, now_ms: i64) -> i64 {
+        let window_ms = self.state.settings.dedupe_window_ms as i64;
+        let past_window = now_ms.saturating_sub(window_ms);
+        match tables.oldest_tracking_at() {
+            Some(oldest_event_ms) => past_window.min(oldest_event_ms),
+            None => past_window,
+        }
     }
 
     pub(super) fn purge_tracking(&mut self, tables: &mut impl Tables, before_ms: i64) -> Outcome {

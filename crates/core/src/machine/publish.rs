@@ -224,13 +224,16 @@ impl MessageBox {
         now_ms: i64,
     ) {
         if self.state.settings.tracking {
-            tables.append_tracking(&TrackingEvent {
-                message_id: message.message_id.clone(),
-                instance: None,
-                at_ms: now_ms,
-                kind,
-                detail,
-            });
+            tables.append_tracking(
+                message.seq,
+                &TrackingEvent {
+                    message_id: message.message_id.clone(),
+                    instance: None,
+                    at_ms: now_ms,
+                    kind,
+                    detail,
+                },
+            );
         }
     }
 }

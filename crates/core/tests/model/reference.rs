@@ -124,7 +124,6 @@ pub struct ModelInstance {
 pub struct ModelMessage {
     pub message_id: String,
     pub body: Vec<u8>,
-    pub published_at_ms: i64,
 }
 
 /// What became of every instance ever created.
@@ -188,7 +187,7 @@ pub struct Model {
     /// The latest publish time of every message id within the window: what de-duplicates.
     pub dedupe: BTreeMap<String, i64>,
     /// What the tables must hold for deleted messages: one entry per deleted message, by
-    /// publish time and seq (a stored message is its own entry).
+    /// deletion time and seq (a stored message is its own entry).
     pub tombstones: BTreeMap<(i64, u64), String>,
     pub fates: BTreeMap<u64, Fate>,
     /// Every token ever granted per instance, oldest first.
@@ -411,7 +410,6 @@ impl Model {
             ModelMessage {
                 message_id: id.to_string(),
                 body: message.body.clone(),
-                published_at_ms: now,
             },
         );
         self.dedupe.insert(id.to_string(), now);
@@ -563,8 +561,9 @@ impl Model {
                 .messages
                 .remove(&seq)
                 .expect("an instance's message is stored");
+            // Keyed by deletion time: the command being applied is the latest.
             self.tombstones
-                .insert((message.published_at_ms, seq), message.message_id);
+                .insert((self.last_ms, seq), message.message_id);
         }
     }
 }
