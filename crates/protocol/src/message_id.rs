@@ -1,5 +1,6 @@
 //! [`new_message_id`]: idempotency keys for publishes, unique without a uuid crate. Shared by
-//! the client (ids it reuses across retries) and the server (ids for publishes that bring none).
+//! the client (ids it reuses across retries) and the server (ids for publishes that bring none);
+//! [`uuid_text`] writes 128 bits the same way (the benchmark's random ids).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -23,8 +24,11 @@ pub fn new_message_id() -> String {
     hasher.write_u128(nanos);
     hasher.write_u32(std::process::id());
     hasher.write_u64(counter);
-    let high = nanos as u64;
-    let low = hasher.finish();
+    uuid_text(nanos as u64, hasher.finish())
+}
+
+/// 128 bits, `high` first, formatted like a UUID (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`).
+pub fn uuid_text(high: u64, low: u64) -> String {
     format!(
         "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
         high >> 32,

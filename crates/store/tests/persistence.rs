@@ -19,7 +19,9 @@ use tandem_core::tracking::TrackingKind;
 use tandem_core::value::Value;
 use tandem_store::{InstanceQuery, Store, StoreError, context_codec, integrity, schema};
 
-use common::{create_catalog, lease, leased, open, publish, runtime};
+use common::{
+    DELIVERED, configure, create_catalog, history_kinds, lease, leased, open, publish, runtime,
+};
 
 /// Publishes ten messages (15 instances), leases four of h0 (the `b` ones, priority 1),
 /// completes two (and so their messages), fails one.
@@ -722,10 +724,7 @@ fn a_version_5_store_keeps_finding_the_history_of_its_messages() {
             dedupe_window_ms: 1,
             ..Settings::default()
         };
-        assert_eq!(
-            handle.execute(Command::Configure(short_window)).await,
-            Ok(Outcome::Configured)
-        );
+        configure(&handle, short_window).await;
         let leases = leased(handle.execute(lease("h0", 1)).await);
         let complete = Command::Complete {
             instance: leases[0].instance,
@@ -743,17 +742,9 @@ fn a_version_5_store_keeps_finding_the_history_of_its_messages() {
         );
         leases[0].message_id.to_string()
     });
-    let history = runtime()
-        .block_on(handle.message_history(delivered.clone()))
-        .expect("history");
-    let kinds: Vec<TrackingKind> = history.events.iter().map(|event| event.kind).collect();
     assert_eq!(
-        kinds,
-        [
-            TrackingKind::Received,
-            TrackingKind::Leased,
-            TrackingKind::Completed
-        ],
+        runtime().block_on(history_kinds(&handle, &delivered)),
+        DELIVERED,
         "{delivered}: received before the upgrade, delivered after it"
     );
     store.close();

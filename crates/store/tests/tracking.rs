@@ -8,11 +8,12 @@ mod common;
 use tandem_core::command::Command;
 use tandem_core::outcome::Outcome;
 use tandem_core::settings::Settings;
-use tandem_core::tracking::TrackingKind;
 use tandem_store::StoreHandle;
 use tandem_store::integrity;
 
-use common::{create_catalog, lease, leased, open, publish, runtime};
+use common::{
+    DELIVERED, configure, create_catalog, history_kinds, lease, leased, open, publish, runtime,
+};
 
 #[test]
 fn history_shows_each_step_and_purge_removes_only_old_events() {
@@ -34,18 +35,9 @@ fn history_shows_each_step_and_purge_removes_only_old_events() {
         };
         assert_eq!(handle.execute(complete).await, Ok(Outcome::Completed));
 
-        let history = handle
-            .message_history(leases[0].message_id.to_string())
-            .await
-            .unwrap();
-        let kinds: Vec<TrackingKind> = history.events.iter().map(|event| event.kind).collect();
         assert_eq!(
-            kinds,
-            [
-                TrackingKind::Received,
-                TrackingKind::Leased,
-                TrackingKind::Completed
-            ]
+            history_kinds(&handle, leases[0].message_id.as_str()).await,
+            DELIVERED
         );
 
         let nothing_old = handle
@@ -90,10 +82,7 @@ fn the_tick_purges_events_past_their_retention() {
             tracking_retention_ms: 50,
             ..Settings::default()
         };
-        assert_eq!(
-            handle.execute(Command::Configure(retention)).await,
-            Ok(Outcome::Configured)
-        );
+        configure(&handle, retention).await;
         handle.execute(publish("old", "b")).await.expect("publish");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         handle.execute(publish("new", "b")).await.expect("publish");
@@ -120,15 +109,6 @@ fn the_tick_purges_events_past_their_retention() {
         );
     });
     store.close();
-}
-
-/// The kinds of the events recorded under `message_id`, oldest first.
-async fn history_kinds(handle: &StoreHandle, message_id: &str) -> Vec<TrackingKind> {
-    let history = handle
-        .message_history(message_id.to_string())
-        .await
-        .expect("history");
-    history.events.iter().map(|event| event.kind).collect()
 }
 
 /// Publishes `message_id`, then leases and completes it (its only instance is on h0).
@@ -169,26 +149,16 @@ fn a_deleted_message_row_stays_with_its_history_and_leads_to_every_message_under
                 other => panic!("tick failed: {other:?}"),
             }
         };
-        assert_eq!(
-            handle
-                .execute(Command::Configure(short_window.clone()))
-                .await,
-            Ok(Outcome::Configured)
-        );
+        configure(&handle, short_window.clone()).await;
         deliver(&handle, id).await;
         let report = tick().await;
         assert_eq!(report.dedupe_entries_forgotten, 0, "{report:?}");
-        let delivered = [
-            TrackingKind::Received,
-            TrackingKind::Leased,
-            TrackingKind::Completed,
-        ];
-        assert_eq!(history_kinds(&handle, id).await, delivered);
+        assert_eq!(history_kinds(&handle, id).await, DELIVERED);
 
         deliver(&handle, id).await;
         assert_eq!(
             history_kinds(&handle, id).await,
-            [delivered, delivered].concat(),
+            [DELIVERED, DELIVERED].concat(),
             "the history of both messages published under the id"
         );
 
@@ -196,10 +166,7 @@ fn a_deleted_message_row_stays_with_its_history_and_leads_to_every_message_under
             tracking_retention_ms: 1,
             ..short_window
         };
-        assert_eq!(
-            handle.execute(Command::Configure(short_retention)).await,
-            Ok(Outcome::Configured)
-        );
+        configure(&handle, short_retention).await;
         let report = tick().await;
         assert_eq!(
             (

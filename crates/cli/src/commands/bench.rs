@@ -105,30 +105,38 @@ pub async fn run(args: BenchArgs, json: bool) -> Result<(), String> {
     if args.failover {
         return crate::commands::bench_failover::run(&args, json).await;
     }
-    let reports = repeat(
-        "tandem bench",
+    let printers = Printers {
+        run: print_run,
+        one: print_report,
+        many: print_runs,
+    };
+    let command = "tandem bench";
+    measure_runs(
+        command,
         args.runs,
         json,
         |run| measure(&args, run),
-        print_run,
+        printers,
     )
-    .await?;
-    match reports.as_slice() {
-        [only] => print_report(only, json),
-        _ => print_runs(&reports, json),
-    }
-    Ok(())
+    .await
 }
 
-/// Measures `runs` times (`measure` gets the run's number, from 1), printing each run's line
-/// as it finishes when there are several and the output is text.
-pub async fn repeat<Report, Measurement>(
+/// How a benchmark prints its figures: each run of several as it finishes (text only), a
+/// single run's report, and what several runs come to.
+pub struct Printers<Report> {
+    pub run: fn(u64, u64, &Report),
+    pub one: fn(&Report, bool),
+    pub many: fn(&[Report], bool),
+}
+
+/// Measures `runs` times (`measure` gets the run's number, from 1) and prints the figures.
+pub async fn measure_runs<Report, Measurement>(
     command: &str,
     runs: u64,
     json: bool,
     mut measure: impl FnMut(u64) -> Measurement,
-    print_run: fn(u64, u64, &Report),
-) -> Result<Vec<Report>, String>
+    printers: Printers<Report>,
+) -> Result<(), String>
 where
     Measurement: std::future::Future<Output = Result<Report, String>>,
 {
@@ -139,11 +147,15 @@ where
         }
         let report = measure(run).await?;
         if runs > 1 && !json {
-            print_run(run, runs, &report);
+            (printers.run)(run, runs, &report);
         }
         reports.push(report);
     }
-    Ok(reports)
+    match reports.as_slice() {
+        [only] => (printers.one)(only, json),
+        _ => (printers.many)(&reports, json),
+    }
+    Ok(())
 }
 
 /// One run: both phases against the target, or against a node (or replica set) started for
@@ -422,15 +434,7 @@ fn random_message_id(run_id: &str, phase: &str, index: usize) -> String {
             (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
         });
     let high = mix64(seed.wrapping_add((index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
-    let low = mix64(high ^ seed);
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        high >> 32,
-        (high >> 16) & 0xffff,
-        high & 0xffff,
-        low >> 48,
-        low & 0xffff_ffff_ffff
-    )
+    tandem_protocol::message_id::uuid_text(high, mix64(high ^ seed))
 }
 
 /// SplitMix64's finalizer: a bijection that scatters neighbouring numbers.

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use tandem_client::TandemClient;
 use tandem_protocol::v1;
 
-use crate::commands::bench::{BenchArgs, bench_property, completions, median, print_json, repeat};
+use crate::commands::bench::{
+    BenchArgs, Printers, bench_property, completions, measure_runs, median, print_json,
+};
 use crate::commands::local_replica_set::LocalReplicaSet;
 use crate::process_signal;
 
@@ -72,20 +74,13 @@ struct FailoverRuns<'a> {
 }
 
 pub async fn run(args: &BenchArgs, json: bool) -> Result<(), String> {
+    let printers = Printers {
+        run: print_run,
+        one: print_report,
+        many: print_runs,
+    };
     let command = "tandem bench --failover";
-    let reports = repeat(
-        command,
-        args.runs,
-        json,
-        |run| measure(args, run),
-        print_run,
-    )
-    .await?;
-    match reports.as_slice() {
-        [only] => print_report(only, json),
-        _ => print_runs(&reports, json),
-    }
-    Ok(())
+    measure_runs(command, args.runs, json, |run| measure(args, run), printers).await
 }
 
 /// One run on a replica set of its own.

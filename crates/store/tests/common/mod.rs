@@ -15,7 +15,9 @@ use tandem_core::ids::MessageId;
 use tandem_core::instance::Instance;
 use tandem_core::message::NewMessage;
 use tandem_core::outcome::{LeasedMessage, Outcome};
+use tandem_core::settings::Settings;
 use tandem_core::subscription::RetryPolicy;
+use tandem_core::tracking::TrackingKind;
 use tandem_core::value::Value;
 use tandem_store::sqlite_tables::{instance_from_row, instance_select};
 use tandem_store::{Store, StoreHandle, schema};
@@ -173,4 +175,28 @@ pub fn stored_instances(dir: &Path) -> Vec<Instance> {
         .expect("query")
         .collect::<rusqlite::Result<_>>()
         .expect("read instances")
+}
+
+/// Replaces the replicated settings.
+pub async fn configure(handle: &StoreHandle, settings: Settings) {
+    assert_eq!(
+        handle.execute(Command::Configure(settings)).await,
+        Ok(Outcome::Configured)
+    );
+}
+
+/// The history of a message published, leased and completed.
+pub const DELIVERED: [TrackingKind; 3] = [
+    TrackingKind::Received,
+    TrackingKind::Leased,
+    TrackingKind::Completed,
+];
+
+/// The kinds of the events recorded under `message_id`, oldest first.
+pub async fn history_kinds(handle: &StoreHandle, message_id: &str) -> Vec<TrackingKind> {
+    let history = handle
+        .message_history(message_id.to_string())
+        .await
+        .expect("history");
+    history.events.iter().map(|event| event.kind).collect()
 }
