@@ -20,6 +20,15 @@ fn run_json(arguments: &[&str]) -> (Finished, Json) {
     (finished, json)
 }
 
+/// `tandem --json bench` from 4 clients, with `messages` per phase in calls of `batch`.
+fn run_bench(messages: u64, batch: u64, extra: &[&str]) -> (Finished, Json) {
+    let (messages, batch) = (messages.to_string(), batch.to_string());
+    let mut arguments = vec!["--json", "bench", "--messages", &messages, "--clients", "4"];
+    arguments.extend(["--batch", &batch]);
+    arguments.extend_from_slice(extra);
+    run_json(&arguments)
+}
+
 fn figure(report: &Json, name: &str) -> f64 {
     report[name]
         .as_f64()
@@ -55,19 +64,7 @@ fn assert_measured(report: &Json) {
 
 #[test]
 fn bench_runs_on_a_fresh_node_each_time_and_reports_the_medians() {
-    let messages = MESSAGES.to_string();
-    let (finished, output) = run_json(&[
-        "--json",
-        "bench",
-        "--messages",
-        &messages,
-        "--clients",
-        "4",
-        "--batch",
-        "20",
-        "--runs",
-        "2",
-    ]);
+    let (finished, output) = run_bench(MESSAGES, 20, &["--runs", "2"]);
     let runs = output["runs"].as_array().expect("a list of runs");
     assert_eq!(runs.len(), 2, "{}", finished.describe());
     runs.iter().for_each(assert_measured);
@@ -93,20 +90,7 @@ fn bench_runs_on_a_fresh_node_each_time_and_reports_the_medians() {
 
 #[test]
 fn bench_measures_the_active_of_a_replica_set_with_random_ids() {
-    let messages = MESSAGES.to_string();
-    let (finished, report) = run_json(&[
-        "--json",
-        "bench",
-        "--nodes",
-        "3",
-        "--messages",
-        &messages,
-        "--clients",
-        "4",
-        "--batch",
-        "20",
-        "--random-ids",
-    ]);
+    let (finished, report) = run_bench(MESSAGES, 20, &["--nodes", "3", "--random-ids"]);
     assert_measured(&report);
     assert_eq!(report["random_ids"], true, "{report}");
     assert!(
@@ -118,20 +102,7 @@ fn bench_measures_the_active_of_a_replica_set_with_random_ids() {
 
 #[test]
 fn bench_failover_loses_and_duplicates_nothing_across_two_kills() {
-    let messages = FAILOVER_MESSAGES.to_string();
-    let (finished, output) = run_json(&[
-        "--json",
-        "bench",
-        "--failover",
-        "--messages",
-        &messages,
-        "--clients",
-        "4",
-        "--batch",
-        "10",
-        "--runs",
-        "2",
-    ]);
+    let (finished, output) = run_bench(FAILOVER_MESSAGES, 10, &["--failover", "--runs", "2"]);
     let runs = output["runs"].as_array().expect("a list of runs");
     assert_eq!(runs.len(), 2, "{}", finished.describe());
     for run in runs {
