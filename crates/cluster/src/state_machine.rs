@@ -5,11 +5,13 @@
 //! `apply` queues the entries on the store and returns without waiting for their
 //! transaction: openraft then hands over the next committed entries at once, and the store
 //! puts them in the same transaction instead of a transaction of their own. Each caller is
-//! still answered only once its entry is committed to the store (a task per applied chunk
-//! waits for that). openraft's applied index may therefore run one transaction ahead of the
-//! store; [`crate::ReplicaStatus`] reports the store's own position. A transaction that fails
-//! halts the store (see `tandem_store`'s committer), and the next `apply` reports the failure
-//! to openraft, which stops this node's replication.
+//! answered once the store has applied its entry (a task per applied chunk waits for that),
+//! which may be before the transaction commits: the entry is committed in the log already,
+//! and its outcome is the one a replay would give (see `tandem_store`'s committer).
+//! openraft's applied index may therefore run one transaction ahead of the store;
+//! [`crate::ReplicaStatus`] reports the store's own position. A transaction that fails halts
+//! the store, and the next `apply` reports the failure to openraft, which stops this node's
+//! replication.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -118,9 +120,9 @@ fn applied_position(store: &StoreHandle) -> io::Result<AppliedPosition> {
     }
 }
 
-/// Answers each entry's caller once the store has committed it, in log order. After a
-/// failure the remaining callers get no answer (openraft tells them replication stopped).
-async fn answer_when_committed<Answer>(
+/// Answers each entry's caller once the store has applied it, in log order. After a failure
+/// the remaining callers get no answer (openraft tells them replication stopped).
+async fn answer_when_applied<Answer>(
     answers: Vec<(Answer, Option<ApplyResponder<TypeConfig>>)>,
     failure: Arc<OnceLock<String>>,
 ) where
@@ -171,7 +173,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let answer = self.store.submit(batch).await.map_err(storage_error)?;
                 answers.push((answer, responder));
             }
-            tokio::spawn(answer_when_committed(answers, self.failure.clone()));
+            tokio::spawn(answer_when_applied(answers, self.failure.clone()));
         }
         Ok(())
     }

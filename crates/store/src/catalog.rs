@@ -1,5 +1,6 @@
 //! A read-only view of the catalog (hosts with queue depths, subscriptions, counters and
-//! settings), published by the committer after every commit so readers never wait for it.
+//! settings), published by the committer after every commit, and before it answers a batch
+//! early (see [`crate::committer`]), so readers never wait for it.
 
 use std::sync::{Arc, RwLock};
 

@@ -1,8 +1,23 @@
 //! Group commit: one committer owns the write connection and the state machine. It takes
-//! every batch waiting in its queue (bounded), applies them in one transaction, commits, and
-//! only then answers each caller. A storage failure rolls the transaction back, reloads the
-//! machine from disk and answers every caller with the failure: nothing is answered that is
-//! not committed. (Durability itself comes from the replicated log; see `schema::configure`.)
+//! every batch waiting in its queue (bounded), applies them in one transaction and commits.
+//! A storage failure rolls the transaction back, reloads the machine from disk and answers
+//! every caller not yet answered with the failure.
+//!
+//! When a caller is answered depends on where its batch comes from:
+//! - A batch from a replicated log is answered as soon as it is applied, before the
+//!   transaction commits. Its log entry is already fsynced on a majority, and applying is
+//!   deterministic, so its outcome is the one every replica reaches, and the one this node
+//!   reaches again by replaying the log should the transaction fail (the committer then
+//!   halts, below). Answering early lets the caller's next request travel while the
+//!   committer applies the rest of the transaction and commits it, instead of the committer
+//!   waiting for requests after every commit. A batch during which a statement failed is not
+//!   answered early: it gets the failure.
+//! - A batch applied outside any log (tools and tests that use a store on its own) is
+//!   answered once its transaction has committed: the store is all it has.
+//!
+//! Before answering early, the committer publishes the catalog as the batch left it, and
+//! operator reads wait for the transactions that answered early to finish
+//! ([`crate::commit_progress`]): a caller never reads a state older than its answer.
 //!
 //! Batches from a replicated log must be applied in log order, none skipped. After a failed
 //! transaction that carried a log position, the committer therefore halts: it refuses every
@@ -35,6 +50,7 @@ use crate::StoreError;
 use crate::batch::Batch;
 use crate::catalog::{Catalog, CatalogCell};
 use crate::checkpointer::Checkpointer;
+use crate::commit_progress::CommitProgress;
 use crate::loader::load_machine;
 use crate::metrics::StoreMetrics;
 use crate::position::PositionCell;
@@ -67,11 +83,17 @@ pub struct Committer {
     pub halted: Option<String>,
     /// Checkpoints the WAL off the commit path ([`crate::Execution::Threads`] only).
     pub checkpointer: Option<Checkpointer>,
+    /// Which transactions answered early and which have finished, for readers.
+    pub progress: Arc<CommitProgress>,
+    /// The number of the last transaction begun (they are numbered from 1).
+    pub transactions: u64,
 }
 
-/// What one committed transaction answered: each batch's outcomes, and the log position it
-/// saved.
-type Committed = (Vec<Vec<Result<Outcome>>>, Option<Vec<u8>>);
+/// A caller waiting for its batch's outcomes; `None` once answered early.
+type Reply = Option<oneshot::Sender<BatchResult>>;
+
+/// The log position one committed transaction saved (the last batch's that carried one).
+type SavedPosition = Option<Vec<u8>>;
 
 /// Batches gathered for one transaction, and what ended the gathering.
 struct Gathered {
@@ -151,8 +173,12 @@ impl Committer {
             .iter()
             .flat_map(|batch| &batch.commands)
             .any(changes_catalog);
-        match self.apply_and_commit(batches) {
-            Ok((results, position)) => {
+        let mut replies: Vec<Reply> = replies.into_iter().map(Some).collect();
+        let mut outcomes = Vec::with_capacity(replies.len());
+        self.transactions += 1;
+        let committed = self.apply_and_commit(batches, &mut replies, &mut outcomes);
+        match committed {
+            Ok(position) => {
                 self.metrics.record_commit(command_count, started.elapsed());
                 if let Some(checkpointer) = &self.checkpointer {
                     checkpointer.nudge();
@@ -160,12 +186,15 @@ impl Committer {
                 if position.is_some() {
                     self.position.set(position);
                 }
-                let unchanged =
-                    (!catalog_changed).then(|| self.catalog.current().subscriptions.clone());
-                self.catalog
-                    .publish(Catalog::from_machine(&self.machine, unchanged));
-                for (reply, outcomes) in replies.into_iter().zip(results) {
-                    let _ = reply.send(Ok(outcomes));
+                // Batches answered early published the catalog as they left it.
+                if replies.iter().any(Option::is_some) {
+                    publish_catalog(&self.catalog, &self.machine, catalog_changed);
+                }
+                self.progress.finished(self.transactions);
+                for (reply, outcomes) in replies.into_iter().zip(outcomes) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(outcomes));
+                    }
                 }
             }
             Err(failure) => {
@@ -179,25 +208,35 @@ impl Committer {
                     self.halted = Some(failure.to_string());
                 }
                 self.reload();
-                for reply in replies {
+                self.progress.finished(self.transactions);
+                for reply in replies.into_iter().flatten() {
                     let _ = reply.send(Err(StoreError::Failed(failure.to_string())));
                 }
             }
         }
     }
 
-    /// Applies `batches` in one transaction; answers each batch's outcomes and the log
-    /// position the transaction saved (the last batch's that carried one).
-    fn apply_and_commit(&mut self, batches: Vec<Batch>) -> rusqlite::Result<Committed> {
+    /// Applies `batches` in one transaction and commits it; returns the log position it
+    /// saved. A replicated batch's caller is answered as soon as the batch is applied (its
+    /// reply taken); the outcomes of the others go to `outcomes`, in order (empty for a batch
+    /// answered early).
+    fn apply_and_commit(
+        &mut self,
+        batches: Vec<Batch>,
+        replies: &mut [Reply],
+        outcomes: &mut Vec<Vec<Result<Outcome>>>,
+    ) -> rusqlite::Result<SavedPosition> {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut tables = SqliteTables::new(&transaction);
-        let mut results = Vec::with_capacity(batches.len());
         let mut last_position = None;
-        for batch in batches {
+        // Whether the subscriptions may have changed since the catalog was last published.
+        let mut subscriptions_changed = false;
+        for (batch, reply) in batches.into_iter().zip(replies.iter_mut()) {
             let timestamp_ms = batch.timestamp_ms;
-            let outcomes: Vec<Result<Outcome>> = batch
+            subscriptions_changed |= batch.commands.iter().any(changes_catalog);
+            let batch_outcomes: Vec<Result<Outcome>> = batch
                 .commands
                 .into_iter()
                 .map(|command| self.machine.apply(&mut tables, command, timestamp_ms))
@@ -205,10 +244,21 @@ impl Committer {
             if let Some(event) = &batch.event {
                 tables.save_cluster_event(event);
             }
-            if batch.position.is_some() {
+            let replicated = batch.position.is_some();
+            if replicated {
                 last_position = batch.position;
             }
-            results.push(outcomes);
+            if replicated && !tables.failed() {
+                publish_catalog(&self.catalog, &self.machine, subscriptions_changed);
+                subscriptions_changed = false;
+                self.progress.answering(self.transactions);
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send(Ok(batch_outcomes));
+                }
+                outcomes.push(Vec::new());
+            } else {
+                outcomes.push(batch_outcomes);
+            }
         }
         self.machine.flush(&mut tables);
         if let Some(position) = &last_position {
@@ -220,7 +270,7 @@ impl Committer {
         // Its statements go back to the connection's cache before the commit.
         drop(tables);
         transaction.commit()?;
-        Ok((results, last_position))
+        Ok(last_position)
     }
 
     /// After a failed batch the in-memory machine may hold changes that never reached disk.
@@ -251,6 +301,13 @@ impl Committer {
             .publish(Catalog::from_machine(&self.machine, None));
         Ok(())
     }
+}
+
+/// Publishes the catalog as `machine` has it now; its subscriptions are copied again only if
+/// they may have `changed`.
+fn publish_catalog(catalog: &CatalogCell, machine: &MessageBox, changed: bool) {
+    let unchanged = (!changed).then(|| catalog.current().subscriptions.clone());
+    catalog.publish(Catalog::from_machine(machine, unchanged));
 }
 
 fn gather(first: Request, requests: &mut mpsc::Receiver<Request>) -> Gathered {

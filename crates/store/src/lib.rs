@@ -12,11 +12,12 @@
 //! - [`loader`]: rebuilds the state machine from disk.
 //! - [`batch`]: what the committer applies: stamped commands and their log position.
 //! - [`committer`]: group commit: the committer thread (or task, see [`execution`]).
+//! - [`commit_progress`]: which transactions answered early, so that reads wait for them.
 //! - [`checkpointer`]: WAL checkpoints on a thread of their own, off the commit path.
 //! - [`execution`]: where storage work runs: OS threads, or inline on the calling runtime.
 //! - [`position`]: the replicated log position applied so far.
 //! - [`snapshot`]: consistent copies of the store, written and restored.
-//! - [`catalog`]: the read-only catalog view published after each commit.
+//! - [`catalog`]: the read-only catalog view the committer publishes.
 //! - [`reader`]: operator queries on a separate read connection.
 //! - [`store`]: opening a data directory, its lock, and the handle servers use.
 //! - [`integrity`]: SQLite's and Tandem's own consistency checks.
@@ -25,6 +26,7 @@
 pub mod batch;
 pub mod catalog;
 pub mod checkpointer;
+pub mod commit_progress;
 pub mod committer;
 pub mod context_codec;
 pub mod execution;

@@ -68,6 +68,11 @@ impl<'connection> SqliteTables<'connection> {
         }
     }
 
+    /// True once a statement has failed: the batch will be rolled back.
+    pub fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
     /// The first storage error seen, if any: the batch must then be rolled back.
     pub fn take_failure(&mut self) -> Option<rusqlite::Error> {
         self.failure.take()

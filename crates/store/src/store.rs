@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::batch::{Batch, ClusterEvent};
 use crate::catalog::{Catalog, CatalogCell};
 use crate::checkpointer::Checkpointer;
+use crate::commit_progress::CommitProgress;
 use crate::committer::{BatchResult, Committer, Request};
 use crate::execution::Execution;
 use crate::loader::load_machine;
@@ -56,6 +57,8 @@ pub struct StoreHandle {
     catalog: Arc<CatalogCell>,
     position: Arc<PositionCell>,
     reader: Arc<Mutex<Reader>>,
+    /// What reads wait for: transactions that answered callers before committing.
+    progress: Arc<CommitProgress>,
     metrics: Arc<StoreMetrics>,
     data_dir: PathBuf,
     execution: Execution,
@@ -98,6 +101,7 @@ impl Store {
         let catalog = Arc::new(CatalogCell::new(Catalog::from_machine(&machine, None)));
         let position = Arc::new(PositionCell::new(snapshot::read_position(&connection)?));
         let metrics = Arc::new(StoreMetrics::default());
+        let progress = Arc::new(CommitProgress::default());
         let (requests, receiver) = mpsc::channel(tandem_core::limits::COMMIT_QUEUE_CAPACITY);
         let committer = Committer {
             connection,
@@ -106,6 +110,8 @@ impl Store {
             position: position.clone(),
             metrics: metrics.clone(),
             halted: None,
+            progress: progress.clone(),
+            transactions: 0,
             checkpointer: match execution {
                 Execution::Threads => Some(Checkpointer::start(&database)?),
                 Execution::Inline => None,
@@ -116,6 +122,7 @@ impl Store {
             catalog,
             position,
             reader: Arc::new(Mutex::new(Reader::open(&database)?)),
+            progress,
             metrics,
             data_dir: data_dir.to_path_buf(),
             execution,
@@ -194,7 +201,8 @@ impl Drop for Store {
 }
 
 impl StoreHandle {
-    /// Applies a batch: the answer comes after its transaction committed. Concurrent
+    /// Applies a batch: the answer comes once it is applied if it carries a log position,
+    /// else once its transaction has committed (see [`crate::committer`]). Concurrent
     /// batches share one transaction (group commit).
     pub async fn apply(&self, batch: Batch) -> BatchResult {
         self.submit(batch).await?.await
@@ -230,16 +238,19 @@ impl StoreHandle {
         }
     }
 
-    /// The replicated log position of the last committed batch that carried one.
+    /// The replicated log position of the last committed batch that carried one (batches
+    /// answered early may be ahead of it until [`StoreHandle::settled`]).
     pub fn position(&self) -> Option<Vec<u8>> {
         self.position.get()
     }
 
-    /// Writes a consistent copy of the store to `target` and returns its log position.
+    /// Writes a consistent copy of the store to `target` and returns its log position. The
+    /// copy covers at least every batch answered before the call.
     pub async fn write_snapshot(
         &self,
         target: PathBuf,
     ) -> std::result::Result<Option<Vec<u8>>, StoreError> {
+        self.settled().await;
         let database = self.data_dir.join(schema::DATABASE_FILE);
         self.execution
             .run_blocking(move || snapshot::write(&database, &target))
@@ -296,10 +307,20 @@ impl StoreHandle {
         self.read(move |reader| reader.cluster_events(limit)).await
     }
 
+    /// Waits until every transaction that has answered a caller has finished (committed, or
+    /// failed and been rolled back): then [`StoreHandle::position`] and the read queries
+    /// cover everything answered so far.
+    pub async fn settled(&self) {
+        self.progress.settled().await;
+    }
+
+    /// Runs `query` on the read connection once [`StoreHandle::settled`]: a read never misses
+    /// what a caller was already told.
     async fn read<T: Send + 'static>(
         &self,
         query: impl FnOnce(&Reader) -> std::result::Result<T, StoreError> + Send + 'static,
     ) -> Result<T> {
+        self.settled().await;
         let reader = self.reader.clone();
         let answer = self
             .execution

@@ -1,6 +1,7 @@
 //! Group commit shares transactions between concurrent callers; a storage failure rolls
 //! back the whole batch, acknowledges nothing, and leaves the machine as it was on disk. A
-//! failed batch from a replicated log halts the store, so that no log entry is skipped.
+//! failed batch from a replicated log halts the store, so that no log entry is skipped. A
+//! replicated batch answered before its transaction commits is still what a read then sees.
 
 mod common;
 
@@ -140,6 +141,137 @@ fn a_storage_failure_rolls_back_the_batch_and_acknowledges_nothing() {
     );
 }
 
+/// A replicated batch is answered before its transaction commits; a read the caller makes
+/// once answered still sees what the batch did.
+#[test]
+fn a_read_after_an_answer_sees_the_batch_before_its_transaction_commits() {
+    const BATCHES: usize = 200;
+    const MESSAGES_PER_BATCH: usize = 10;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    let handle = store.handle();
+    let runtime = runtime();
+    runtime.block_on(create_catalog(&handle));
+    // Holding the write lock keeps the committer from starting, so that the batches below
+    // pile up and most of them share one long transaction.
+    let blocker = common::database(dir.path());
+    blocker
+        .execute_batch("PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE;")
+        .expect("take the write lock");
+    runtime.block_on(async {
+        let mut answers = Vec::with_capacity(BATCHES);
+        for batch in 0..BATCHES {
+            let publish = Command::Publish {
+                publisher: "test".to_string(),
+                messages: (0..MESSAGES_PER_BATCH)
+                    .map(|message| new_message(&format!("b{batch}-m{message}"), "a"))
+                    .collect(),
+            };
+            let position = format!("entry {batch}");
+            let submitted = handle.submit(replicated(publish, &position)).await;
+            answers.push(submitted.expect("queued"));
+        }
+        blocker.execute_batch("COMMIT;").expect("release the lock");
+        for (batch, answer) in answers.into_iter().enumerate() {
+            let outcomes = answer.await.expect("applied");
+            assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+            let body = handle
+                .message_body(format!("b{batch}-m0"))
+                .await
+                .expect("read");
+            assert!(body.is_some(), "batch {batch} answered, yet not readable");
+            let counted = handle.catalog().state.message_count;
+            assert!(
+                counted >= ((batch + 1) * MESSAGES_PER_BATCH) as u64,
+                "batch {batch} answered, yet the catalog counts {counted} messages"
+            );
+        }
+    });
+    assert_eq!(
+        handle.catalog().state.message_count,
+        (BATCHES * MESSAGES_PER_BATCH) as u64
+    );
+    store.close();
+}
+
+/// A replicated batch is answered once applied, before its transaction commits: when a later
+/// batch of the same transaction fails, the earlier one keeps its answer though nothing of it
+/// was committed, and replaying the log gives it the same outcome again.
+#[test]
+fn an_early_answer_is_what_the_replay_gives_when_its_transaction_fails() {
+    let entries = [("m1", "entry 1"), ("m2", "entry 2"), ("poison", "entry 3")];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    let handle = store.handle();
+    let runtime = runtime();
+    runtime.block_on(create_catalog(&handle));
+    // The committer takes entry 1 and waits for the write lock; entries 2 and 3 queue behind
+    // it meanwhile, so they share the next transaction.
+    let blocker = common::database(dir.path());
+    blocker
+        .execute_batch(&format!(
+            "PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE; {POISON_TRIGGER}"
+        ))
+        .expect("take the write lock and add the trigger");
+    let outcomes = runtime.block_on(async {
+        let mut answers = Vec::new();
+        for (index, (id, position)) in entries.into_iter().enumerate() {
+            let submitted = handle.submit(replicated(publish(id, "a"), position)).await;
+            answers.push(submitted.expect("queued"));
+            if index == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+        blocker.execute_batch("COMMIT;").expect("release the lock");
+        let mut outcomes = Vec::new();
+        for answer in answers {
+            outcomes.push(answer.await);
+        }
+        handle.settled().await;
+        outcomes
+    });
+    let [first, answered, failed] = <[_; 3]>::try_from(outcomes).expect("three answers");
+    first.expect("entry 1 applies");
+    let answered = answered.expect("entry 2 is answered before its transaction fails");
+    assert!(failed.is_err(), "the poisoned entry fails: {failed:?}");
+    // Entry 1 commits on its own unless the committer was slow to take it (then it shares
+    // the failed transaction too).
+    let saved = saved_position(&handle);
+    assert!(
+        matches!(saved.as_deref(), Some("entry 1") | None),
+        "entry 2 must not be committed: {saved:?}"
+    );
+    assert_eq!(
+        runtime
+            .block_on(handle.message_body("m2".into()))
+            .expect("read"),
+        None,
+        "entry 2 was rolled back with the poisoned entry"
+    );
+    store.close();
+    drop_poison_trigger(&blocker);
+
+    let store = open(dir.path());
+    let handle = store.handle();
+    let replay_from = usize::from(saved.is_some());
+    let replayed = runtime.block_on(async {
+        let mut replayed = Vec::new();
+        for (id, position) in &entries[replay_from..] {
+            let outcome = handle.apply(replicated(publish(id, "a"), position)).await;
+            replayed.push(outcome.expect("applies after the restart"));
+        }
+        replayed
+    });
+    let timeless_all = |outcomes: &[tandem_core::error::Result<Outcome>]| -> Vec<_> {
+        outcomes.iter().cloned().map(common::timeless).collect()
+    };
+    assert_eq!(
+        timeless_all(&replayed[1 - replay_from]),
+        timeless_all(&answered)
+    );
+    store.close();
+}
+
 /// A batch from a replicated log at `position` (the store keeps the position opaque).
 fn replicated(command: Command, position: &str) -> Batch {
     Batch {
@@ -196,6 +328,7 @@ fn a_failed_replicated_batch_halts_the_store_until_it_reopens() {
                 "{position} after the restart: {replayed:?}"
             );
         }
+        handle.settled().await;
     });
     assert_eq!(saved_position(&handle).as_deref(), Some("entry 3"));
     assert_eq!(handle.catalog().state.message_count, 3);

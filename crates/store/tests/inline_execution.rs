@@ -83,6 +83,9 @@ async fn transcript(handle: &StoreHandle, snapshot: &Path) -> Vec<String> {
         let outcomes: Vec<_> = outcomes.into_iter().map(timeless).collect();
         lines.push(format!("{outcomes:?}"));
     }
+    // Replicated batches are answered before their transaction commits; the position is
+    // saved with the commit.
+    handle.settled().await;
     lines.push(format!("position {:?}", handle.position()));
     let position = handle
         .write_snapshot(snapshot.to_path_buf())

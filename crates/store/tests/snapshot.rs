@@ -68,6 +68,7 @@ fn snapshot_and_install(source_dir: &Path, target_dir: &Path) {
             .apply(replicated(vec![publish], b"position-2"))
             .await
             .expect("publish applies");
+        handle.settled().await;
         assert_eq!(handle.position().as_deref(), Some(&b"position-2"[..]));
 
         let position = handle
