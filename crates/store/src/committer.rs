@@ -84,7 +84,7 @@ pub struct Committer {
     /// Checkpoints the WAL off the commit path ([`crate::Execution::Threads`] only).
     pub checkpointer: Option<Checkpointer>,
     /// Which transactions answered early and which have finished, for readers.
-    pub progress: Arc<CommitProgress>,
+    pub progress: CommitProgress,
     /// The number of the last transaction begun (they are numbered from 1).
     pub transactions: u64,
 }

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::batch::{Batch, ClusterEvent};
 use crate::catalog::{Catalog, CatalogCell};
 use crate::checkpointer::Checkpointer;
-use crate::commit_progress::CommitProgress;
+use crate::commit_progress::{CommitWatch, commit_progress};
 use crate::committer::{BatchResult, Committer, Request};
 use crate::execution::Execution;
 use crate::loader::load_machine;
@@ -58,7 +58,7 @@ pub struct StoreHandle {
     position: Arc<PositionCell>,
     reader: Arc<Mutex<Reader>>,
     /// What reads wait for: transactions that answered callers before committing.
-    progress: Arc<CommitProgress>,
+    commits: CommitWatch,
     metrics: Arc<StoreMetrics>,
     data_dir: PathBuf,
     execution: Execution,
@@ -101,7 +101,7 @@ impl Store {
         let catalog = Arc::new(CatalogCell::new(Catalog::from_machine(&machine, None)));
         let position = Arc::new(PositionCell::new(snapshot::read_position(&connection)?));
         let metrics = Arc::new(StoreMetrics::default());
-        let progress = Arc::new(CommitProgress::default());
+        let (progress, commits) = commit_progress();
         let (requests, receiver) = mpsc::channel(tandem_core::limits::COMMIT_QUEUE_CAPACITY);
         let committer = Committer {
             connection,
@@ -110,7 +110,7 @@ impl Store {
             position: position.clone(),
             metrics: metrics.clone(),
             halted: None,
-            progress: progress.clone(),
+            progress,
             transactions: 0,
             checkpointer: match execution {
                 Execution::Threads => Some(Checkpointer::start(&database)?),
@@ -122,7 +122,7 @@ impl Store {
             catalog,
             position,
             reader: Arc::new(Mutex::new(Reader::open(&database)?)),
-            progress,
+            commits,
             metrics,
             data_dir: data_dir.to_path_buf(),
             execution,
@@ -311,7 +311,7 @@ impl StoreHandle {
     /// failed and been rolled back): then [`StoreHandle::position`] and the read queries
     /// cover everything answered so far.
     pub async fn settled(&self) {
-        self.progress.settled().await;
+        self.commits.settled().await;
     }
 
     /// Runs `query` on the read connection once [`StoreHandle::settled`]: a read never misses
