@@ -141,6 +141,18 @@ fn a_storage_failure_rolls_back_the_batch_and_acknowledges_nothing() {
     );
 }
 
+/// A connection behind the store's back that holds the write lock (until it runs `COMMIT`),
+/// having run `then` in its transaction.
+fn hold_write_lock(dir: &Path, then: &str) -> Connection {
+    let blocker = common::database(dir);
+    blocker
+        .execute_batch(&format!(
+            "PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE; {then}"
+        ))
+        .expect("take the write lock");
+    blocker
+}
+
 /// A replicated batch is answered before its transaction commits; a read the caller makes
 /// once answered still sees what the batch did.
 #[test]
@@ -154,10 +166,7 @@ fn a_read_after_an_answer_sees_the_batch_before_its_transaction_commits() {
     runtime.block_on(create_catalog(&handle));
     // Holding the write lock keeps the committer from starting, so that the batches below
     // pile up and most of them share one long transaction.
-    let blocker = common::database(dir.path());
-    blocker
-        .execute_batch("PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE;")
-        .expect("take the write lock");
+    let blocker = hold_write_lock(dir.path(), "");
     runtime.block_on(async {
         let mut answers = Vec::with_capacity(BATCHES);
         for batch in 0..BATCHES {
@@ -207,12 +216,7 @@ fn an_early_answer_is_what_the_replay_gives_when_its_transaction_fails() {
     runtime.block_on(create_catalog(&handle));
     // The committer takes entry 1 and waits for the write lock; entries 2 and 3 queue behind
     // it meanwhile, so they share the next transaction.
-    let blocker = common::database(dir.path());
-    blocker
-        .execute_batch(&format!(
-            "PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE; {POISON_TRIGGER}"
-        ))
-        .expect("take the write lock and add the trigger");
+    let blocker = hold_write_lock(dir.path(), POISON_TRIGGER);
     let outcomes = runtime.block_on(async {
         let mut answers = Vec::new();
         for (index, (id, position)) in entries.into_iter().enumerate() {
