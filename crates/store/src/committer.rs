@@ -92,8 +92,13 @@ pub struct Committer {
 /// A caller waiting for its batch's outcomes; `None` once answered early.
 type Reply = Option<oneshot::Sender<BatchResult>>;
 
-/// The log position one committed transaction saved (the last batch's that carried one).
-type SavedPosition = Option<Vec<u8>>;
+/// What one committed transaction left to do after its commit.
+struct Committed {
+    /// The log position it saved (the last batch's that carried one).
+    position: Option<Vec<u8>>,
+    /// Whether the subscriptions may have changed since the catalog was last published.
+    subscriptions_changed: bool,
+}
 
 /// Batches gathered for one transaction, and what ended the gathering.
 struct Gathered {
@@ -169,16 +174,15 @@ impl Committer {
         let started = Instant::now();
         let replicated = batches.iter().any(|batch| batch.position.is_some());
         let command_count = batches.iter().map(|batch| batch.commands.len()).sum();
-        let catalog_changed = batches
-            .iter()
-            .flat_map(|batch| &batch.commands)
-            .any(changes_catalog);
         let mut replies: Vec<Reply> = replies.into_iter().map(Some).collect();
         let mut outcomes = Vec::with_capacity(replies.len());
         self.transactions += 1;
         let committed = self.apply_and_commit(batches, &mut replies, &mut outcomes);
         match committed {
-            Ok(position) => {
+            Ok(Committed {
+                position,
+                subscriptions_changed,
+            }) => {
                 self.metrics.record_commit(command_count, started.elapsed());
                 if let Some(checkpointer) = &self.checkpointer {
                     checkpointer.nudge();
@@ -188,7 +192,7 @@ impl Committer {
                 }
                 // Batches answered early published the catalog as they left it.
                 if replies.iter().any(Option::is_some) {
-                    publish_catalog(&self.catalog, &self.machine, catalog_changed);
+                    publish_catalog(&self.catalog, &self.machine, subscriptions_changed);
                 }
                 self.progress.finished(self.transactions);
                 for (reply, outcomes) in replies.into_iter().zip(outcomes) {
@@ -216,8 +220,7 @@ impl Committer {
         }
     }
 
-    /// Applies `batches` in one transaction and commits it; returns the log position it
-    /// saved. A replicated batch's caller is answered as soon as the batch is applied (its
+    /// Applies `batches` in one transaction and commits it. A replicated batch's caller is answered as soon as the batch is applied (its
     /// reply taken); the outcomes of the others go to `outcomes`, in order (empty for a batch
     /// answered early).
     fn apply_and_commit(
@@ -225,13 +228,12 @@ impl Committer {
         batches: Vec<Batch>,
         replies: &mut [Reply],
         outcomes: &mut Vec<Vec<Result<Outcome>>>,
-    ) -> rusqlite::Result<SavedPosition> {
+    ) -> rusqlite::Result<Committed> {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut tables = SqliteTables::new(&transaction);
         let mut last_position = None;
-        // Whether the subscriptions may have changed since the catalog was last published.
         let mut subscriptions_changed = false;
         for (batch, reply) in batches.into_iter().zip(replies.iter_mut()) {
             let timestamp_ms = batch.timestamp_ms;
@@ -270,7 +272,10 @@ impl Committer {
         // Its statements go back to the connection's cache before the commit.
         drop(tables);
         transaction.commit()?;
-        Ok(last_position)
+        Ok(Committed {
+            position: last_position,
+            subscriptions_changed,
+        })
     }
 
     /// After a failed batch the in-memory machine may hold changes that never reached disk.
