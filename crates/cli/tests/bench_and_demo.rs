@@ -62,6 +62,33 @@ fn assert_measured(report: &Json) {
     assert_eq!(count(report, "messages"), MESSAGES, "{report}");
 }
 
+/// The CPU account names the processes in order (the active, the passives, the clients),
+/// and the run cost them some CPU time (counted in clock ticks, so a process may show none
+/// in a short phase, but not all of them together).
+fn assert_cpu_accounted(report: &Json, passives: usize) {
+    let cpu = report["cpu"].as_array().expect("a CPU account");
+    let roles: Vec<&str> = cpu
+        .iter()
+        .filter_map(|process| process["role"].as_str())
+        .collect();
+    let mut expected = vec!["active"];
+    expected.extend(std::iter::repeat_n("passive", passives));
+    expected.push("clients");
+    assert_eq!(roles, expected, "{report}");
+    let mut total = 0.0;
+    for process in cpu {
+        for name in ["publish_us_per_message", "end_to_end_us_per_message"] {
+            let value = figure(process, name);
+            assert!(
+                value.is_finite() && value >= 0.0,
+                "{name} = {value}: {report}"
+            );
+            total += value;
+        }
+    }
+    assert!(total > 0.0, "the run cost some CPU: {report}");
+}
+
 #[test]
 fn bench_runs_on_a_fresh_node_each_time_and_reports_the_medians() {
     let (finished, output) = run_bench(MESSAGES, 20, &["--runs", "2"]);
@@ -70,6 +97,9 @@ fn bench_runs_on_a_fresh_node_each_time_and_reports_the_medians() {
     runs.iter().for_each(assert_measured);
     let median = &output["median"];
     assert_measured(median);
+    runs.iter()
+        .chain([median])
+        .for_each(|report| assert_cpu_accounted(report, 0));
     for name in [
         "publish_messages_per_second",
         "end_to_end_messages_per_second",
@@ -92,6 +122,7 @@ fn bench_runs_on_a_fresh_node_each_time_and_reports_the_medians() {
 fn bench_measures_the_active_of_a_replica_set_with_random_ids() {
     let (finished, report) = run_bench(MESSAGES, 20, &["--nodes", "3", "--random-ids"]);
     assert_measured(&report);
+    assert_cpu_accounted(&report, 2);
     assert_eq!(report["random_ids"], true, "{report}");
     assert!(
         finished.stderr.contains("started a 3-node replica set"),

@@ -17,6 +17,7 @@ use tandem_protocol::v1::admin_client::AdminClient;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
 use tonic::transport::Channel;
 
+use crate::commands::bench_cpu::{CpuAccount, CpuPerMessage, cpu_lines, median_cpu};
 use crate::commands::local_replica_set::LocalReplicaSet;
 
 /// How long the started node may take to become ready.
@@ -87,6 +88,9 @@ pub struct BenchReport {
     pub ack_latency_p50_ms: f64,
     pub ack_latency_p99_ms: f64,
     pub end_to_end_messages_per_second: f64,
+    /// CPU time per message of each node process started for the run and of the clients
+    /// (`bench_cpu`); empty for a `--target` node and where it cannot be read.
+    pub cpu: Vec<CpuPerMessage>,
 }
 
 /// Several runs of one benchmark: every run's figures and their medians (`--runs`).
@@ -161,22 +165,24 @@ where
 /// One run: both phases against the target, or against a node (or replica set) started for
 /// it and stopped afterwards.
 async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
-    let (started, target) = match &args.target {
-        Some(target) => (Started::Nothing, normalize(target)),
+    let (started, target, cpu_account) = match &args.target {
+        Some(target) => (Started::Nothing, normalize(target), None),
         None if args.nodes > 1 => {
             let replica_set = LocalReplicaSet::start(args.nodes)?;
             let target = replica_set.active_target();
-            (
-                Started::ReplicaSet {
-                    _replica_set: replica_set,
-                },
-                target,
-            )
+            let active = replica_set.active().pid;
+            let passives = replica_set.nodes.iter().map(|node| node.pid);
+            let cpu_account = CpuAccount::new(active, passives.filter(|&pid| pid != active));
+            let started = Started::ReplicaSet {
+                _replica_set: replica_set,
+            };
+            (started, target, Some(cpu_account))
         }
         None => {
             let node = StartedNode::start(args.data_dir.clone())?;
             let target = format!("http://{}", node.grpc_address);
-            (Started::Node { _node: node }, target)
+            let cpu_account = CpuAccount::new(node.child.id(), []);
+            (Started::Node { _node: node }, target, Some(cpu_account))
         }
     };
     // Unique per run, so that runs against one --target declare routes of their own.
@@ -190,8 +196,22 @@ async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
         args.batch,
         if args.random_ids { "random" } else { "ordered" }
     );
+    let cpu_at_start = cpu_account.as_ref().map(CpuAccount::read);
     let (publish_rate, latencies) = publish_phase(&target, args, &run_id).await?;
+    let cpu_after_publish = cpu_account.as_ref().map(CpuAccount::read);
     let end_to_end_rate = end_to_end_phase(&target, args, &run_id).await?;
+    let cpu_after_end_to_end = cpu_account.as_ref().map(CpuAccount::read);
+    let cpu = match (
+        cpu_account,
+        cpu_at_start,
+        cpu_after_publish,
+        cpu_after_end_to_end,
+    ) {
+        (Some(account), Some(start), Some(published), Some(finished)) => {
+            account.per_message([&start, &published, &finished], args.messages)
+        }
+        _ => Vec::new(),
+    };
     drop(started);
     Ok(BenchReport {
         messages: args.messages,
@@ -203,6 +223,7 @@ async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
         ack_latency_p50_ms: percentile_ms(&latencies, 0.50),
         ack_latency_p99_ms: percentile_ms(&latencies, 0.99),
         end_to_end_messages_per_second: end_to_end_rate,
+        cpu,
     })
 }
 
@@ -570,6 +591,9 @@ fn print_report(report: &BenchReport, json: bool) {
         "end to end      : {:>10.0} msgs/s   publish -> route -> lease -> complete",
         report.end_to_end_messages_per_second
     );
+    for line in cpu_lines(&report.cpu) {
+        println!("{line}");
+    }
 }
 
 /// One line for each run of several, as it finishes.
@@ -616,6 +640,12 @@ fn median_report(reports: &[BenchReport]) -> BenchReport {
         ack_latency_p50_ms: figure(|report| report.ack_latency_p50_ms),
         ack_latency_p99_ms: figure(|report| report.ack_latency_p99_ms),
         end_to_end_messages_per_second: figure(|report| report.end_to_end_messages_per_second),
+        cpu: median_cpu(
+            &reports
+                .iter()
+                .map(|report| report.cpu.as_slice())
+                .collect::<Vec<_>>(),
+        ),
     }
 }
 

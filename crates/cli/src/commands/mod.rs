@@ -1,6 +1,7 @@
 //! One module per command group; each exposes its clap arguments and a `run` function.
 
 pub mod bench;
+pub mod bench_cpu;
 pub mod bench_failover;
 pub mod bindings;
 pub mod chaos;
