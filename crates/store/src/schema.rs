@@ -220,15 +220,21 @@ pub fn check_tables(connection: &Connection) -> Result<(), StoreError> {
     }
 }
 
-/// Every index, and every column of every table, described in words.
+/// Every index, and every column of every table, described in words, as SQLite understood
+/// the schema's SQL text (which is what a copy of the database is rebuilt from), not by the
+/// names stored beside it, with names in lower case (SQLite's ignore case) and types in
+/// upper case. (A snapshot whose `sqlite_master` named an index
+/// `tracking_legacy_by_message_id` while its SQL text said `tracking_legAcy_by_message_id`
+/// passed the check and then lacked the index once installed at another page size.)
 fn tables_and_indexes(connection: &Connection) -> Result<BTreeSet<String>, StoreError> {
     let mut statement = connection.prepare(
-        "SELECT 'column ' || m.name || '.' || c.name || ' ' || c.type \
+        "SELECT 'column ' || lower(m.name) || '.' || lower(c.name) || ' ' || upper(c.type) \
                 || CASE WHEN c.\"notnull\" THEN ' NOT NULL' ELSE '' END \
                 || CASE WHEN c.pk > 0 THEN ' PRIMARY KEY' ELSE '' END \
          FROM sqlite_master AS m, pragma_table_info(m.name) AS c WHERE m.type = 'table' \
          UNION ALL \
-         SELECT 'index ' || name || ' on ' || tbl_name FROM sqlite_master WHERE type = 'index'",
+         SELECT 'index ' || lower(i.name) || ' on ' || lower(m.name) \
+         FROM sqlite_master AS m, pragma_index_list(m.name) AS i WHERE m.type = 'table'",
     )?;
     let described = statement
         .query_map([], |row| row.get(0))?
