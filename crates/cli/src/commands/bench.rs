@@ -166,7 +166,7 @@ where
 /// it and stopped afterwards.
 async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
     let (started, target, cpu_account) = match &args.target {
-        Some(target) => (Started::Nothing, normalize(target), None),
+        Some(target) => (Started::Nothing, normalize(target), CpuAccount::nothing()),
         None if args.nodes > 1 => {
             let replica_set = LocalReplicaSet::start(args.nodes)?;
             let target = replica_set.active_target();
@@ -176,13 +176,13 @@ async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
             let started = Started::ReplicaSet {
                 _replica_set: replica_set,
             };
-            (started, target, Some(cpu_account))
+            (started, target, cpu_account)
         }
         None => {
             let node = StartedNode::start(args.data_dir.clone())?;
             let target = format!("http://{}", node.grpc_address);
             let cpu_account = CpuAccount::new(node.child.id(), []);
-            (Started::Node { _node: node }, target, Some(cpu_account))
+            (Started::Node { _node: node }, target, cpu_account)
         }
     };
     // Unique per run, so that runs against one --target declare routes of their own.
@@ -196,22 +196,15 @@ async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
         args.batch,
         if args.random_ids { "random" } else { "ordered" }
     );
-    let cpu_at_start = cpu_account.as_ref().map(CpuAccount::read);
+    let cpu_at_start = cpu_account.read();
     let (publish_rate, latencies) = publish_phase(&target, args, &run_id).await?;
-    let cpu_after_publish = cpu_account.as_ref().map(CpuAccount::read);
+    let cpu_after_publish = cpu_account.read();
     let end_to_end_rate = end_to_end_phase(&target, args, &run_id).await?;
-    let cpu_after_end_to_end = cpu_account.as_ref().map(CpuAccount::read);
-    let cpu = match (
-        cpu_account,
-        cpu_at_start,
-        cpu_after_publish,
-        cpu_after_end_to_end,
-    ) {
-        (Some(account), Some(start), Some(published), Some(finished)) => {
-            account.per_message([&start, &published, &finished], args.messages)
-        }
-        _ => Vec::new(),
-    };
+    let cpu_after_end_to_end = cpu_account.read();
+    let cpu = cpu_account.per_message(
+        [&cpu_at_start, &cpu_after_publish, &cpu_after_end_to_end],
+        args.messages,
+    );
     drop(started);
     Ok(BenchReport {
         messages: args.messages,

@@ -30,7 +30,7 @@ impl CpuRole {
 }
 
 /// One process's CPU time per message in each phase, in microseconds.
-#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct CpuPerMessage {
     pub role: CpuRole,
     pub publish_us_per_message: f64,
@@ -52,6 +52,14 @@ impl CpuAccount {
         processes.extend(passives.into_iter().map(|pid| (CpuRole::Passive, pid)));
         processes.push((CpuRole::Clients, std::process::id()));
         CpuAccount { processes }
+    }
+
+    /// No processes: a `--target` node is not ours, and without it the clients' share
+    /// means nothing.
+    pub fn nothing() -> CpuAccount {
+        CpuAccount {
+            processes: Vec::new(),
+        }
     }
 
     pub fn read(&self) -> CpuReading {
@@ -121,15 +129,10 @@ pub fn cpu_lines(figures: &[CpuPerMessage]) -> Vec<String> {
     let mut rows: Vec<(&str, f64, f64)> = figures
         .iter()
         .map(|figure| {
-            let CpuPerMessage {
-                role,
-                publish_us_per_message,
-                end_to_end_us_per_message,
-            } = *figure;
             (
-                role.label(),
-                publish_us_per_message,
-                end_to_end_us_per_message,
+                figure.role.label(),
+                figure.publish_us_per_message,
+                figure.end_to_end_us_per_message,
             )
         })
         .collect();
