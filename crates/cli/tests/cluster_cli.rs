@@ -1,7 +1,7 @@
 //! `tandem cluster …` and `tandem up` against real processes on 127.0.0.1: forming a
 //! replica set of three nodes, its status, a publish sent to a passive (the client follows
-//! the redirect), a switchover, and `tandem up` from start to SIGTERM with no process left
-//! behind.
+//! the redirect), a switchover, and `tandem up` from start to SIGTERM, restarting a node
+//! killed on the way, with no process left behind.
 
 mod support;
 
@@ -96,6 +96,43 @@ fn free_base_port() -> u16 {
         }
     }
     panic!("found no run of free ports for tandem up");
+}
+
+/// Sends SIGKILL to a process.
+fn kill_nine(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .arg(pid.to_string())
+        .status();
+}
+
+/// The first JSON line of each of `events` (by its `event` field), gathered until all have
+/// come or `limit` has passed.
+fn wait_for_events(
+    lines: &mpsc::Receiver<String>,
+    limit: Duration,
+    events: &[&str],
+) -> std::collections::BTreeMap<String, Json> {
+    let mut seen = std::collections::BTreeMap::new();
+    let started = Instant::now();
+    while seen.len() < events.len() {
+        let Some(left) = limit.checked_sub(started.elapsed()) else {
+            break;
+        };
+        let Ok(line) = lines.recv_timeout(left) else {
+            break;
+        };
+        let Ok(document) = serde_json::from_str::<Json>(&line) else {
+            continue;
+        };
+        if let Some(event) = document["event"]
+            .as_str()
+            .filter(|event| events.contains(event))
+        {
+            seen.entry(event.to_string()).or_insert(document);
+        }
+    }
+    seen
 }
 
 /// Sends SIGTERM to a process.
@@ -395,14 +432,22 @@ impl Drop for Up {
 }
 
 #[test]
-fn up_runs_a_replica_set_until_sigterm_and_leaves_nothing_behind() {
+fn up_runs_a_replica_set_restarts_a_killed_active_and_leaves_nothing_behind() {
     let _one_at_a_time = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let data = tempfile::tempdir().expect("temp dir");
     let base_port = free_base_port().to_string();
     let mut child = Command::new(tandem_binary())
-        .args(["--json", "up", "--base-port", &base_port, "--data-dir"])
+        .args([
+            "--json",
+            "up",
+            "--restart-after",
+            "1s",
+            "--base-port",
+            &base_port,
+        ])
+        .arg("--data-dir")
         .arg(data.path())
         .env_remove("TANDEM_SERVER")
         .stdin(Stdio::null())
@@ -450,11 +495,36 @@ fn up_runs_a_replica_set_until_sigterm_and_leaves_nothing_behind() {
     let server = format!("{},{}", servers[2], servers[0]);
     declare_and_publish(&server);
     let status = settled_status(&server);
-    assert_eq!(
-        node_with_role(&status, "active").0,
-        ready["active_node"].as_u64().expect("active"),
-        "{status}"
+    let active_id = ready["active_node"].as_u64().expect("active");
+    assert_eq!(node_with_role(&status, "active").0, active_id, "{status}");
+
+    let active_pid = up.node_pids[usize::try_from(active_id - 1).expect("index")];
+    kill_nine(active_pid);
+    let events = wait_for_events(
+        &lines,
+        SETTLE_TIMEOUT,
+        &["node_exited", "active_changed", "node_restarted"],
     );
+    let missing = |event: &str| format!("no {event} event after the kill: {events:?}");
+    let exited = events
+        .get("node_exited")
+        .unwrap_or_else(|| panic!("{}", missing("node_exited")));
+    assert_eq!(exited["node_id"], active_id, "{exited}");
+    assert_eq!(exited["restart_in_ms"], 1000, "{exited}");
+    let changed = events
+        .get("active_changed")
+        .unwrap_or_else(|| panic!("{}", missing("active_changed")));
+    assert_ne!(changed["active_node"], active_id, "{changed}");
+    let restarted = events
+        .get("node_restarted")
+        .unwrap_or_else(|| panic!("{}", missing("node_restarted")));
+    assert_eq!(restarted["node_id"], active_id, "{restarted}");
+    let new_pid = u32::try_from(restarted["pid"].as_u64().expect("pid")).expect("pid fits");
+    up.node_pids.push(new_pid);
+    // Back as a passive: the settled status has every node active or passive again.
+    let status = settled_status(&server);
+    let (now_active, _) = node_with_role(&status, "active");
+    assert_ne!(now_active, active_id, "{status}");
 
     terminate(up.child.id());
     let exit = wait_bounded(&mut up.child, STOP_TIMEOUT);

@@ -11,9 +11,12 @@
 //! `tandem up` alone and the nodes are stopped in order.
 //!
 //! A node that exits while `tandem up` runs (after `kill -9`, to watch a failover) is
-//! reported and not restarted: the others keep running, and `tandem up` reports the new
-//! active. Running `tandem up` again on the same data directory restarts the same replica
-//! set (no new initialization); nodes added with a larger `--nodes` join it.
+//! reported, and started again after `--restart-after` (5 s by default), as a supervisor
+//! would in production: it rejoins the replica set as a passive and catches up. A node that
+//! keeps exiting soon after each start waits twice as long each time (up to
+//! [`MAX_RESTART_DELAY`]); `--no-restart` leaves exited nodes down. Running `tandem up`
+//! again on the same data directory restarts the same replica set (no new
+//! initialization); nodes added with a larger `--nodes` join it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
@@ -32,6 +35,7 @@ use crate::command_error::CommandError;
 use crate::commands::cluster::{
     ELECTION_WAIT, FoundNode, find_node, form_replica_set, join_node, probe, wait_for_active,
 };
+use crate::duration::{format_milliseconds, parse_milliseconds};
 use crate::output::Table;
 
 /// Most nodes `tandem up` runs.
@@ -44,8 +48,14 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const STOP_WAIT: Duration = Duration::from_secs(15);
 /// How long a node added by a larger `--nodes` may take to catch up and join.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
-/// How often `tandem up` looks for nodes that exited and for a new active.
+/// How often `tandem up` looks for nodes that exited, nodes due to start again, and a new
+/// active.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest a node that keeps exiting waits before it is started again.
+pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(300);
+/// A node that exits after running this long is started again after the first delay; one
+/// that exits sooner waits twice as long as the last time.
+const STABLE_RUN: Duration = Duration::from_secs(60);
 /// How often the start-up checks for ready lines and early exits.
 const START_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How often the shutdown checks whether the nodes have exited.
@@ -67,10 +77,13 @@ node is the active, and commands to try.
 
 Stays in the foreground: Ctrl-C or SIGTERM stops every node (SIGTERM, then SIGKILL after
 15 s) and exits 0. A node that exits meanwhile (e.g. `kill -9` of the active, to watch a
-failover) is reported and not restarted; the others keep running and the new active is
-reported. Run `tandem up` again to bring every node back.
+failover) is reported, the others keep running and the new active is reported; the node is
+started again after --restart-after, rejoins as a passive and catches up from the active.
+A node that exits again within a minute of a start waits twice as long before the next
+(at most 5 min). With --no-restart it stays down until `tandem up` runs again.
 
-Output with --json: one JSON line per event (ready, node_exited, active_changed, stopped).";
+Output with --json: one JSON line per event (ready, node_exited, node_restarted,
+active_changed, stopped).";
 
 #[derive(Debug, Args)]
 #[command(after_help = UP_HELP)]
@@ -87,6 +100,19 @@ pub struct UpArgs {
     #[arg(long, value_name = "P", default_value_t = 7400,
           value_parser = clap::value_parser!(u16).range(1..))]
     base_port: u16,
+    /// How long a node that exited stays down before it is started again.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_milliseconds)]
+    restart_after: u64,
+    /// Leave a node that exits down (until `tandem up` runs again).
+    #[arg(long, conflicts_with = "restart_after")]
+    no_restart: bool,
+}
+
+impl UpArgs {
+    /// How long an exited node stays down the first time; `None`: it is not restarted.
+    fn first_restart_delay(&self) -> Option<Duration> {
+        (!self.no_restart).then(|| Duration::from_millis(self.restart_after))
+    }
 }
 
 /// Where one node runs.
@@ -103,12 +129,45 @@ struct PlannedNode {
 struct RunningNode {
     plan: PlannedNode,
     child: Child,
+    started_at: Instant,
+    restart: RestartSchedule,
     log_path: PathBuf,
     /// The log's length before this start: what follows is this run's.
     log_start: u64,
     ready_lines: mpsc::Receiver<String>,
     ready: bool,
     exit: Option<ExitStatus>,
+}
+
+/// When an exited node starts again; carried from one of its processes to the next.
+#[derive(Clone, Copy, Debug)]
+struct RestartSchedule {
+    /// The wait before the next start after an exit.
+    delay: Duration,
+    /// When the exited node is due to start again (`None` while it runs).
+    due: Option<Instant>,
+}
+
+impl RestartSchedule {
+    fn new(first_delay: Duration) -> RestartSchedule {
+        RestartSchedule {
+            delay: first_delay,
+            due: None,
+        }
+    }
+
+    /// Schedules the next start after an exit at `now` of a process that ran for `ran`, and
+    /// returns the wait: the first delay after a stable run, twice the last one after a
+    /// short run (at most [`MAX_RESTART_DELAY`]).
+    fn exited(&mut self, first_delay: Duration, ran: Duration, now: Instant) -> Duration {
+        if ran >= STABLE_RUN {
+            self.delay = first_delay;
+        }
+        let wait = self.delay;
+        self.due = Some(now + wait);
+        self.delay = (wait * 2).clamp(first_delay, MAX_RESTART_DELAY.max(first_delay));
+        wait
+    }
 }
 
 pub async fn run(arguments: UpArgs, context: &CommandContext) -> Result<(), CommandError> {
@@ -119,9 +178,11 @@ pub async fn run(arguments: UpArgs, context: &CommandContext) -> Result<(), Comm
             "cannot find the tandem executable to start: {error}"
         ))
     })?;
+    let restart_delay = arguments.first_restart_delay();
+    let schedule = RestartSchedule::new(restart_delay.unwrap_or_default());
     let mut nodes = Vec::with_capacity(plan.len());
     for planned in plan {
-        match spawn_node(&executable, planned) {
+        match spawn_node(&executable, planned, schedule) {
             Ok(node) => nodes.push(node),
             Err(error) => {
                 stop_nodes(&mut nodes).await;
@@ -138,8 +199,14 @@ pub async fn run(arguments: UpArgs, context: &CommandContext) -> Result<(), Comm
     };
     let outcome = match started {
         Some(Ok(active)) => {
-            print_summary(&nodes, &active, &arguments.data_dir, context).await;
-            watch(&mut nodes, &mut signals, node_id_of(&active), context).await
+            print_summary(&nodes, &active, &arguments, context).await;
+            let mut watched = Watched {
+                nodes: &mut nodes,
+                executable: &executable,
+                restart_delay,
+                active_id: node_id_of(&active),
+            };
+            watched.watch(&mut signals, context).await
         }
         Some(Err(error)) => Err(error),
         None => Ok(()),
@@ -185,7 +252,11 @@ fn plan_nodes(arguments: &UpArgs) -> Result<Vec<PlannedNode>, CommandError> {
 }
 
 /// Starts `tandem node start --no-bootstrap` for one node, its stderr appended to its log.
-fn spawn_node(executable: &Path, plan: PlannedNode) -> Result<RunningNode, CommandError> {
+fn spawn_node(
+    executable: &Path,
+    plan: PlannedNode,
+    restart: RestartSchedule,
+) -> Result<RunningNode, CommandError> {
     let node_id = plan.node_id;
     std::fs::create_dir_all(&plan.data_dir).map_err(|error| {
         CommandError::new(format!(
@@ -234,6 +305,8 @@ fn spawn_node(executable: &Path, plan: PlannedNode) -> Result<RunningNode, Comma
     Ok(RunningNode {
         plan,
         child,
+        started_at: Instant::now(),
+        restart,
         log_path,
         log_start,
         ready_lines,
@@ -378,71 +451,148 @@ fn log_tail(path: &Path, start: u64) -> String {
 
 // ----- running -----
 
-/// Stays in the foreground: reports nodes that exit and changes of the active, until a
-/// stop signal (Ok) or until every node has exited (an error).
-async fn watch(
-    nodes: &mut [RunningNode],
-    signals: &mut StopSignals,
-    mut active_id: u64,
-    context: &CommandContext,
-) -> Result<(), CommandError> {
-    loop {
-        let tick = async {
-            tokio::time::sleep(WATCH_INTERVAL).await;
-            report_exits(nodes, context);
-            if nodes.iter().all(|node| node.exit.is_some()) {
-                return Err(CommandError::new("every node has exited"));
+/// The running replica set, as `tandem up` watches it.
+struct Watched<'nodes> {
+    nodes: &'nodes mut [RunningNode],
+    executable: &'nodes Path,
+    /// How long an exited node first stays down; `None`: it is not restarted.
+    restart_delay: Option<Duration>,
+    active_id: u64,
+}
+
+impl Watched<'_> {
+    /// Stays in the foreground: reports nodes that exit, starts them again when they are
+    /// due, and reports changes of the active, until a stop signal (Ok) or, when nodes are
+    /// not restarted, until every node has exited (an error).
+    async fn watch(
+        &mut self,
+        signals: &mut StopSignals,
+        context: &CommandContext,
+    ) -> Result<(), CommandError> {
+        loop {
+            let tick = async {
+                tokio::time::sleep(WATCH_INTERVAL).await;
+                self.report_exits(context);
+                self.restart_due_nodes(context);
+                if self.restart_delay.is_none() && self.nodes.iter().all(|node| node.exit.is_some())
+                {
+                    return Err(CommandError::new("every node has exited"));
+                }
+                self.report_new_active(context).await;
+                Ok(())
+            };
+            tokio::select! {
+                signal = signals.recv() => {
+                    eprintln!("tandem up: {signal} received; stopping the nodes");
+                    return Ok(());
+                }
+                ticked = tick => ticked?,
             }
-            if let Some(active) = current_active(nodes).await {
-                let now_active = node_id_of(&active);
-                if now_active != active_id {
-                    active_id = now_active;
+        }
+    }
+
+    /// Notes and reports the nodes that have exited since the last look, and when each
+    /// starts again.
+    fn report_exits(&mut self, context: &CommandContext) {
+        let now = Instant::now();
+        for node in self.nodes.iter_mut().filter(|node| node.exit.is_none()) {
+            let Ok(Some(status)) = node.child.try_wait() else {
+                continue;
+            };
+            node.exit = Some(status);
+            let node_id = node.plan.node_id;
+            let restart_in = self
+                .restart_delay
+                .map(|first_delay| node.restart.exited(first_delay, now - node.started_at, now));
+            let what_next = match restart_in {
+                Some(wait) => format!(
+                    "It starts again in {}; its log is {}",
+                    spelled(wait),
+                    node.log_path.display()
+                ),
+                None => format!(
+                    "It is not restarted (--no-restart): its log is {}, and running `tandem \
+                     up` again brings every node back",
+                    node.log_path.display()
+                ),
+            };
+            report(
+                context,
+                "node_exited",
+                json!({
+                    "node_id": node_id,
+                    "pid": node.child.id(),
+                    "status": status.to_string(),
+                    "log": node.log_path.display().to_string(),
+                    "restart_in_ms": restart_in.map(|wait| wait.as_millis()),
+                }),
+                &format!(
+                    "tandem up: node {node_id} (pid {}) exited ({status}); the other nodes \
+                     keep running. {what_next}",
+                    node.child.id(),
+                ),
+            );
+        }
+    }
+
+    /// Starts again every exited node whose wait is over; a node that cannot be started
+    /// waits again, longer.
+    fn restart_due_nodes(&mut self, context: &CommandContext) {
+        let Some(first_delay) = self.restart_delay else {
+            return;
+        };
+        let now = Instant::now();
+        for node in self.nodes.iter_mut() {
+            let due = node.exit.is_some() && node.restart.due.is_some_and(|due| due <= now);
+            if !due {
+                continue;
+            }
+            let mut schedule = node.restart;
+            schedule.due = None;
+            let node_id = node.plan.node_id;
+            match spawn_node(self.executable, node.plan.clone(), schedule) {
+                Ok(started) => {
+                    *node = started;
                     report(
                         context,
-                        "active_changed",
-                        json!({ "active_node": now_active, "term": active.term }),
+                        "node_restarted",
+                        json!({ "node_id": node_id, "pid": node.child.id() }),
                         &format!(
-                            "tandem up: node {now_active} is the active now (term {})",
-                            active.term
+                            "tandem up: node {node_id} started again (pid {}); it rejoins the \
+                             replica set and catches up from the active",
+                            node.child.id()
                         ),
                     );
                 }
+                Err(error) => {
+                    let wait = node.restart.exited(first_delay, Duration::ZERO, now);
+                    eprintln!(
+                        "tandem up: {}; trying again in {}",
+                        error.message,
+                        spelled(wait)
+                    );
+                }
             }
-            Ok(())
-        };
-        tokio::select! {
-            signal = signals.recv() => {
-                eprintln!("tandem up: {signal} received; stopping the nodes");
-                return Ok(());
-            }
-            ticked = tick => ticked?,
         }
     }
-}
 
-/// Notes and reports the nodes that have exited since the last look.
-fn report_exits(nodes: &mut [RunningNode], context: &CommandContext) {
-    for node in nodes.iter_mut().filter(|node| node.exit.is_none()) {
-        let Ok(Some(status)) = node.child.try_wait() else {
-            continue;
+    /// Reports the active when it is another node than the last one reported.
+    async fn report_new_active(&mut self, context: &CommandContext) {
+        let Some(active) = current_active(self.nodes).await else {
+            return;
         };
-        node.exit = Some(status);
-        let node_id = node.plan.node_id;
+        let now_active = node_id_of(&active);
+        if now_active == self.active_id {
+            return;
+        }
+        self.active_id = now_active;
         report(
             context,
-            "node_exited",
-            json!({
-                "node_id": node_id,
-                "pid": node.child.id(),
-                "status": status.to_string(),
-                "log": node.log_path.display().to_string(),
-            }),
+            "active_changed",
+            json!({ "active_node": now_active, "term": active.term }),
             &format!(
-                "tandem up: node {node_id} (pid {}) exited ({status}); the other nodes keep \
-                 running. It is not restarted: its log is {}, and running `tandem up` again \
-                 brings every node back",
-                node.child.id(),
-                node.log_path.display()
+                "tandem up: node {now_active} is the active now (term {})",
+                active.term
             ),
         );
     }
@@ -479,6 +629,11 @@ async fn current_active(nodes: &[RunningNode]) -> Option<v1::NodeStatusResponse>
     None
 }
 
+/// A wait as people write it: `5s`, `1m`.
+fn spelled(wait: Duration) -> String {
+    format_milliseconds(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn node_id_of(status: &v1::NodeStatusResponse) -> u64 {
     status.node.as_ref().map_or(0, |node| node.node_id)
 }
@@ -498,9 +653,10 @@ fn report(context: &CommandContext, event: &str, mut details: Json, text: &str) 
 async fn print_summary(
     nodes: &[RunningNode],
     active: &v1::NodeStatusResponse,
-    data_dir: &Path,
+    arguments: &UpArgs,
     context: &CommandContext,
 ) {
+    let data_dir = &arguments.data_dir;
     let active_id = node_id_of(active);
     let mut roles = Vec::with_capacity(nodes.len());
     for node in nodes {
@@ -548,10 +704,10 @@ async fn print_summary(
     }
     table.print();
     println!();
-    print_next_steps(nodes, active_id);
+    print_next_steps(nodes, active_id, arguments.first_restart_delay());
 }
 
-fn print_next_steps(nodes: &[RunningNode], active_id: u64) {
+fn print_next_steps(nodes: &[RunningNode], active_id: u64, restart_delay: Option<Duration>) {
     let servers: Vec<String> = nodes
         .iter()
         .map(|node| node.plan.grpc.to_string())
@@ -571,6 +727,12 @@ fn print_next_steps(nodes: &[RunningNode], active_id: u64) {
         "  kill -9 {active_pid}    # the active (node {active_id}): watch another node take \
          over, then run `tandem cluster status`"
     );
+    if let Some(delay) = restart_delay {
+        println!(
+            "  # {} later, node {active_id} starts again, rejoins as a passive and catches up",
+            spelled(delay)
+        );
+    }
     println!("Ctrl-C stops every node.");
 }
 
@@ -700,7 +862,35 @@ mod tests {
             data_dir: PathBuf::from("data"),
             nodes,
             base_port,
+            restart_after: 5000,
+            no_restart: false,
         }
+    }
+
+    #[test]
+    fn a_node_that_keeps_exiting_waits_longer_each_time() {
+        let first = Duration::from_secs(5);
+        let mut schedule = RestartSchedule::new(first);
+        let now = Instant::now();
+        let short_run = Duration::from_secs(2);
+        let waits: Vec<u64> = (0..9)
+            .map(|_| schedule.exited(first, short_run, now).as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(schedule.due, Some(now + MAX_RESTART_DELAY));
+        let after_a_stable_run = schedule.exited(first, STABLE_RUN, now);
+        assert_eq!(after_a_stable_run, first);
+    }
+
+    #[test]
+    fn no_restart_means_no_delay() {
+        let mut arguments = arguments(3, 7400);
+        assert_eq!(
+            arguments.first_restart_delay(),
+            Some(Duration::from_secs(5))
+        );
+        arguments.no_restart = true;
+        assert_eq!(arguments.first_restart_delay(), None);
     }
 
     #[test]
