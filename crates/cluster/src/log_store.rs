@@ -16,6 +16,15 @@
 //! connection, for older ones: replication reads never wait behind an fsync, and the state
 //! machine's apply of a just-committed entry decodes nothing.
 //!
+//! A purge records the last purged log id (fsynced) and returns; readers stop seeing the
+//! purged entries at once. The writer then deletes them in steps of at most
+//! [`limits::RAFT_LOG_PURGE_STEP_BYTES`], one at the start of each transaction of appends
+//! and, while no write is waiting, one after the other. Deleting an entry reads every page
+//! of it, so a purge of the gigabytes a large backlog leaves in the log, done at once, had
+//! held up every append (and so every write of the replica set) for seconds. Entries are
+//! only deleted up to a purge already fsynced, so a crash leaves no hole: the next writer
+//! deletes whatever is left.
+//!
 //! That is [`Execution::Threads`], the default. With [`Execution::Inline`] (a single-threaded
 //! simulation) the writer is a task on the runtime that opened the log instead of a thread,
 //! with the same group commit, and reads run in place instead of on tokio's blocking pool:
@@ -26,7 +35,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io;
-use std::ops::{Bound, RangeBounds};
+use std::ops::{Bound, ControlFlow, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,6 +75,10 @@ CREATE TABLE meta (
 );
 ";
 
+/// How long a connection waits for another one's write to finish before it fails: the writer
+/// of a log just dropped in this process may still be finishing a step of a purge.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The keys of the `meta` table.
 const VOTE_KEY: &str = "vote";
 const COMMITTED_KEY: &str = "committed";
@@ -78,6 +91,24 @@ pub struct LogStore {
     recent: Arc<RecentEntries>,
     reader: Arc<Database>,
     growth: LogGrowth,
+    purged: FirstKeptIndex,
+}
+
+/// The index of the first entry not purged: readers skip the purged entries the file still
+/// holds while the writer deletes them. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+struct FirstKeptIndex(Arc<AtomicU64>);
+
+impl FirstKeptIndex {
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Entries up to `last_purged` are purged (a purge never moves it back).
+    fn purged_through(&self, last_purged: u64) {
+        self.0
+            .fetch_max(last_purged.saturating_add(1), Ordering::AcqRel);
+    }
 }
 
 /// How many bytes of entries (encoded, as stored) the log has made durable since it was
@@ -100,6 +131,7 @@ impl LogGrowth {
 pub struct LogReader {
     database: Arc<Database>,
     recent: Arc<RecentEntries>,
+    purged: FirstKeptIndex,
 }
 
 type ChangeFn = Box<dyn FnOnce(&Connection) -> Result<(), Failure> + Send>;
@@ -112,10 +144,16 @@ enum Write {
         encoded_bytes: Vec<usize>,
         callback: IOFlushed<TypeConfig>,
     },
-    /// Any other change (vote, committed id, truncation, purge), answered once it is fsynced.
+    /// Any other change (vote, committed id, truncation), answered once it is fsynced.
     Change {
         operation: String,
         change: Option<ChangeFn>,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    /// Records the last purged log id, answered once it is fsynced; the entries up to it are
+    /// deleted in later steps.
+    Purge {
+        log_id: LogId,
         done: oneshot::Sender<io::Result<()>>,
     },
 }
@@ -191,11 +229,16 @@ impl LogStore {
             Connection::open(&path).map_err(|error| describe(&path, "open", error.into()))?;
         create_or_check_schema(&mut connection)
             .map_err(|failure| describe(&path, "open", failure))?;
+        let (purged, deleting_through) = purged_at_open(&connection)
+            .map_err(|failure| describe(&path, "read the last purged log id", failure))?;
         let reader = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|error| describe(&path, "open for reading", error.into()))?;
+        reader
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|error| describe(&path, "open for reading", error.into()))?;
         let recent = Arc::new(recent);
         let growth = LogGrowth::default();
         let (writes, queue) = mpsc::channel(limits::RAFT_LOG_WRITE_QUEUE_CAPACITY);
@@ -204,6 +247,7 @@ impl LogStore {
             connection,
             recent: Arc::clone(&recent),
             growth: growth.clone(),
+            deleting_through,
         };
         match runtime {
             None => {
@@ -226,6 +270,7 @@ impl LogStore {
                 execution,
             }),
             growth,
+            purged,
         })
     }
 
@@ -273,9 +318,27 @@ impl LogStore {
     }
 }
 
+/// Where the last purge left the file: the index of the first entry kept, and the last purged
+/// index while the file still holds entries up to it (a purge a crash interrupted).
+fn purged_at_open(connection: &Connection) -> Result<(FirstKeptIndex, Option<u64>), Failure> {
+    let purged = FirstKeptIndex::default();
+    let Some(last_purged) = read_meta::<LogId>(connection, LAST_PURGED_KEY)? else {
+        return Ok((purged, None));
+    };
+    let index = last_purged.index();
+    purged.purged_through(index);
+    let left: bool = connection.query_row(
+        "SELECT EXISTS (SELECT 1 FROM log WHERE log_index <= ?1)",
+        [sql_index(index)?],
+        |row| row.get(0),
+    )?;
+    Ok((purged, left.then_some(index)))
+}
+
 /// Checks the format version of an existing file, or creates the tables in a new one, and sets
 /// the durability pragmas.
 fn create_or_check_schema(connection: &mut Connection) -> Result<(), Failure> {
+    connection.busy_timeout(BUSY_TIMEOUT)?;
     let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let is_new = version == 0;
     if is_new {
@@ -334,9 +397,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         |row| row.get(0),
                     )
                     .optional()?;
-                let last_log_id = match last_entry {
-                    Some(bytes) => Some(decode::<Entry>(&bytes)?.log_id()),
-                    None => last_purged_log_id,
+                let last_stored = last_entry
+                    .map(|bytes| decode::<Entry>(&bytes).map(|entry| entry.log_id()))
+                    .transpose()?;
+                // The file may still hold purged entries (see the module documentation).
+                let last_log_id = match (last_stored, last_purged_log_id) {
+                    (Some(stored), Some(purged)) if stored.index() <= purged.index() => {
+                        Some(purged)
+                    }
+                    (stored, purged) => stored.or(purged),
                 };
                 Ok(LogState {
                     last_purged_log_id,
@@ -354,6 +423,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         LogReader {
             database: Arc::clone(&self.reader),
             recent: Arc::clone(&self.recent),
+            purged: self.purged.clone(),
         }
     }
 
@@ -414,17 +484,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .await
     }
 
+    /// Records the purge and returns once it is fsynced; the writer deletes the entries
+    /// afterwards, step by step (see the module documentation).
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         let operation = format!("purge the entries up to index {}", log_id.index());
         self.recent.remove_up_to(log_id.index());
-        self.change(operation, move |connection| {
-            connection.execute(
-                "DELETE FROM log WHERE log_index <= ?1",
-                [sql_index(log_id.index())?],
-            )?;
-            write_meta(connection, LAST_PURGED_KEY, Some(&log_id))
-        })
-        .await
+        self.purged.purged_through(log_id.index());
+        let (done, answer) = oneshot::channel();
+        self.send(Write::Purge { log_id, done }, &operation).await?;
+        answer
+            .await
+            .map_err(|_| stopped_writer(&self.path, &operation))?
     }
 }
 
@@ -457,6 +527,11 @@ impl RaftLogReader<TypeConfig> for LogReader {
         let Some((first_index, last_index)) = sql_bounds(&range) else {
             return Ok(Vec::new());
         };
+        let first_kept = i64::try_from(self.purged.get()).unwrap_or(i64::MAX);
+        let first_index = first_index.max(first_kept);
+        if first_index > last_index {
+            return Ok(Vec::new());
+        }
         // Memory first: an entry flushed (and dropped from memory) after this look is in the
         // file by the next one.
         let held = self.recent.range(first_index as u64, last_index as u64);
@@ -509,22 +584,100 @@ struct Writer {
     connection: Connection,
     recent: Arc<RecentEntries>,
     growth: LogGrowth,
+    /// The last purged index, while the file still holds entries up to it.
+    deleting_through: Option<u64>,
+}
+
+/// What the writer does next.
+enum NextWork {
+    Write(Write),
+    /// No write is waiting: delete a step of purged entries.
+    DeletePurged,
+    /// The store is dropped.
+    Stop,
 }
 
 impl Writer {
-    /// The writer thread: [`Writer::write_waiting`] for each write it blocks for, until the
-    /// store is dropped.
+    /// The writer thread: [`Writer::write_waiting`] for each write it blocks for, and steps
+    /// of a purge while none waits, until the store is dropped.
     fn run(mut self, mut queue: mpsc::Receiver<Write>) {
-        while let Some(first) = queue.blocking_recv() {
-            self.write_waiting(first, &mut queue);
+        loop {
+            let next = match self.next_without_waiting(&mut queue) {
+                Some(next) => next,
+                None => queue
+                    .blocking_recv()
+                    .map_or(NextWork::Stop, NextWork::Write),
+            };
+            if self.work(next, &mut queue).is_break() {
+                return;
+            }
         }
     }
 
     /// The writer as a task ([`Execution::Inline`]): the same as [`Writer::run`], awaiting the
-    /// queue instead of blocking on it.
+    /// queue instead of blocking on it, and letting the runtime's other tasks run between
+    /// steps of a purge.
     async fn run_inline(mut self, mut queue: mpsc::Receiver<Write>) {
-        while let Some(first) = queue.recv().await {
-            self.write_waiting(first, &mut queue);
+        loop {
+            let next = match self.next_without_waiting(&mut queue) {
+                Some(next) => next,
+                None => queue.recv().await.map_or(NextWork::Stop, NextWork::Write),
+            };
+            let deleted_a_step = matches!(next, NextWork::DeletePurged);
+            if self.work(next, &mut queue).is_break() {
+                return;
+            }
+            if deleted_a_step {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// While purged entries remain to be deleted: the next write if one waits, else a step of
+    /// the purge. `None` when there is nothing to do but wait for a write.
+    fn next_without_waiting(&self, queue: &mut mpsc::Receiver<Write>) -> Option<NextWork> {
+        self.deleting_through?;
+        Some(match queue.try_recv() {
+            Ok(write) => NextWork::Write(write),
+            Err(mpsc::error::TryRecvError::Empty) => NextWork::DeletePurged,
+            Err(mpsc::error::TryRecvError::Disconnected) => NextWork::Stop,
+        })
+    }
+
+    fn work(&mut self, next: NextWork, queue: &mut mpsc::Receiver<Write>) -> ControlFlow<()> {
+        match next {
+            NextWork::Write(first) => self.write_waiting(first, queue),
+            NextWork::DeletePurged => self.delete_purged_step_alone(),
+            NextWork::Stop => return ControlFlow::Break(()),
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// One step of a purge in a transaction of its own. A failure is reported and the rest
+    /// left for the next purge or the next start (writes that follow report a file that
+    /// fails for good).
+    fn delete_purged_step_alone(&mut self) {
+        let Some(through) = self.deleting_through else {
+            return;
+        };
+        let stepped = self
+            .connection
+            .transaction()
+            .map_err(Failure::from)
+            .and_then(|transaction| {
+                let more = delete_purged_step(&transaction, through)?;
+                transaction.commit()?;
+                Ok(more)
+            });
+        match stepped {
+            Ok(more) => self.deleting_through = more.then_some(through),
+            Err(failure) => {
+                eprintln!(
+                    "tandem: {}",
+                    purge_step_failed(&self.path, through, failure)
+                );
+                self.deleting_through = None;
+            }
         }
     }
 
@@ -542,12 +695,21 @@ impl Writer {
         self.report(writes, result);
     }
 
-    /// Applies `writes` in order in one transaction; a failure rolls all of them back.
+    /// Applies `writes` in order in one transaction, after a step of a purge if one is under
+    /// way; a failure rolls all of them back.
     fn write_all(&mut self, writes: &mut [Write]) -> io::Result<()> {
         let transaction = self
             .connection
             .transaction()
             .map_err(|error| describe(&self.path, "begin a transaction", error.into()))?;
+        let deleting_after = match self.deleting_through {
+            Some(through) => {
+                let more = delete_purged_step(&transaction, through)
+                    .map_err(|failure| purge_step_failed(&self.path, through, failure))?;
+                more.then_some(through)
+            }
+            None => None,
+        };
         for write in writes.iter_mut() {
             match write {
                 Write::Append {
@@ -566,14 +728,21 @@ impl Writer {
                             .map_err(|failure| describe(&self.path, operation, failure))?;
                     }
                 }
+                Write::Purge { log_id, .. } => {
+                    write_meta(&transaction, LAST_PURGED_KEY, Some(&*log_id)).map_err(
+                        |failure| describe(&self.path, "record the last purged log id", failure),
+                    )?;
+                }
             }
         }
         transaction
             .commit()
-            .map_err(|error| describe(&self.path, "commit", error.into()))
+            .map_err(|error| describe(&self.path, "commit", error.into()))?;
+        self.deleting_through = deleting_after;
+        Ok(())
     }
 
-    fn report(&self, writes: Vec<Write>, result: io::Result<()>) {
+    fn report(&mut self, writes: Vec<Write>, result: io::Result<()>) {
         for write in writes {
             match write {
                 Write::Append {
@@ -593,9 +762,48 @@ impl Writer {
                 Write::Change { done, .. } => {
                     let _ = done.send(copy_result(&result));
                 }
+                Write::Purge { log_id, done } => {
+                    if result.is_ok() {
+                        let through = self.deleting_through.unwrap_or(0).max(log_id.index());
+                        self.deleting_through = Some(through);
+                    }
+                    let _ = done.send(copy_result(&result));
+                }
             }
         }
     }
+}
+
+/// Deletes the oldest entries up to `through` still in the file: at most
+/// [`limits::RAFT_LOG_PURGE_STEP_BYTES`] of them (SQLite reads their lengths without reading
+/// them), and at least one. Answers whether any may remain.
+fn delete_purged_step(connection: &Connection, through: u64) -> Result<bool, Failure> {
+    let mut statement = connection.prepare_cached(
+        "SELECT log_index, length(entry) FROM log WHERE log_index <= ?1 \
+         ORDER BY log_index LIMIT ?2",
+    )?;
+    let step_entries = i64::try_from(limits::RAFT_LOG_PURGE_STEP_ENTRIES).unwrap_or(i64::MAX);
+    let mut rows = statement.query((sql_index(through)?, step_entries))?;
+    let mut last_deleted = None;
+    let mut bytes: u64 = 0;
+    while let Some(row) = rows.next()? {
+        last_deleted = Some(row.get::<_, i64>(0)?);
+        bytes += u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
+        if bytes >= limits::RAFT_LOG_PURGE_STEP_BYTES {
+            break;
+        }
+    }
+    drop(rows);
+    let Some(last_deleted) = last_deleted else {
+        return Ok(false);
+    };
+    connection.execute("DELETE FROM log WHERE log_index <= ?1", [last_deleted])?;
+    Ok(last_deleted < sql_index(through)?)
+}
+
+fn purge_step_failed(path: &Path, through: u64, failure: Failure) -> io::Error {
+    let operation = format!("delete the entries purged up to index {through}");
+    describe(path, &operation, failure)
 }
 
 fn appending(entries: &[Entry]) -> String {

@@ -84,6 +84,13 @@ pub const PROPOSAL_QUEUE_CAPACITY: usize = 16_384;
 pub const MAX_PROPOSALS_IN_FLIGHT: usize = 16;
 /// Writes waiting for the Raft log's writer thread at most; `append` waits for room beyond.
 pub const RAFT_LOG_WRITE_QUEUE_CAPACITY: usize = 4096;
+/// Entry bytes the Raft log's writer deletes at most in one step of a purge (at least one
+/// entry), between the appends it serves. Deleting an entry reads every page of it (SQLite
+/// follows its overflow chain to free the pages): a purge of gigabytes done at once held up
+/// every append for seconds.
+pub const RAFT_LOG_PURGE_STEP_BYTES: u64 = 4 * 1024 * 1024;
+/// Entries the Raft log's writer deletes at most in one step of a purge.
+pub const RAFT_LOG_PURGE_STEP_ENTRIES: u64 = 1024;
 /// Committed entries the state machine takes from openraft before asking the store to apply
 /// them (they share transactions).
 pub const MAX_ENTRIES_PER_APPLY: usize = 256;
