@@ -188,7 +188,8 @@ impl LogStore {
     }
 
     /// Opens the log like [`LogStore::open_with`], holding recently flushed entries in memory
-    /// up to `recent_entries_budget_bytes` (encoded) instead of the default
+    /// up to `recent_entries_budget_bytes` (of memory, as
+    /// [`crate::recent_entries::memory_bytes`] counts it) instead of the default
     /// ([`crate::recent_entries::DEFAULT_BUDGET_BYTES`]); 0 sends every read of a flushed entry
     /// to the file.
     pub fn open_with_budget(

@@ -3,22 +3,38 @@
 //! committed) do not go back to the file and decode what was just encoded.
 //!
 //! An entry is held from its append until the writer has it in the file (unflushed: readers
-//! must find it here), and after that while the flushed entries fit in a byte budget (their
-//! encoded size); the oldest flushed entries are dropped first. Truncations and purges remove
-//! entries here before they change the file. Every entry held is also in the file once
-//! flushed, so dropping one only sends a later read to the file.
+//! must find it here), and after that while the flushed entries fit in a byte budget (the
+//! memory they take, as [`memory_bytes`] estimates it); the oldest flushed entries are
+//! dropped first. Truncations and purges remove entries here before they change the file.
+//! Every entry held is also in the file once flushed, so dropping one only sends a later read
+//! to the file.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
+use openraft::EntryPayload;
 use openraft::entry::RaftEntry;
+use tandem_core::Command;
 
-use crate::types::{Entry, LogId};
+use crate::types::{Entry, LogId, Proposal};
 
-/// Flushed entries kept in memory by default, in encoded bytes (with three replicas on one
+/// Flushed entries kept in memory by default, in bytes of memory (with three replicas on one
 /// machine, three times this). Enough for several seconds of entries at full load, which is
 /// how far behind the state machine and an in-sync passive run.
 pub const DEFAULT_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+
+/// The memory an entry of `encoded_bytes` takes once decoded, as the budget counts it: its
+/// encoded size (the bodies, texts and numbers it carries) plus the fixed size of the entry
+/// and of each of its commands. Small commands take far more room decoded than encoded: a
+/// hundred completions encode in about 1,500 bytes and take about 12,000. Counted by encoded
+/// size alone, a budget full of them (a backlog being drained) took several times the budget.
+pub fn memory_bytes(entry: &Entry, encoded_bytes: usize) -> usize {
+    let commands = match &entry.payload {
+        EntryPayload::Normal(Proposal::Commands { commands, .. }) => commands.len(),
+        _ => 0,
+    };
+    encoded_bytes + size_of::<Entry>() + commands * size_of::<Command>()
+}
 
 pub struct RecentEntries {
     inner: Mutex<Held>,
@@ -26,14 +42,15 @@ pub struct RecentEntries {
 
 struct Held {
     entries: BTreeMap<u64, HeldEntry>,
-    /// Encoded bytes of the flushed entries held.
+    /// The memory of the flushed entries held ([`memory_bytes`]).
     flushed_bytes: usize,
     budget_bytes: usize,
 }
 
 struct HeldEntry {
     entry: Entry,
-    /// Its encoded size once the writer has it in the file; `None` while unflushed.
+    /// Its memory ([`memory_bytes`]) once the writer has it in the file; `None` while
+    /// unflushed.
     flushed_bytes: Option<usize>,
 }
 
@@ -78,8 +95,9 @@ impl RecentEntries {
                 && waiting.flushed_bytes.is_none()
                 && waiting.entry.log_id() == entry.log_id()
             {
-                waiting.flushed_bytes = Some(bytes);
-                held.flushed_bytes += bytes;
+                let memory = memory_bytes(&waiting.entry, bytes);
+                waiting.flushed_bytes = Some(memory);
+                held.flushed_bytes += memory;
             }
         }
         held.drop_oldest_flushed_over_budget();
@@ -166,5 +184,58 @@ impl Held {
             let removed = oldest.remove();
             self.forget_bytes(Some(removed));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use openraft::impls::leader_id_adv::LeaderId;
+
+    use super::*;
+    use crate::codec::encode;
+
+    /// An entry of a hundred completions: small commands, a few bytes each encoded.
+    fn completions(index: u64) -> Entry {
+        let commands = (0..100)
+            .map(|instance| Command::Complete { instance, token: 7 })
+            .collect();
+        let log_id = LogId::new(
+            LeaderId {
+                term: 1,
+                node_id: 1,
+            },
+            index,
+        );
+        Entry::new_normal(
+            log_id,
+            Proposal::Commands {
+                timestamp_ms: 1_700_000_000_000,
+                commands: Arc::new(commands),
+            },
+        )
+    }
+
+    #[test]
+    fn the_budget_counts_what_small_commands_take_in_memory_not_their_encoded_size() {
+        let entries: Vec<Entry> = (0..10).map(completions).collect();
+        let encoded: Vec<usize> = entries
+            .iter()
+            .map(|entry| encode(entry).expect("encode").len())
+            .collect();
+        let one_entry_memory = memory_bytes(&entries[0], encoded[0]);
+        assert!(
+            one_entry_memory > 5 * encoded[0],
+            "{one_entry_memory} bytes in memory, {} encoded",
+            encoded[0]
+        );
+        // All ten fit this budget by their encoded size; by their memory, two do.
+        let recent = RecentEntries::with_budget(2 * one_entry_memory);
+        assert!(encoded.iter().sum::<usize>() < 2 * one_entry_memory);
+        recent.appended(&entries);
+        recent.flushed(&entries, &encoded);
+        let held: Vec<u64> = recent.range(0, 9).into_keys().collect();
+        assert_eq!(held, [8, 9]);
     }
 }

@@ -458,10 +458,11 @@ async fn recently_flushed_entries_are_read_from_memory() {
 async fn entries_past_the_memory_budget_are_read_from_the_file() {
     let directory = tempfile::tempdir().unwrap();
     let reason = "r".repeat(1000);
-    let one_entry_bytes =
-        tandem_cluster::codec::encode(&failover_entry_with_reason(1, 0, reason.clone()))
-            .unwrap()
-            .len();
+    let one_entry = failover_entry_with_reason(1, 0, reason.clone());
+    let one_entry_bytes = tandem_cluster::recent_entries::memory_bytes(
+        &one_entry,
+        tandem_cluster::codec::encode(&one_entry).unwrap().len(),
+    );
     let mut store =
         LogStore::open_with_budget(directory.path(), Execution::Threads, 3 * one_entry_bytes)
             .unwrap();
