@@ -273,6 +273,18 @@ async fn truncate_after_keeps_the_entries_up_to_the_given_log_id() {
     assert_eq!(log_state(&mut store).await, LogState::default());
 }
 
+/// What a log of entries 0 to 9 in term 1 reads after a purge up to entry 4.
+async fn assert_reads_entries_5_to_9_after_a_purge_of_4(store: &mut LogStore) {
+    assert_eq!(read(store, ..).await, (5..=9).collect::<Vec<_>>());
+    assert_eq!(
+        log_state(store).await,
+        LogState {
+            last_purged_log_id: Some(log_id(1, 4)),
+            last_log_id: Some(log_id(1, 9)),
+        }
+    );
+}
+
 #[tokio::test]
 async fn purge_removes_the_entries_up_to_the_given_log_id_and_remembers_it() {
     let directory = tempfile::tempdir().unwrap();
@@ -280,14 +292,7 @@ async fn purge_removes_the_entries_up_to_the_given_log_id_and_remembers_it() {
     append(&mut store, entries(1, 0, 9)).await;
 
     store.purge(log_id(1, 4)).await.unwrap();
-    assert_eq!(read(&mut store, ..).await, (5..=9).collect::<Vec<_>>());
-    assert_eq!(
-        log_state(&mut store).await,
-        LogState {
-            last_purged_log_id: Some(log_id(1, 4)),
-            last_log_id: Some(log_id(1, 9)),
-        }
-    );
+    assert_reads_entries_5_to_9_after_a_purge_of_4(&mut store).await;
 
     // Purging past the end (after a snapshot was installed) leaves an empty log whose last
     // log id is the purged one.
@@ -636,14 +641,7 @@ async fn entries_of_a_purge_a_crash_interrupted_are_deleted_after_reopening() {
         .unwrap();
 
     let mut store = LogStore::open(directory.path()).unwrap();
-    assert_eq!(read(&mut store, ..).await, (5..=9).collect::<Vec<_>>());
-    assert_eq!(
-        log_state(&mut store).await,
-        LogState {
-            last_purged_log_id: Some(log_id(1, 4)),
-            last_log_id: Some(log_id(1, 9)),
-        }
-    );
+    assert_reads_entries_5_to_9_after_a_purge_of_4(&mut store).await;
     wait_until_deleted(directory.path(), 0, 4).await;
     assert_eq!(rows_in_file(directory.path(), 5, 9), 5);
 }
