@@ -204,8 +204,10 @@ pub fn create_or_check(connection: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// Checks that `connection`'s database has every table of this format with the same
-/// columns, and every index; [`StoreError::Corrupt`] names the first one missing.
+/// columns, and every index with the same definition; [`StoreError::Corrupt`] names the
+/// first one missing, or a schema entry whose SQL text SQLite would not rebuild.
 pub fn check_tables(connection: &Connection) -> Result<(), StoreError> {
+    check_rebuildable(connection)?;
     let expected = Connection::open_in_memory()?;
     expected.execute_batch(SCHEMA)?;
     let present = tables_and_indexes(connection)?;
@@ -220,12 +222,36 @@ pub fn check_tables(connection: &Connection) -> Result<(), StoreError> {
     }
 }
 
+/// Refuses a schema entry whose SQL text does not start as SQLite writes it (`CREATE `, in
+/// capitals): SQLite rebuilds a copy of the database (`VACUUM`, and `VACUUM INTO`, which
+/// installs a snapshot of another page size) only from entries that start so, and silently
+/// leaves out the others. (A snapshot whose index read `CrEATE INDEX …` passed the check and
+/// lacked the index once installed.)
+fn check_rebuildable(connection: &Connection) -> Result<(), StoreError> {
+    let skipped: Option<String> = connection
+        .query_row(
+            "SELECT type || ' ' || name FROM sqlite_master \
+             WHERE sql IS NOT NULL AND substr(sql, 1, 7) <> 'CREATE ' LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match skipped {
+        Some(entry) => Err(StoreError::Corrupt(format!(
+            "the schema's SQL text for {entry} does not start with 'CREATE ' as SQLite writes \
+             it; a copy of the database would leave it out"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Every index, and every column of every table, described in words, as SQLite understood
 /// the schema's SQL text (which is what a copy of the database is rebuilt from), not by the
 /// names stored beside it, with names in lower case (SQLite's ignore case) and types in
-/// upper case. (A snapshot whose `sqlite_master` named an index
-/// `tracking_legacy_by_message_id` while its SQL text said `tracking_legAcy_by_message_id`
-/// passed the check and then lacked the index once installed at another page size.)
+/// upper case; an index with its SQL text in lower case, its spaces collapsed. (A snapshot
+/// whose `sqlite_master` named an index `tracking_legacy_by_message_id` while its SQL text
+/// said `tracking_legAcy_by_message_id` passed the check and then lacked the index once
+/// installed at another page size.)
 fn tables_and_indexes(connection: &Connection) -> Result<BTreeSet<String>, StoreError> {
     let mut statement = connection.prepare(
         "SELECT 'column ' || lower(m.name) || '.' || lower(c.name) || ' ' || upper(c.type) \
@@ -234,12 +260,21 @@ fn tables_and_indexes(connection: &Connection) -> Result<BTreeSet<String>, Store
          FROM sqlite_master AS m, pragma_table_info(m.name) AS c WHERE m.type = 'table' \
          UNION ALL \
          SELECT 'index ' || lower(i.name) || ' on ' || lower(m.name) \
-         FROM sqlite_master AS m, pragma_index_list(m.name) AS i WHERE m.type = 'table'",
+                || coalesce(' (' || lower(s.sql) || ')', '') \
+         FROM sqlite_master AS m, pragma_index_list(m.name) AS i \
+         LEFT JOIN sqlite_master AS s ON s.type = 'index' AND s.name = i.name COLLATE NOCASE \
+         WHERE m.type = 'table'",
     )?;
     let described = statement
-        .query_map([], |row| row.get(0))?
+        .query_map([], |row| row.get::<_, String>(0))?
+        .map(|described| described.map(|text| collapse_spaces(&text)))
         .collect::<rusqlite::Result<BTreeSet<String>>>()?;
     Ok(described)
+}
+
+/// `text` with every run of white space made one space.
+fn collapse_spaces(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Upgrades a store of an older `version` to [`FORMAT_VERSION`], one version after the
