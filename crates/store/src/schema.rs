@@ -245,10 +245,11 @@ fn check_rebuildable(connection: &Connection) -> Result<(), StoreError> {
     }
 }
 
-/// Every index, and every column of every table, described in words, as SQLite understood
-/// the schema's SQL text (which is what a copy of the database is rebuilt from), not by the
-/// names stored beside it, with names in lower case (SQLite's ignore case) and types in
-/// upper case; an index with its SQL text in lower case, its spaces collapsed. (A snapshot
+/// Every index, and every column of every table (with its default, which inserts that leave
+/// the column out rely on), described in words, as SQLite understood the schema's SQL text
+/// (which is what a copy of the database is rebuilt from), not by the names stored beside
+/// it, with names in lower case (SQLite's ignore case) and types in upper case; an index
+/// with its SQL text in lower case, its spaces collapsed. (A snapshot
 /// whose `sqlite_master` named an index `tracking_legacy_by_message_id` while its SQL text
 /// said `tracking_legAcy_by_message_id` passed the check and then lacked the index once
 /// installed at another page size.)
@@ -257,6 +258,7 @@ fn tables_and_indexes(connection: &Connection) -> Result<BTreeSet<String>, Store
         "SELECT 'column ' || lower(m.name) || '.' || lower(c.name) || ' ' || upper(c.type) \
                 || CASE WHEN c.\"notnull\" THEN ' NOT NULL' ELSE '' END \
                 || CASE WHEN c.pk > 0 THEN ' PRIMARY KEY' ELSE '' END \
+                || coalesce(' DEFAULT ' || c.dflt_value, '') \
          FROM sqlite_master AS m, pragma_table_info(m.name) AS c WHERE m.type = 'table' \
          UNION ALL \
          SELECT 'index ' || lower(i.name) || ' on ' || lower(m.name) \
