@@ -472,6 +472,16 @@ fn up_runs_a_replica_set_restarts_a_killed_active_and_leaves_nothing_behind() {
     let ready: Json = serde_json::from_str(&ready).expect("the ready line is JSON");
     let nodes = ready["nodes"].as_array().expect("nodes").clone();
     assert_eq!(nodes.len(), 3, "{ready}");
+    let roles: Vec<&str> = nodes
+        .iter()
+        .map(|node| node["role"].as_str().expect("role"))
+        .collect();
+    assert!(
+        roles
+            .iter()
+            .all(|role| ["active", "passive"].contains(role)),
+        "the summary shows every node active or passive: {roles:?}"
+    );
     up.node_pids = nodes
         .iter()
         .map(|node| {

@@ -56,6 +56,8 @@ pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(300);
 /// A node that exits after running this long is started again after the first delay; one
 /// that exits sooner waits twice as long as the last time.
 const STABLE_RUN: Duration = Duration::from_secs(60);
+/// How long the start-up waits for every node to know its role before printing them.
+const ROLES_WAIT: Duration = Duration::from_secs(5);
 /// How often the start-up checks for ready lines and early exits.
 const START_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How often the shutdown checks whether the nodes have exited.
@@ -199,6 +201,7 @@ pub async fn run(arguments: UpArgs, context: &CommandContext) -> Result<(), Comm
     };
     let outcome = match started {
         Some(Ok(active)) => {
+            wait_until_every_node_knows_its_role(&nodes).await;
             print_summary(&nodes, &active, &arguments, context).await;
             let mut watched = Watched {
                 nodes: &mut nodes,
@@ -367,6 +370,29 @@ async fn start_replica_set(
     }
     eprintln!("tandem up: waiting for an active to be elected");
     wait_for_active(&all_addresses, ELECTION_WAIT).await
+}
+
+/// Waits (at most [`ROLES_WAIT`]) until every node reports itself active or passive: right
+/// after the replica set forms, a node that has not yet received its membership reports
+/// itself a learner, which the summary would show.
+async fn wait_until_every_node_knows_its_role(nodes: &[RunningNode]) {
+    let started = Instant::now();
+    while started.elapsed() < ROLES_WAIT {
+        let mut settled = true;
+        for node in nodes {
+            let role = probe(&node.plan.grpc.to_string())
+                .await
+                .map(|status| status.role);
+            if !matches!(role.as_deref(), Ok("active" | "passive")) {
+                settled = false;
+                break;
+            }
+        }
+        if settled {
+            return;
+        }
+        tokio::time::sleep(START_POLL_INTERVAL).await;
+    }
 }
 
 /// Waits (up to [`READY_TIMEOUT`]) until every node has printed its ready line; a node
