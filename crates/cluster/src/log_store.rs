@@ -287,13 +287,23 @@ impl LogStore {
         change: impl FnOnce(&Connection) -> Result<(), Failure> + Send + 'static,
     ) -> io::Result<()> {
         let operation = operation.into();
-        let (done, answer) = oneshot::channel();
-        let write = Write::Change {
-            operation: operation.clone(),
-            change: Some(Box::new(change)),
+        let change = Some(Box::new(change) as ChangeFn);
+        self.write_and_wait(operation.clone(), |done| Write::Change {
+            operation,
+            change,
             done,
-        };
-        self.send(write, &operation).await?;
+        })
+        .await
+    }
+
+    /// Hands the write `make` builds to the writer thread and waits until it is fsynced.
+    async fn write_and_wait(
+        &self,
+        operation: String,
+        make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Write,
+    ) -> io::Result<()> {
+        let (done, answer) = oneshot::channel();
+        self.send(make(done), &operation).await?;
         answer
             .await
             .map_err(|_| stopped_writer(&self.path, &operation))?
@@ -491,11 +501,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let operation = format!("purge the entries up to index {}", log_id.index());
         self.recent.remove_up_to(log_id.index());
         self.purged.purged_through(log_id.index());
-        let (done, answer) = oneshot::channel();
-        self.send(Write::Purge { log_id, done }, &operation).await?;
-        answer
+        self.write_and_wait(operation, |done| Write::Purge { log_id, done })
             .await
-            .map_err(|_| stopped_writer(&self.path, &operation))?
     }
 }
 

@@ -249,10 +249,10 @@ fn check_rebuildable(connection: &Connection) -> Result<(), StoreError> {
 /// the column out rely on), described in words, as SQLite understood the schema's SQL text
 /// (which is what a copy of the database is rebuilt from), not by the names stored beside
 /// it, with names in lower case (SQLite's ignore case) and types in upper case; an index
-/// with its SQL text in lower case, its spaces collapsed. (A snapshot
-/// whose `sqlite_master` named an index `tracking_legacy_by_message_id` while its SQL text
-/// said `tracking_legAcy_by_message_id` passed the check and then lacked the index once
-/// installed at another page size.)
+/// with its SQL text in lower case, its spaces collapsed. (A snapshot whose `sqlite_master`
+/// named an index `tracking_legacy_by_message_id` while its SQL text said
+/// `tracking_legAcy_by_message_id` passed the check and then lacked the index once installed
+/// at another page size.)
 fn tables_and_indexes(connection: &Connection) -> Result<BTreeSet<String>, StoreError> {
     let mut statement = connection.prepare(
         "SELECT 'column ' || lower(m.name) || '.' || lower(c.name) || ' ' || upper(c.type) \

@@ -201,8 +201,8 @@ pub async fn run(arguments: UpArgs, context: &CommandContext) -> Result<(), Comm
     };
     let outcome = match started {
         Some(Ok(active)) => {
-            wait_until_every_node_knows_its_role(&nodes).await;
-            print_summary(&nodes, &active, &arguments, context).await;
+            let roles = roles_once_known(&nodes).await;
+            print_summary(&nodes, &roles, &active, &arguments, context);
             let mut watched = Watched {
                 nodes: &mut nodes,
                 executable: &executable,
@@ -372,24 +372,25 @@ async fn start_replica_set(
     wait_for_active(&all_addresses, ELECTION_WAIT).await
 }
 
-/// Waits (at most [`ROLES_WAIT`]) until every node reports itself active or passive: right
-/// after the replica set forms, a node that has not yet received its membership reports
-/// itself a learner, which the summary would show.
-async fn wait_until_every_node_knows_its_role(nodes: &[RunningNode]) {
+/// Each node's role (`down` when it does not answer), once every node reports itself active
+/// or passive, or as they are after [`ROLES_WAIT`]: right after the replica set forms, a
+/// node that has not yet received its membership reports itself a learner.
+async fn roles_once_known(nodes: &[RunningNode]) -> Vec<String> {
     let started = Instant::now();
-    while started.elapsed() < ROLES_WAIT {
-        let mut settled = true;
+    loop {
+        let mut roles = Vec::with_capacity(nodes.len());
         for node in nodes {
-            let role = probe(&node.plan.grpc.to_string())
-                .await
-                .map(|status| status.role);
-            if !matches!(role.as_deref(), Ok("active" | "passive")) {
-                settled = false;
-                break;
-            }
+            let role = match probe(&node.plan.grpc.to_string()).await {
+                Ok(status) => status.role,
+                Err(_) => "down".to_string(),
+            };
+            roles.push(role);
         }
-        if settled {
-            return;
+        let known = roles
+            .iter()
+            .all(|role| role == "active" || role == "passive");
+        if known || started.elapsed() >= ROLES_WAIT {
+            return roles;
         }
         tokio::time::sleep(START_POLL_INTERVAL).await;
     }
@@ -676,26 +677,19 @@ fn report(context: &CommandContext, event: &str, mut details: Json, text: &str) 
 
 // ----- summary -----
 
-async fn print_summary(
+fn print_summary(
     nodes: &[RunningNode],
+    roles: &[String],
     active: &v1::NodeStatusResponse,
     arguments: &UpArgs,
     context: &CommandContext,
 ) {
     let data_dir = &arguments.data_dir;
     let active_id = node_id_of(active);
-    let mut roles = Vec::with_capacity(nodes.len());
-    for node in nodes {
-        let role = match probe(&node.plan.grpc.to_string()).await {
-            Ok(status) => status.role,
-            Err(_) => "down".to_string(),
-        };
-        roles.push(role);
-    }
     if context.output.is_json() {
         let described: Vec<Json> = nodes
             .iter()
-            .zip(&roles)
+            .zip(roles)
             .map(|(node, role)| node_json(node, role))
             .collect();
         context.output.print_json_line(&json!({
@@ -717,7 +711,7 @@ async fn print_summary(
     let mut table = Table::new(vec![
         "NODE", "ROLE", "PID", "GRPC", "HTTP", "RAFT", "DATA DIR",
     ]);
-    for (node, role) in nodes.iter().zip(&roles) {
+    for (node, role) in nodes.iter().zip(roles) {
         table.add_row(vec![
             node.plan.node_id.to_string(),
             role.clone(),
