@@ -249,6 +249,7 @@ impl LogStore {
             recent: Arc::clone(&recent),
             growth: growth.clone(),
             deleting_through,
+            failed: None,
         };
         match runtime {
             None => {
@@ -594,6 +595,8 @@ struct Writer {
     growth: LogGrowth,
     /// The last purged index, while the file still holds entries up to it.
     deleting_through: Option<u64>,
+    /// Why a transaction of writes failed, once one has: every later write is refused.
+    failed: Option<String>,
 }
 
 /// What the writer does next.
@@ -642,8 +645,12 @@ impl Writer {
     }
 
     /// While purged entries remain to be deleted: the next write if one waits, else a step of
-    /// the purge. `None` when there is nothing to do but wait for a write.
+    /// the purge. `None` when there is nothing to do but wait for a write (or the file has
+    /// failed: it is not touched again).
     fn next_without_waiting(&self, queue: &mut mpsc::Receiver<Write>) -> Option<NextWork> {
+        if self.failed.is_some() {
+            return None;
+        }
         self.deleting_through?;
         Some(match queue.try_recv() {
             Ok(write) => NextWork::Write(write),
@@ -662,8 +669,7 @@ impl Writer {
     }
 
     /// One step of a purge in a transaction of its own. A failure is reported and the rest
-    /// left for the next purge or the next start (writes that follow report a file that
-    /// fails for good).
+    /// left for the next purge or the next start; it loses nothing, so writes go on.
     fn delete_purged_step_alone(&mut self) {
         let Some(through) = self.deleting_through else {
             return;
@@ -691,6 +697,12 @@ impl Writer {
 
     /// Takes `first` and every write waiting behind it, applies them in order in one
     /// transaction, fsyncs once, then reports each.
+    ///
+    /// Once a transaction has failed (a full disk, an I/O error), every later write is
+    /// refused without touching the file. openraft stops at the first error it is told of,
+    /// but appends it had already queued would otherwise still be written: the file would
+    /// hold entries after the missing ones, and their flush would tell openraft that the
+    /// missing ones were durable too.
     fn write_waiting(&mut self, first: Write, queue: &mut mpsc::Receiver<Write>) {
         let mut writes = vec![first];
         while writes.len() < limits::RAFT_LOG_WRITE_QUEUE_CAPACITY {
@@ -699,7 +711,13 @@ impl Writer {
             };
             writes.push(next);
         }
-        let result = self.write_all(&mut writes);
+        let result = match &self.failed {
+            Some(cause) => Err(refused_after_failure(&self.path, cause)),
+            None => self.write_all(&mut writes),
+        };
+        if let Err(error) = &result {
+            self.failed.get_or_insert_with(|| error.to_string());
+        }
         self.report(writes, result);
     }
 
@@ -819,6 +837,14 @@ fn appending(entries: &[Entry]) -> String {
         (Some(first), Some(last)) => format!("append entries {}..={}", first.index(), last.index()),
         _ => "append no entries".to_string(),
     }
+}
+
+fn refused_after_failure(path: &Path, cause: &str) -> io::Error {
+    io::Error::other(format!(
+        "raft log {}: refusing the write: an earlier one failed ({cause}); restart the node \
+         to write again",
+        path.display()
+    ))
 }
 
 fn copy_result(result: &io::Result<()>) -> io::Result<()> {

@@ -517,6 +517,40 @@ async fn a_failed_append_reports_to_the_callback_and_writes_nothing() {
     assert_eq!(read(&mut store, ..).await, [0, 1]);
 }
 
+/// The appends openraft queues behind one that fails (a full disk) must not reach the file:
+/// it would then hold entries after missing ones, and their flush would vouch for the missing
+/// ones too.
+#[tokio::test]
+async fn after_a_failed_append_no_later_write_reaches_the_file_until_it_is_reopened() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut store = LogStore::open(directory.path()).unwrap();
+    append(&mut store, entries(1, 0, 1)).await;
+    let failing = vec![failover_entry(1, 2), failover_entry(1, u64::MAX)];
+    store
+        .blocking_append(failing)
+        .await
+        .expect_err("entry u64::MAX cannot be stored");
+
+    let later = store
+        .blocking_append(entries(1, 3, 4))
+        .await
+        .expect_err("an append after a failed one is refused");
+    let message = later.to_string();
+    assert!(message.contains("an earlier one failed"), "{message}");
+    assert!(message.contains("append entries 2..="), "{message}");
+    store
+        .save_vote(&Vote::new(2, 1))
+        .await
+        .expect_err("so is any other write");
+    assert_eq!(read(&mut store, ..).await, [0, 1]);
+    assert_eq!(rows_in_file(directory.path(), 0, u64::MAX >> 1), 2);
+
+    drop(store);
+    let mut reopened = LogStore::open(directory.path()).unwrap();
+    append(&mut reopened, entries(1, 2, 3)).await;
+    assert_eq!(read(&mut reopened, ..).await, [0, 1, 2, 3]);
+}
+
 #[tokio::test]
 async fn the_file_stays_bounded_when_purges_follow_appends() {
     const ENTRIES_PER_APPEND: u64 = 20;
