@@ -1,8 +1,9 @@
 //! A replica set of three real `tandem` nodes under concurrent publish and consume load,
 //! through the faults an active must survive: kill -9 (ten times in a row), a pause longer
 //! than the election timeout, a network partition, planned switchover and failback, a stop
-//! of every node, a passive that missed many entries, a wiped data directory, and the loss
-//! of a majority, and a majority acknowledging later than the active's lease. A lease
+//! of every node, a passive that missed many entries, a passive whose disk fills, a wiped
+//! data directory, the loss of a majority, and a majority acknowledging later than the
+//! active's lease. A lease
 //! stream must follow the active through a kill -9, and one more test checks when nodes
 //! snapshot a large store.
 //!
@@ -45,6 +46,10 @@ const KILL_ROUNDS: usize = 10;
 const MINIMUM_ACKNOWLEDGED: usize = 300;
 /// How long a passive stays down while the load goes on, so it has many entries to apply.
 const DOWN_WHILE_LOADED: Duration = Duration::from_millis(3_000);
+/// The size no file of the node whose disk fills may grow past, and how long it may take
+/// the load to get there.
+const FULL_DISK_FILE_BYTES: u64 = 4 * 1024 * 1024;
+const DISK_FILL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the active stays paused: well over the election timeout.
 const PAUSE: Duration = Duration::from_millis(2_000);
 /// Entries per snapshot in the wipe test, so the log is compacted long before the wipe.
@@ -429,6 +434,49 @@ async fn a_passive_that_missed_many_entries_catches_up_to_the_same_state() {
         DOWN_WHILE_LOADED.as_millis(),
         caught_up.applied_index,
         finished.report.acknowledged
+    );
+}
+
+/// A passive whose disk fills (no file of it may grow past a few megabytes) stops with a
+/// clear error rather than going on with a log or a store that misses entries; started again
+/// with room, it catches up to the same state, and the replica set lost nothing meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passive_whose_disk_fills_stops_and_catches_up_once_it_has_room() {
+    let (mut set, workload) =
+        loaded_replica_set(ReplicaSetOptions::default(), &shape("full-disk")).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let full = set.others(active.node_id)[0];
+    set.kill(full);
+    set.restart_with_file_size_limit(full, Some(FULL_DISK_FILE_BYTES));
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(status) = set.exited(full) {
+            break status;
+        }
+        assert!(
+            started.elapsed() < DISK_FILL_TIMEOUT,
+            "node {full} still runs {DISK_FILL_TIMEOUT:?} after its disk was limited to \
+             {FULL_DISK_FILE_BYTES} bytes per file:\n{}",
+            set.log_text(full)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let filled_ms = started.elapsed().as_millis();
+    let log = set.log_text(full);
+    assert!(!exit.success(), "node {full} exited with {exit}");
+    assert!(
+        log.contains("replication stopped on this node")
+            && (log.contains("disk I/O error") || log.contains("disk is full")),
+        "node {full} did not say why it stopped:\n{log}"
+    );
+
+    set.restart(full);
+    let finished = finish(&set, workload, "full-disk").await;
+    eprintln!(
+        "[full-disk] node {full} stopped {filled_ms} ms after its files were limited to {} \
+         bytes; restarted with room, it caught up; {} acknowledged",
+        FULL_DISK_FILE_BYTES, finished.report.acknowledged
     );
 }
 

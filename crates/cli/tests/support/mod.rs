@@ -83,15 +83,30 @@ impl NodeProcess {
     /// Starts `tandem node start --data-dir DIR` followed by exactly `arguments`, with the
     /// node's stderr (its log) going to `log`, and waits for its ready line.
     pub fn launch(data_dir: &Path, arguments: &[&str], log: Stdio) -> NodeProcess {
-        let mut child = Command::new(tandem_binary())
+        NodeProcess::launch_with_file_size_limit(data_dir, arguments, log, None)
+    }
+
+    /// [`NodeProcess::launch`], where with `Some(bytes)` no file of the node may grow past
+    /// `bytes`: a write beyond fails as on a full disk (RLIMIT_FSIZE, with SIGXFSZ ignored so
+    /// that the write returns EFBIG instead of killing the process).
+    pub fn launch_with_file_size_limit(
+        data_dir: &Path,
+        arguments: &[&str],
+        log: Stdio,
+        file_size_limit: Option<u64>,
+    ) -> NodeProcess {
+        let mut command = Command::new(tandem_binary());
+        command
             .args(["node", "start", "--data-dir"])
             .arg(data_dir)
             .args(arguments)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn tandem node");
+            .stderr(log);
+        if let Some(bytes) = file_size_limit {
+            limit_file_size(&mut command, bytes);
+        }
+        let mut child = command.spawn().expect("spawn tandem node");
         let stdout = child.stdout.take().expect("node stdout");
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
@@ -119,6 +134,11 @@ impl NodeProcess {
             http: address_after(&ready, "http="),
             raft: address_after(&ready, "raft="),
         }
+    }
+
+    /// How the process exited, if it has (without waiting).
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// kill -9: no chance to flush or close anything.
@@ -249,4 +269,24 @@ pub fn reserve_node_ports(count: usize) -> Vec<std::net::TcpListener> {
         .collect();
     assert_eq!(listeners.len(), count, "not enough free loopback ports");
     listeners
+}
+
+/// Makes the process `command` starts unable to grow a file past `bytes`.
+fn limit_file_size(command: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes,
+    };
+    // SAFETY: between fork and exec the closure only makes two async-signal-safe calls,
+    // setrlimit(2) and signal(2), on values it owns.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
 }

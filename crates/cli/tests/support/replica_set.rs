@@ -325,6 +325,19 @@ impl ReplicaSet {
         process.kill_hard();
     }
 
+    /// What the node has written to its log (stderr) so far.
+    pub fn log_text(&self, node_id: u64) -> String {
+        std::fs::read_to_string(&self.node(node_id).log_file).unwrap_or_default()
+    }
+
+    /// How the node exited, if it did by itself; it then counts as stopped.
+    pub fn exited(&mut self, node_id: u64) -> Option<ExitStatus> {
+        let node = self.node_mut(node_id);
+        let status = node.process.as_mut()?.exit_status()?;
+        node.process = None;
+        Some(status)
+    }
+
     /// SIGSTOP.
     pub fn pause(&mut self, node_id: u64) {
         let node = self.node_mut(node_id);
@@ -373,6 +386,12 @@ impl ReplicaSet {
     /// Starts the node (again) on its ports with its data directory and waits for its
     /// ready line.
     pub fn restart(&mut self, node_id: u64) {
+        self.restart_with_file_size_limit(node_id, None);
+    }
+
+    /// [`ReplicaSet::restart`], where with `Some(bytes)` no file of the node may grow past
+    /// `bytes`, as if its disk were full beyond.
+    pub fn restart_with_file_size_limit(&mut self, node_id: u64, file_size_limit: Option<u64>) {
         let arguments = self.node_arguments(node_id);
         let node = self.node_mut(node_id);
         assert!(node.process.is_none(), "node {node_id} is already running");
@@ -380,7 +399,12 @@ impl ReplicaSet {
         let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
         let data_dir = node.data_dir.clone();
         let process = tokio::task::block_in_place(|| {
-            NodeProcess::launch(&data_dir, &arguments, Stdio::from(log))
+            NodeProcess::launch_with_file_size_limit(
+                &data_dir,
+                &arguments,
+                Stdio::from(log),
+                file_size_limit,
+            )
         });
         assert_eq!(
             process.grpc, node.ports.grpc,
