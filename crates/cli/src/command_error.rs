@@ -52,7 +52,10 @@ fn hint_for(error: &ClientError) -> Option<String> {
                 .retry_after_ms
                 .map(|milliseconds| format!("retry after {milliseconds} ms, or "))
                 .unwrap_or_default();
-            format!("{wait}consume messages to bring the count under throttle_message_count")
+            format!(
+                "{wait}consume messages: that brings the count under throttle_message_count \
+                 and frees room in the store for new ones"
+            )
         }
         "too_large" => "raise max_body_bytes in the node's configuration".to_string(),
         "lease_expired" => "the lease ran out before settling; lease for longer".to_string(),

@@ -10,7 +10,7 @@
 //! - [`value`]: typed property values and typed comparison.
 //! - [`timestamp`]: RFC 3339 <-> epoch milliseconds, pure arithmetic.
 //! - [`duration`]: durations as people write them (`500ms`, `30s`, `5m`), for the CLI and
-//!   configuration files.
+//!   configuration files; [`byte_size`]: byte counts as people read them.
 //! - [`context`]: a message's promoted and written properties.
 //! - [`filter`]: the subscription filter language (parser, evaluator) and the routing index.
 //! - [`ids`], [`message`], [`host`], [`subscription`], [`instance`], [`tracking`]: vocabulary.
@@ -22,6 +22,7 @@
 //! - [`tables`]: the storage interface; [`memory_tables`]: its in-memory reference.
 //! - [`machine`]: the MessageBox state machine and its command handlers.
 
+pub mod byte_size;
 pub mod command;
 pub mod context;
 pub mod duration;

@@ -22,6 +22,13 @@ pub const MAX_RETRY_INTERVAL_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 pub const DEFAULT_THROTTLE_MESSAGE_COUNT: u64 = 10_000_000;
 /// The retry-after hint given with a throttled refusal.
 pub const THROTTLE_RETRY_AFTER_MS: u64 = 1000;
+/// While the room a node's data directory has left (free space on its filesystem, less what
+/// the next snapshot of the store will write) is below this, the active refuses publishes
+/// as throttled.
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 1 << 30;
+/// How often a node measures the room its data directory has left: often enough that a
+/// node publishing at full speed overshoots the floor by tens of megabytes at most.
+pub const DISK_ROOM_SAMPLE_INTERVAL_MS: u64 = 250;
 /// Tracking events older than this may be purged by retention.
 pub const DEFAULT_TRACKING_RETENTION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 

@@ -34,6 +34,10 @@ pub struct NodeConfig {
     pub max_body_bytes: u64,
     pub dedupe_window_ms: u64,
     pub throttle_message_count: u64,
+    /// While the room left under `data_dir` (free disk space less what the next snapshot of
+    /// the store will write) is below this, the active refuses publishes as throttled; 0
+    /// turns it off.
+    pub min_free_disk_bytes: u64,
     pub routing_failure_queue: bool,
     pub tracking: bool,
     /// Tracking events older than this are purged automatically; 0 keeps them.
@@ -77,6 +81,7 @@ impl Default for NodeConfig {
             max_body_bytes: limits::DEFAULT_MAX_BODY_BYTES,
             dedupe_window_ms: limits::DEFAULT_DEDUPE_WINDOW_MS,
             throttle_message_count: limits::DEFAULT_THROTTLE_MESSAGE_COUNT,
+            min_free_disk_bytes: limits::DEFAULT_MIN_FREE_DISK_BYTES,
             routing_failure_queue: false,
             tracking: true,
             tracking_retention_ms: limits::DEFAULT_TRACKING_RETENTION_MS,

@@ -21,9 +21,12 @@
 //! - [`http`]: the HTTP/JSON API, `/health` and `/metrics`.
 //! - [`metrics`]: request counters and the Prometheus text rendering.
 //! - [`ticker`]: the task that applies `Command::Tick` (lease expiry, due retries).
+//! - [`disk_space`]: the room left under the data directory, and the refusal of publishes
+//!   while it is low.
 
 pub mod cluster;
 pub mod config;
+pub mod disk_space;
 pub mod errors;
 pub mod grpc;
 pub mod http;

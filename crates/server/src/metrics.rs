@@ -137,7 +137,7 @@ fn render_replica(text: &mut String, status: &ReplicaStatus) {
     }
 }
 
-fn unlabelled_series(state: &AppState) -> [Series; 9] {
+fn unlabelled_series(state: &AppState) -> [Series; 11] {
     let catalog = state.store.catalog();
     let store = state.store.metrics().snapshot();
     [
@@ -150,8 +150,20 @@ fn unlabelled_series(state: &AppState) -> [Series; 9] {
         Series {
             name: "tandem_throttled",
             kind: GAUGE,
-            help: "1 while publish is throttled, else 0.",
-            value: if catalog.throttled { 1.0 } else { 0.0 },
+            help: "1 while publish is throttled (message count, or the active's disk), else 0.",
+            value: if state.publish_throttled() { 1.0 } else { 0.0 },
+        },
+        Series {
+            name: "tandem_disk_room_bytes",
+            kind: GAUGE,
+            help: "Room left under the data directory: free disk space less the next snapshot of the store (-1 until measured).",
+            value: state.disk.room_bytes().map_or(-1.0, |room| room as f64),
+        },
+        Series {
+            name: "tandem_disk_min_free_bytes",
+            kind: GAUGE,
+            help: "Below this much room the active refuses publishes (0: never).",
+            value: state.disk.min_free_bytes() as f64,
         },
         Series {
             name: "tandem_routing_failures",

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use crate::disk_space::watch_disk_room;
 use crate::grpc::admin::AdminService;
 use crate::grpc::cluster::ClusterService;
 use crate::grpc::max_decoding_message_size;
@@ -38,6 +39,7 @@ pub struct Node {
     grpc_task: JoinHandle<()>,
     http_task: JoinHandle<()>,
     ticker_task: JoinHandle<()>,
+    disk_task: JoinHandle<()>,
 }
 
 impl Node {
@@ -62,6 +64,9 @@ impl Node {
         }
         let tick_interval = Duration::from_millis(config.tick_interval_ms);
         let state = Arc::new(AppState::new(Arc::new(replica), store.handle(), config));
+        // Measured before serving, so that the guard holds from the first publish.
+        let _ = state.disk.measure(&state.store).await;
+        let disk_task = tokio::spawn(watch_disk_room(state.clone()));
         let grpc_task = tokio::spawn(serve_grpc(state.clone(), grpc_listener));
         let http_task = tokio::spawn(serve_http(state.clone(), http_listener));
         let ticker_task = tokio::spawn(run_ticker(state.clone(), tick_interval));
@@ -75,6 +80,7 @@ impl Node {
             grpc_task,
             http_task,
             ticker_task,
+            disk_task,
         })
     }
 
@@ -111,6 +117,7 @@ impl Node {
             self.http_task.abort();
         }
         let _ = (&mut self.ticker_task).await;
+        let _ = (&mut self.disk_task).await;
         self.state.replica.shutdown().await;
         if let Some(store) = self.store.take() {
             let closed = tokio::task::spawn_blocking(move || store.close()).await;
@@ -129,6 +136,7 @@ impl Drop for Node {
         self.state.begin_shutdown();
         self.grpc_task.abort();
         self.http_task.abort();
+        self.disk_task.abort();
         if let Some(store) = self.store.take() {
             let _ = std::thread::Builder::new()
                 .name("tandem-store-close".into())

@@ -176,6 +176,9 @@ impl AppState {
         if messages.is_empty() {
             return Ok((Vec::new(), None));
         }
+        if self.replica.is_active() {
+            self.disk.admit_publish(self.store.data_dir())?;
+        }
         let acknowledged = self
             .execute_acknowledged(Command::Publish {
                 publisher,

@@ -1,6 +1,6 @@
 //! [`AppState`]: what every request handler shares: the replica (writes go through its
-//! log), the store handle (reads), the configuration, the start time, the work wake-up
-//! signal, the shutdown flag and the request counters.
+//! log), the store handle (reads), the configuration, the start time, the disk guard, the
+//! work wake-up signal, the shutdown flag and the request counters.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +12,7 @@ use tandem_store::StoreHandle;
 use tokio::sync::watch;
 
 use crate::NodeConfig;
+use crate::disk_space::DiskGuard;
 use crate::metrics::{Api, RequestCounters};
 use crate::wake_up::{WorkSignal, WorkWatcher};
 
@@ -21,6 +22,7 @@ pub struct AppState {
     pub config: NodeConfig,
     pub started_at_ms: i64,
     pub requests: RequestCounters,
+    pub disk: DiskGuard,
     published_messages: AtomicU64,
     work_signal: WorkSignal,
     shutdown: watch::Sender<bool>,
@@ -34,6 +36,7 @@ impl AppState {
         AppState {
             replica,
             store,
+            disk: DiskGuard::new(config.min_free_disk_bytes),
             config,
             started_at_ms: now_ms(),
             requests: RequestCounters::default(),
@@ -67,6 +70,12 @@ impl AppState {
                 .fetch_add(stored as u64, Ordering::Relaxed);
         }
         Ok(acknowledged)
+    }
+
+    /// Whether this node refuses publishes now: past the replicated message-count throttle,
+    /// or, as the active, short of room on its disk.
+    pub fn publish_throttled(&self) -> bool {
+        self.store.catalog().throttled || (self.replica.is_active() && self.disk.is_low())
     }
 
     pub fn count_request(&self, api: Api, operation: &'static str) {

@@ -55,6 +55,11 @@ pub struct StartArgs {
     /// [TOML: throttle_message_count]
     #[arg(long, value_name = "N")]
     throttle_message_count: Option<u64>,
+    /// While the room left under the data directory (free disk space less what the next
+    /// snapshot of the store will write) is below N bytes, the active refuses publishes as
+    /// throttled; 0 turns this off. [TOML: min_free_disk_bytes]
+    #[arg(long, value_name = "N")]
+    min_free_disk_bytes: Option<u64>,
     /// Keep messages that match no subscription in the routing-failure queue instead of
     /// refusing them. [TOML: routing_failure_queue = true]
     #[arg(long)]
@@ -158,6 +163,9 @@ fn apply_flags(config: &mut NodeConfig, arguments: StartArgs) {
     if let Some(throttle_message_count) = arguments.throttle_message_count {
         config.throttle_message_count = throttle_message_count;
     }
+    if let Some(min_free_disk_bytes) = arguments.min_free_disk_bytes {
+        config.min_free_disk_bytes = min_free_disk_bytes;
+    }
     if arguments.routing_failure_queue {
         config.routing_failure_queue = true;
     }
@@ -238,6 +246,11 @@ fn configuration_help() -> String {
             "throttle_message_count",
             defaults.throttle_message_count.to_string(),
             "refuse publishes past this many messages",
+        ),
+        (
+            "min_free_disk_bytes",
+            defaults.min_free_disk_bytes.to_string(),
+            "refuse publishes with less room on disk",
         ),
         (
             "routing_failure_queue",

@@ -1,6 +1,7 @@
 //! `tandem status` (the node at a glance) and `tandem queue` (host queue depths).
 
 use serde_json::{Value as Json, json};
+use tandem_core::byte_size::format_bytes;
 use tandem_protocol::v1;
 
 use crate::command_context::CommandContext;
@@ -43,6 +44,7 @@ fn print_summary(status: &v1::StatusResponse) {
     println!("started at:         {}", format_time(status.started_at_ms));
     println!("messages:           {}", status.message_count);
     println!("throttled:          {}", yes_or_no(status.throttled));
+    println!("disk room:          {}", disk_room_text(status));
     println!("routing failures:   {}", status.routing_failures);
     println!("subscriptions:      {}", status.subscription_count);
 }
@@ -73,6 +75,22 @@ fn print_settings(settings: &v1::Settings) {
     );
 }
 
+/// The room left under the data directory and the floor below which the active refuses
+/// publishes.
+fn disk_room_text(status: &v1::StatusResponse) -> String {
+    let room = status
+        .disk_room_bytes
+        .map_or("not measured".to_string(), format_bytes);
+    match status.min_free_disk_bytes {
+        0 => room,
+        floor if status.disk_low => format!(
+            "{room}, LOW: below {}, the active refuses publishes",
+            format_bytes(floor)
+        ),
+        floor => format!("{room} (publishes refused below {})", format_bytes(floor)),
+    }
+}
+
 fn yes_or_no(flag: bool) -> &'static str {
     if flag { "yes" } else { "no" }
 }
@@ -96,6 +114,9 @@ fn status_json(status: &v1::StatusResponse) -> Json {
         "started_at": format_time(status.started_at_ms),
         "message_count": status.message_count,
         "throttled": status.throttled,
+        "disk_room_bytes": status.disk_room_bytes,
+        "min_free_disk_bytes": status.min_free_disk_bytes,
+        "disk_low": status.disk_low,
         "routing_failures": status.routing_failures,
         "subscription_count": status.subscription_count,
         "settings": settings,

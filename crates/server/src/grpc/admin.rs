@@ -212,11 +212,14 @@ fn status(state: &AppState) -> v1::StatusResponse {
         data_dir: state.store.data_dir().display().to_string(),
         format_version: tandem_store::schema::FORMAT_VERSION as u64,
         message_count: catalog.state.message_count,
-        throttled: catalog.throttled,
+        throttled: state.publish_throttled(),
         routing_failures: catalog.state.routing_failures,
         subscription_count: catalog.subscriptions.len() as u64,
         hosts: catalog.hosts.iter().map(convert::host).collect(),
         settings: Some(convert::settings(&catalog.state.settings)),
         started_at_ms: state.started_at_ms,
+        disk_room_bytes: state.disk.room_bytes(),
+        min_free_disk_bytes: state.disk.min_free_bytes(),
+        disk_low: state.disk.is_low(),
     }
 }

@@ -405,6 +405,72 @@ async fn a_full_store_throttles_with_a_retry_hint() {
     node.shutdown().await;
 }
 
+/// A floor above any disk's free space: the real measurement is always below it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_short_of_room_throttles_publishes_but_not_other_writes() {
+    let node = orders_node(|config| config.min_free_disk_bytes = u64::MAX).await;
+    bounded(async {
+        let before = snapshot(&node).await;
+        let status_now = status(&node).await;
+        assert!(status_now.disk_low && status_now.throttled);
+        assert!(status_now.disk_room_bytes.is_some_and(|room| room > 0));
+        assert_eq!(status_now.min_free_disk_bytes, u64::MAX);
+
+        let refused = node
+            .message_box()
+            .await
+            .publish(v1::PublishRequest {
+                publisher: "tests".into(),
+                messages: vec![order_message("d-1", b"x")],
+            })
+            .await
+            .expect_err("the whole call is refused");
+        assert_eq!(error_code(&refused), "throttled");
+        let data_dir = node.data_dir.path().display().to_string();
+        assert!(
+            refused.message().contains(&data_dir)
+                && refused.message().contains("min_free_disk_bytes"),
+            "{}",
+            refused.message()
+        );
+        assert!(
+            refused
+                .metadata()
+                .get(tandem_protocol::RETRY_AFTER_METADATA)
+                .is_some()
+        );
+
+        let body = json!({"message_id": "d-2", "properties": {"MessageType": "Order"}});
+        let answer = http_request(node.http(), "POST", "/v1/messages", &body.to_string()).await;
+        assert_eq!(
+            (answer.status, answer.error_code().as_str()),
+            (429, "throttled")
+        );
+        assert_eq!(answer.header("retry-after"), Some("1"));
+        let metrics = http_request(node.http(), "GET", "/metrics", "").await.body;
+        assert!(metrics.contains("tandem_throttled 1"), "{metrics}");
+        assert!(metrics.contains("tandem_disk_room_bytes "), "{metrics}");
+        assert_eq!(snapshot(&node).await, before);
+
+        // Writes that add no messages go on: consumers must be able to drain the store.
+        let leased = node
+            .message_box()
+            .await
+            .lease(v1::LeaseRequest {
+                host: "orders".into(),
+                max_messages: 1,
+                ..Default::default()
+            })
+            .await
+            .expect("leasing is not throttled");
+        assert!(leased.into_inner().messages.is_empty());
+        let created = http_request(node.http(), "POST", "/v1/hosts", r#"{"name":"more"}"#).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+    })
+    .await;
+    node.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_the_wire_does_not_hurt_the_node() {
     let node = orders_node(|_| {}).await;

@@ -1,0 +1,195 @@
+//! [`DiskGuard`]: the room a node's data directory has left, measured every
+//! [`limits::DISK_ROOM_SAMPLE_INTERVAL_MS`], and the refusal of publishes on the active
+//! while it is below `min_free_disk_bytes`.
+//!
+//! Replicas hold the same data, so their disks fill together: a backlog that outgrows the
+//! disk would stop every node of the replica set at once (each exits when a write fails).
+//! With the guard the active refuses new messages first, while there is still room to
+//! lease, complete, snapshot and compact; consumers drain the backlog in the meantime.
+//!
+//! The room is the free space of the data directory's filesystem less what the next
+//! snapshot will write: the store's pages in use. Consuming messages frees pages in the
+//! store, so the room comes back as consumers drain the backlog, although neither the store
+//! nor the log file ever gives space back to the filesystem (new rows reuse their free
+//! pages).
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tandem_core::byte_size::format_bytes;
+use tandem_core::{Error, ErrorCode, limits};
+use tandem_store::StoreHandle;
+
+use crate::state::SharedState;
+
+/// What [`DiskGuard::room_bytes`] holds before the first measurement and after a failed one:
+/// a publish is never refused for want of a measurement.
+const UNKNOWN: u64 = u64::MAX;
+
+/// The room left under the data directory, and the floor below which publishes are refused.
+pub struct DiskGuard {
+    min_free_bytes: u64,
+    room_bytes: AtomicU64,
+}
+
+impl DiskGuard {
+    /// `min_free_bytes` of 0 turns the guard off.
+    pub fn new(min_free_bytes: u64) -> DiskGuard {
+        DiskGuard {
+            min_free_bytes,
+            room_bytes: AtomicU64::new(UNKNOWN),
+        }
+    }
+
+    pub fn min_free_bytes(&self) -> u64 {
+        self.min_free_bytes
+    }
+
+    /// The room measured last, if any measurement succeeded yet.
+    pub fn room_bytes(&self) -> Option<u64> {
+        Some(self.room_bytes.load(Ordering::Relaxed)).filter(|&room| room != UNKNOWN)
+    }
+
+    /// True while the room measured last is below the floor.
+    pub fn is_low(&self) -> bool {
+        self.room_bytes()
+            .is_some_and(|room| room < self.min_free_bytes)
+    }
+
+    /// Refuses a publish as throttled while the room is below the floor.
+    pub fn admit_publish(&self, data_dir: &Path) -> Result<(), Error> {
+        let Some(room) = self.room_bytes().filter(|&room| room < self.min_free_bytes) else {
+            return Ok(());
+        };
+        Err(Error {
+            code: ErrorCode::Throttled,
+            message: format!(
+                "the disk of the active's data directory {} has {} of room left, below its \
+                 min_free_disk_bytes of {}; new messages are refused until consumers drain \
+                 the queues, old tracking events are purged (`tandem tracking purge`) or the \
+                 disk is given more space",
+                data_dir.display(),
+                format_bytes(room),
+                format_bytes(self.min_free_bytes)
+            ),
+            retry_after_ms: Some(limits::THROTTLE_RETRY_AFTER_MS),
+            redirect: None,
+        })
+    }
+
+    /// Measures the room now: free space on the filesystem, less what the next snapshot of
+    /// the store will write (its pages in use).
+    pub async fn measure(&self, store: &StoreHandle) -> io::Result<u64> {
+        let measured = async {
+            let filesystem = filesystem_free_bytes(store.data_dir())?;
+            let next_snapshot = store.used_bytes().await.map_err(io::Error::other)?;
+            Ok(filesystem.saturating_sub(next_snapshot))
+        }
+        .await;
+        self.room_bytes
+            .store(*measured.as_ref().unwrap_or(&UNKNOWN), Ordering::Relaxed);
+        measured
+    }
+}
+
+/// Measures the room every [`limits::DISK_ROOM_SAMPLE_INTERVAL_MS`] until shutdown begins; a
+/// failure is logged once until a measurement succeeds again.
+pub async fn watch_disk_room(state: SharedState) {
+    let mut samples =
+        tokio::time::interval(Duration::from_millis(limits::DISK_ROOM_SAMPLE_INTERVAL_MS));
+    samples.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = samples.tick() => {}
+            () = state.shutdown_begun() => return,
+        }
+        match state.disk.measure(&state.store).await {
+            Ok(_) if failing => {
+                failing = false;
+                eprintln!("tandem: the data directory's free space is measured again");
+            }
+            Ok(_) => {}
+            Err(error) if !failing => {
+                failing = true;
+                eprintln!(
+                    "tandem: cannot measure the free space of {}: {error}; publishes are not \
+                     held back for disk space meanwhile",
+                    state.store.data_dir().display()
+                );
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The bytes an unprivileged process may still write on the filesystem holding `path`.
+pub fn filesystem_free_bytes(path: &Path) -> io::Result<u64> {
+    let name = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `name` is a NUL-terminated path and `stats` is a buffer of the size statvfs
+    // writes; it is read only after statvfs reported success.
+    let stats = unsafe {
+        if libc::statvfs(name.as_ptr(), stats.as_mut_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        stats.assume_init()
+    };
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_free_space_of_a_real_directory_is_measured() {
+        let directory = tempfile::tempdir().unwrap();
+        assert!(filesystem_free_bytes(directory.path()).unwrap() > 0);
+        let missing = directory.path().join("missing");
+        assert!(filesystem_free_bytes(&missing).is_err());
+    }
+
+    #[test]
+    fn a_publish_is_refused_only_while_the_measured_room_is_below_the_floor() {
+        let guard = DiskGuard::new(1 << 30);
+        let directory = Path::new("/data/tandem");
+        assert!(
+            guard.admit_publish(directory).is_ok(),
+            "nothing measured yet"
+        );
+        guard.room_bytes.store(1 << 30, Ordering::Relaxed);
+        assert!(guard.admit_publish(directory).is_ok());
+        assert!(!guard.is_low());
+
+        guard.room_bytes.store((1 << 30) - 1, Ordering::Relaxed);
+        assert!(guard.is_low());
+        let refusal = guard.admit_publish(directory).unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::Throttled);
+        assert_eq!(
+            refusal.retry_after_ms,
+            Some(limits::THROTTLE_RETRY_AFTER_MS)
+        );
+        assert!(
+            refusal
+                .message
+                .contains("/data/tandem has 1024.0 MiB of room left")
+                && refusal.message.contains("min_free_disk_bytes of 1.0 GiB"),
+            "{}",
+            refusal.message
+        );
+    }
+
+    #[test]
+    fn a_floor_of_zero_never_refuses() {
+        let guard = DiskGuard::new(0);
+        guard.room_bytes.store(0, Ordering::Relaxed);
+        assert!(!guard.is_low());
+        assert!(guard.admit_publish(Path::new("/")).is_ok());
+    }
+}
