@@ -116,6 +116,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.only_prints_answers() {
+        process_signal::exit_when_output_closes();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -132,6 +135,24 @@ fn main() -> ExitCode {
             error.print();
             ExitCode::FAILURE
         }
+    }
+}
+
+impl Command {
+    /// Whether the command only asks a node and prints what it answered: such a command may
+    /// simply end when its output is closed. The others run or supervise nodes, host
+    /// instances or a workload, and must stop what they started: for them a closed output
+    /// is a failed write, not the end.
+    fn only_prints_answers(&self) -> bool {
+        !matches!(
+            self,
+            Command::Node(_)
+                | Command::Up(_)
+                | Command::Host(_)
+                | Command::Bench(_)
+                | Command::Demo(_)
+                | Command::Chaos(_)
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 //! Sending SIGTERM and SIGKILL to processes this command started (the standard library can
-//! only kill its own children, and only with SIGKILL).
+//! only kill its own children, and only with SIGKILL), and what a closed output does to
+//! this command.
 
 /// Asks process `pid` to stop (SIGTERM); false when the signal could not be sent.
 pub fn terminate(pid: u32) -> bool {
@@ -17,4 +18,15 @@ fn send(pid: u32, signal: libc::c_int) -> bool {
     };
     // SAFETY: kill(2) only reads its two integer arguments.
     unsafe { libc::kill(pid, signal) == 0 }
+}
+
+/// Lets a closed standard output end this process (SIGPIPE's default), as it ends other
+/// command-line tools: `tandem status | head -3` then exits quietly once `head` has read
+/// its lines. Rust ignores SIGPIPE, and the next print to the closed pipe panicked.
+pub fn exit_when_output_closes() {
+    // SAFETY: signal(2) only sets this process's disposition for one signal; it is called
+    // before any other thread could be writing.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

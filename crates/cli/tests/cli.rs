@@ -1,13 +1,13 @@
 //! The `tandem` command against a real node: declare a route (and one with a backup
 //! transport, then redefine it), publish, consume, inspect, and the error paths a person
-//! meets first (no route, malformed filter, no node), and a tracking purge larger than one
-//! call to the node.
+//! meets first (no route, malformed filter, no node, an output closed early), and a
+//! tracking purge larger than one call to the node.
 
 mod support;
 
 use std::path::Path;
 
-use support::command::{Finished, run_tandem};
+use support::command::{Finished, run_tandem, run_tandem_with_closed_output};
 use support::{NodeProcess, runtime};
 use tandem_core::limits;
 use tandem_protocol::v1;
@@ -39,6 +39,7 @@ fn publish_route_consume_and_inspect_through_the_cli() {
     unroutable_messages_are_refused_with_a_hint(&node);
     malformed_filters_name_the_position(&node);
     status_lists_the_host(&node);
+    a_closed_output_ends_a_listing_quietly(&node);
     a_backup_transport_is_declared_and_listed(&node);
     a_subscription_is_redefined_in_one_step(&node);
 
@@ -172,6 +173,18 @@ fn status_lists_the_host(node: &NodeProcess) {
     );
     let queue = run_against(node, &["queue"]).expect_success();
     assert!(queue.stdout.contains("orders"), "{}", queue.describe());
+}
+
+/// `tandem queue | head -0`: the reader is gone before anything is printed. The command
+/// must end without a panic (Rust ignores SIGPIPE, so the print used to panic).
+fn a_closed_output_ends_a_listing_quietly(node: &NodeProcess) {
+    let server = node.grpc.to_string();
+    let finished = run_tandem_with_closed_output(&["--server", &server, "queue"]);
+    assert!(
+        !finished.stderr.contains("panicked") && finished.status.code() != Some(101),
+        "{}",
+        finished.describe()
+    );
 }
 
 fn a_backup_transport_is_declared_and_listed(node: &NodeProcess) {

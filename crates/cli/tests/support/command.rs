@@ -56,6 +56,16 @@ impl Finished {
 /// Runs `tandem` with the arguments (without `TANDEM_SERVER` from the environment), killing
 /// it if it outlives [`COMMAND_TIMEOUT`].
 pub fn run_tandem(arguments: &[&str]) -> Finished {
+    run_tandem_reading_output(arguments, true)
+}
+
+/// [`run_tandem`] with its standard output closed before it prints anything, as a reader
+/// that went away (`tandem … | head -0`) leaves it; `stdout` is empty.
+pub fn run_tandem_with_closed_output(arguments: &[&str]) -> Finished {
+    run_tandem_reading_output(arguments, false)
+}
+
+fn run_tandem_reading_output(arguments: &[&str], read_output: bool) -> Finished {
     let mut child = Command::new(tandem_binary())
         .args(arguments)
         .env_remove("TANDEM_SERVER")
@@ -64,7 +74,8 @@ pub fn run_tandem(arguments: &[&str]) -> Finished {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tandem");
-    let stdout = read_in_background(child.stdout.take().expect("stdout"));
+    let stdout = child.stdout.take().expect("stdout");
+    let stdout = read_output.then(|| read_in_background(stdout));
     let stderr = read_in_background(child.stderr.take().expect("stderr"));
     let deadline = Instant::now() + COMMAND_TIMEOUT;
     let status = loop {
@@ -83,7 +94,9 @@ pub fn run_tandem(arguments: &[&str]) -> Finished {
     };
     Finished {
         status,
-        stdout: stdout.join().expect("stdout reader"),
+        stdout: stdout
+            .map(|reader| reader.join().expect("stdout reader"))
+            .unwrap_or_default(),
         stderr: stderr.join().expect("stderr reader"),
     }
 }
