@@ -312,9 +312,17 @@ fn init_forms_a_replica_set_that_redirects_writes_switches_over_and_changes_memb
         Some(3),
         "{status}"
     );
+    let every_node_measured_its_disk = status["nodes"].as_array().is_some_and(|nodes| {
+        nodes.iter().all(|node| {
+            node["disk_room_bytes"]
+                .as_u64()
+                .is_some_and(|room| room > 0)
+        })
+    });
+    assert!(every_node_measured_its_disk, "{status}");
     let text = run_tandem(&["--server", &nodes.grpc[0], "cluster", "status"]).expect_success();
     assert!(
-        text.stdout.contains("failover history"),
+        text.stdout.contains("failover history") && text.stdout.contains("DISK ROOM"),
         "{}",
         text.describe()
     );

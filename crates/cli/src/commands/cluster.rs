@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
 use tandem_client::{ClientError, RetryPolicy, TandemClient};
+use tandem_core::byte_size::format_bytes;
 use tandem_protocol::v1;
 use tandem_server::cluster::IN_SYNC_MAX_LAG_ENTRIES;
 use tokio::task::JoinSet;
@@ -457,7 +458,15 @@ fn print_headline(asked: &v1::NodeStatusResponse, active_id: Option<u64>, member
 
 fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
     let mut table = Table::new(vec![
-        "NODE", "ROLE", "HEALTH", "TERM", "LAST LOG", "APPLIED", "LAG", "GRPC",
+        "NODE",
+        "ROLE",
+        "HEALTH",
+        "TERM",
+        "LAST LOG",
+        "APPLIED",
+        "LAG",
+        "DISK ROOM",
+        "GRPC",
     ]);
     for view in views {
         let health = health_of(view, lags.get(&view.member.node_id).copied());
@@ -473,6 +482,7 @@ fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
                 answer.last_log_index.to_string(),
                 answer.applied_index.to_string(),
                 lag,
+                disk_room_of(answer),
                 view.member.grpc_address.clone(),
             ],
             Err(_) => vec![
@@ -483,6 +493,7 @@ fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
                 "-".into(),
                 "-".into(),
                 lag,
+                "-".into(),
                 view.member.grpc_address.clone(),
             ],
         };
@@ -505,6 +516,17 @@ fn health_of(view: &MemberView, lag: Option<u64>) -> &'static str {
         "candidate" => "electing",
         _ if behind_the_active || behind_its_commits => "catching up",
         _ => "in sync",
+    }
+}
+
+/// The member's room on disk, marked `LOW` below its floor (the active then refuses
+/// publishes; a passive that runs out stops).
+fn disk_room_of(answer: &v1::NodeStatusResponse) -> String {
+    let room = answer.disk_room_bytes.map_or("-".to_string(), format_bytes);
+    if answer.disk_low {
+        format!("{room} LOW")
+    } else {
+        room
     }
 }
 
@@ -558,6 +580,9 @@ fn member_json(view: &MemberView, lags: &BTreeMap<u64, u64>) -> Json {
             document["committed_index"] = json!(answer.committed_index);
             document["applied_index"] = json!(answer.applied_index);
             document["active_node"] = json!(answer.active_node);
+            document["disk_room_bytes"] = json!(answer.disk_room_bytes);
+            document["min_free_disk_bytes"] = json!(answer.min_free_disk_bytes);
+            document["disk_low"] = json!(answer.disk_low);
         }
         Err(error) => {
             document["role"] = json!(DOWN_ROLE);

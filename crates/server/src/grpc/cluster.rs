@@ -9,6 +9,7 @@ use tandem_protocol::v1;
 use tandem_protocol::v1::cluster_server::Cluster;
 use tonic::{Request, Response, Status};
 
+use crate::disk_space::DiskGuard;
 use crate::errors::to_status;
 use crate::grpc::GrpcBackend;
 use crate::state::SharedState;
@@ -52,6 +53,7 @@ impl Cluster for ClusterService {
             &view.status,
             &this_node,
             &view.failovers,
+            &self.backend.disk,
         )))
     }
 
@@ -124,6 +126,7 @@ fn node_status(
     status: &ReplicaStatus,
     this_node: &MemberStatus,
     failovers: &[FailoverRecord],
+    disk: &DiskGuard,
 ) -> v1::NodeStatusResponse {
     v1::NodeStatusResponse {
         node: Some(member_to_wire(this_node)),
@@ -138,6 +141,9 @@ fn node_status(
         members: status.members.iter().map(member_to_wire).collect(),
         failovers: failovers.iter().map(failover_to_wire).collect(),
         initialized: status.initialized,
+        disk_room_bytes: disk.room_bytes(),
+        min_free_disk_bytes: disk.min_free_bytes(),
+        disk_low: disk.is_low(),
     }
 }
 

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 
 use crate::cluster::ClusterView;
+use crate::disk_space::DiskGuard;
 use crate::errors::ApiError;
 use crate::http::extract::JsonBody;
 use crate::metrics::Api;
@@ -17,7 +18,10 @@ use crate::state::SharedState;
 
 pub async fn view(State(state): State<SharedState>) -> Result<Json<JsonValue>, ApiError> {
     state.count_request(Api::Http, "cluster");
-    Ok(Json(cluster_json(&state.cluster_view().await?)))
+    Ok(Json(cluster_json(
+        &state.cluster_view().await?,
+        &state.disk,
+    )))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,7 +67,7 @@ fn verdict(healthy: bool, wanted: &str, state: &SharedState) -> Response {
     (code, body).into_response()
 }
 
-fn cluster_json(view: &ClusterView) -> JsonValue {
+fn cluster_json(view: &ClusterView, disk: &DiskGuard) -> JsonValue {
     let status = &view.status;
     json!({
         "node_id": status.node_id,
@@ -78,5 +82,8 @@ fn cluster_json(view: &ClusterView) -> JsonValue {
         "initialized": status.initialized,
         "members": status.members,
         "failovers": view.failovers,
+        "disk_room_bytes": disk.room_bytes(),
+        "min_free_disk_bytes": disk.min_free_bytes(),
+        "disk_low": disk.is_low(),
     })
 }

@@ -92,6 +92,8 @@ async fn publish_lease_complete_over_http() {
         assert_eq!(http_request(address, "GET", "/health/passive", "").await.status, 503);
         let cluster = http_request(address, "GET", "/v1/cluster", "").await.json();
         assert_eq!(cluster["role"], "active");
+        assert!(cluster["disk_room_bytes"].as_u64().is_some(), "{cluster}");
+        assert_eq!(status["disk_low"], false, "{status}");
         assert_eq!(cluster["members"].as_array().map(Vec::len), Some(1));
         assert_eq!(cluster["failovers"][0]["to"], 1, "{cluster}");
     })
