@@ -15,11 +15,21 @@
 //! a node needs stays a small multiple of its store. `min_log_percent = 0` counts entries
 //! only. After a restart, the entries the log holds past the last snapshot count as
 //! written since it.
+//!
+//! A due snapshot waits while the disk cannot take it: a snapshot is a new file of the
+//! store's pages in use, and one that fails for want of space stops the node's replication
+//! (openraft takes it as a storage failure), on every replica at once, since their disks
+//! fill alike. It is taken once the disk has the store's size free plus
+//! [`limits::SNAPSHOT_SPARE_BYTES`] for the writes that go on meanwhile; until then the log
+//! keeps growing, and the node says so once.
 
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
+use tandem_core::byte_size::format_bytes;
+use tandem_core::limits;
 use tandem_store::StoreHandle;
+use tandem_store::free_space::filesystem_free_bytes;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
@@ -87,6 +97,7 @@ pub async fn take_snapshots_when_due(
     else {
         return;
     };
+    let mut room = SnapshotRoom::default();
     let mut last = LastSnapshot {
         index,
         log_bytes: log.bytes_written(),
@@ -129,6 +140,9 @@ pub async fn take_snapshots_when_due(
             continue;
         };
         if rule.is_due(since, store_bytes) {
+            if !room.allows_snapshot(&store, store_bytes) {
+                continue;
+            }
             let log_bytes = log.bytes_written();
             if raft.trigger().snapshot().await.is_err() {
                 return;
@@ -136,6 +150,45 @@ pub async fn take_snapshots_when_due(
             last.triggered_at_log_bytes = Some(log_bytes);
         }
     }
+}
+
+/// Whether the disk can take a snapshot now, remembering whether one waits for room so as
+/// to say so once.
+#[derive(Default)]
+struct SnapshotRoom {
+    waiting: bool,
+}
+
+impl SnapshotRoom {
+    /// True when the disk holding the store has room for a snapshot of `store_bytes`, or when
+    /// its free space cannot be measured (the snapshot is then tried).
+    fn allows_snapshot(&mut self, store: &StoreHandle, store_bytes: u64) -> bool {
+        let Ok(free_bytes) = filesystem_free_bytes(store.data_dir()) else {
+            return true;
+        };
+        let fits = snapshot_fits(free_bytes, store_bytes);
+        if !fits && !self.waiting {
+            eprintln!(
+                "tandem: a snapshot is due but waits for room: it takes about {} and the disk \
+                 under {} has {} free ({} kept spare); the log grows until then: drain \
+                 messages, purge tracking or give the disk more space",
+                format_bytes(store_bytes),
+                store.data_dir().display(),
+                format_bytes(free_bytes),
+                format_bytes(limits::SNAPSHOT_SPARE_BYTES)
+            );
+        } else if fits && self.waiting {
+            eprintln!("tandem: the disk has room for the snapshot that was waiting; taking it");
+        }
+        self.waiting = !fits;
+        fits
+    }
+}
+
+/// Whether `free_bytes` of disk take a snapshot of a store of `store_bytes` (its pages in
+/// use) with [`limits::SNAPSHOT_SPARE_BYTES`] to spare.
+pub fn snapshot_fits(free_bytes: u64, store_bytes: u64) -> bool {
+    free_bytes >= store_bytes.saturating_add(limits::SNAPSHOT_SPARE_BYTES)
 }
 
 #[cfg(test)]
@@ -196,6 +249,15 @@ mod tests {
         };
         assert!(entries_only.is_due(since(100, 0), u64::MAX));
         assert!(!entries_only.is_due(since(99, u64::MAX), 0));
+    }
+
+    #[test]
+    fn a_snapshot_waits_until_the_disk_holds_the_store_and_the_spare() {
+        let store_bytes = 10 << 30;
+        let needed = store_bytes + limits::SNAPSHOT_SPARE_BYTES;
+        assert!(!snapshot_fits(needed - 1, store_bytes));
+        assert!(snapshot_fits(needed, store_bytes));
+        assert!(!snapshot_fits(u64::MAX - 1, u64::MAX), "no overflow");
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub const THROTTLE_RETRY_AFTER_MS: u64 = 1000;
 /// the next snapshot of the store will write) is below this, the active refuses publishes
 /// as throttled.
 pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 1 << 30;
+/// A due snapshot waits until the disk has this much free beyond the snapshot itself, for
+/// the writes that go on while it is written.
+pub const SNAPSHOT_SPARE_BYTES: u64 = 64 << 20;
 /// How often a node measures the room its data directory has left: often enough that a
 /// node publishing at full speed overshoots the floor by tens of megabytes at most.
 pub const DISK_ROOM_SAMPLE_INTERVAL_MS: u64 = 250;

@@ -13,9 +13,7 @@
 //! nor the log file ever gives space back to the filesystem (new rows reuse their free
 //! pages).
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,6 +21,7 @@ use std::time::Duration;
 use tandem_core::byte_size::format_bytes;
 use tandem_core::{Error, ErrorCode, limits};
 use tandem_store::StoreHandle;
+use tandem_store::free_space::filesystem_free_bytes;
 
 use crate::state::SharedState;
 
@@ -127,33 +126,9 @@ pub async fn watch_disk_room(state: SharedState) {
     }
 }
 
-/// The bytes an unprivileged process may still write on the filesystem holding `path`.
-pub fn filesystem_free_bytes(path: &Path) -> io::Result<u64> {
-    let name = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
-    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `name` is a NUL-terminated path and `stats` is a buffer of the size statvfs
-    // writes; it is read only after statvfs reported success.
-    let stats = unsafe {
-        if libc::statvfs(name.as_ptr(), stats.as_mut_ptr()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        stats.assume_init()
-    };
-    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_free_space_of_a_real_directory_is_measured() {
-        let directory = tempfile::tempdir().unwrap();
-        assert!(filesystem_free_bytes(directory.path()).unwrap() > 0);
-        let missing = directory.path().join("missing");
-        assert!(filesystem_free_bytes(&missing).is_err());
-    }
 
     #[test]
     fn a_publish_is_refused_only_while_the_measured_room_is_below_the_floor() {

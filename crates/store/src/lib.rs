@@ -15,6 +15,7 @@
 //! - [`commit_progress`]: which transactions answered early, so that reads wait for them.
 //! - [`checkpointer`]: WAL checkpoints on a thread of their own, off the commit path.
 //! - [`execution`]: where storage work runs: OS threads, or inline on the calling runtime.
+//! - [`free_space`]: the free space of the filesystem holding the node's files.
 //! - [`position`]: the replicated log position applied so far.
 //! - [`snapshot`]: consistent copies of the store, written and restored.
 //! - [`catalog`]: the read-only catalog view the committer publishes.
@@ -30,6 +31,7 @@ pub mod commit_progress;
 pub mod committer;
 pub mod context_codec;
 pub mod execution;
+pub mod free_space;
 pub mod integrity;
 pub mod loader;
 pub mod metrics;
