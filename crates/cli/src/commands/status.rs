@@ -84,10 +84,13 @@ fn disk_room_text(status: &v1::StatusResponse) -> String {
     match status.min_free_disk_bytes {
         0 => room,
         floor if status.disk_low => format!(
-            "{room}, LOW: below {}, the active refuses publishes",
+            "{room}, LOW: below {} (as the active, this node refuses publishes)",
             format_bytes(floor)
         ),
-        floor => format!("{room} (publishes refused below {})", format_bytes(floor)),
+        floor => format!(
+            "{room} (as the active, this node refuses publishes below {})",
+            format_bytes(floor)
+        ),
     }
 }
 
