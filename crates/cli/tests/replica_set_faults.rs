@@ -1,8 +1,8 @@
 //! A replica set of three real `tandem` nodes under concurrent publish and consume load,
 //! through the faults an active must survive: kill -9 (ten times in a row), a pause longer
 //! than the election timeout, a network partition, planned switchover and failback, a stop
-//! of every node, a passive that missed many entries, a passive whose disk fills, a wiped
-//! data directory, the loss of a majority, and a majority acknowledging later than the
+//! of every node, a passive that missed many entries, a passive whose disk fills, one short
+//! of disk room, a wiped data directory, the loss of a majority, and a majority acknowledging later than the
 //! active's lease. A lease
 //! stream must follow the active through a kill -9, and one more test checks when nodes
 //! snapshot a large store.
@@ -448,7 +448,7 @@ async fn a_passive_whose_disk_fills_stops_and_catches_up_once_it_has_room() {
     let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
     let full = set.others(active.node_id)[0];
     set.kill(full);
-    set.restart_with_file_size_limit(full, Some(FULL_DISK_FILE_BYTES));
+    set.restart_with(full, &[], Some(FULL_DISK_FILE_BYTES));
     let started = Instant::now();
     let exit = loop {
         if let Some(status) = set.exited(full) {
@@ -478,6 +478,84 @@ async fn a_passive_whose_disk_fills_stops_and_catches_up_once_it_has_room() {
          bytes; restarted with room, it caught up; {} acknowledged",
         FULL_DISK_FILE_BYTES, finished.report.acknowledged
     );
+}
+
+/// A passive whose disk is short of room (its floor set above any disk's free space) holds
+/// the active's publishes back, naming the node, until it has room again (restarted with
+/// the default floor); the refused publishes stored nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passive_short_of_disk_room_holds_publishes_back_until_it_has_room() {
+    let mut set = ReplicaSet::start(ReplicaSetOptions::default()).await;
+    declare_route(&set.addresses()).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let short = set.others(active.node_id)[0];
+    set.kill(short);
+    let above_any_disk = u64::MAX.to_string();
+    set.restart_with(short, &["--min-free-disk-bytes", &above_any_disk], None);
+
+    let history = History::default();
+    let refusal = publish_until(&set, &history, "short", |answer| match answer {
+        Err(CallFailure::Refused(refusal)) => Some(refusal.clone()),
+        _ => None,
+    })
+    .await
+    .expect("the active refuses publishes while a passive is short of room");
+    assert!(
+        refusal.contains("throttled") && refusal.contains(&format!("the disk of node {short}")),
+        "{refusal}"
+    );
+    let stored_while_short = stored_message_count(set.address(active.node_id)).await;
+    let acknowledged_while_short = acknowledged_count(&history);
+    assert_eq!(
+        stored_while_short, acknowledged_while_short,
+        "a refused publish stored a message"
+    );
+
+    set.kill(short);
+    set.restart(short);
+    let acknowledged = publish_until(&set, &history, "roomy", |answer| match answer {
+        Ok(outcomes)
+            if outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, PublishOutcome::Acknowledged { .. })) =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    assert!(
+        acknowledged.is_some(),
+        "publishes stayed refused after node {short} had room again"
+    );
+}
+
+fn acknowledged_count(history: &History) -> u64 {
+    history
+        .publishes()
+        .iter()
+        .filter(|publish| matches!(publish.outcome, PublishOutcome::Acknowledged { .. }))
+        .count() as u64
+}
+
+/// Publishes one message at a time to the active (a new id each time), every 100 ms for at
+/// most 10 s, until `accept` takes an answer.
+async fn publish_until<T>(
+    set: &ReplicaSet,
+    history: &History,
+    prefix: &str,
+    accept: impl Fn(&Result<Vec<PublishOutcome>, CallFailure>) -> Option<T>,
+) -> Option<T> {
+    for attempt in 0..100 {
+        let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+        let message_ids = [format!("{prefix}-{attempt}")];
+        let answer = publish_once(set.address(active.node_id), &message_ids, history).await;
+        if let Some(accepted) = accept(&answer) {
+            return Some(accepted);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

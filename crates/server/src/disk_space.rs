@@ -15,6 +15,7 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -29,10 +30,20 @@ use crate::state::SharedState;
 /// a publish is never refused for want of a measurement.
 const UNKNOWN: u64 = u64::MAX;
 
-/// The room left under the data directory, and the floor below which publishes are refused.
+/// The room left under the data directory, the floor below which publishes are refused,
+/// and (on the active) the other member short of room, if one reports it.
 pub struct DiskGuard {
     min_free_bytes: u64,
     room_bytes: AtomicU64,
+    low_member: Mutex<Option<LowMember>>,
+}
+
+/// A voting member that reported its room below its own floor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LowMember {
+    pub node_id: u64,
+    pub room_bytes: u64,
+    pub min_free_bytes: u64,
 }
 
 impl DiskGuard {
@@ -41,7 +52,23 @@ impl DiskGuard {
         DiskGuard {
             min_free_bytes,
             room_bytes: AtomicU64::new(UNKNOWN),
+            low_member: Mutex::new(None),
         }
+    }
+
+    /// The other member short of room that holds publishes back, as last polled.
+    pub fn low_member(&self) -> Option<LowMember> {
+        self.low_member
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn set_low_member(&self, member: Option<LowMember>) {
+        *self
+            .low_member
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = member;
     }
 
     pub fn min_free_bytes(&self) -> u64 {
@@ -59,25 +86,22 @@ impl DiskGuard {
             .is_some_and(|room| room < self.min_free_bytes)
     }
 
-    /// Refuses a publish as throttled while the room is below the floor.
+    /// Refuses a publish as throttled while this node's room is below its floor, or another
+    /// member reported its own below its floor: replicas write the same data, so a member
+    /// short of room would stop first and leave the replica set a node short.
     pub fn admit_publish(&self, data_dir: &Path) -> Result<(), Error> {
-        let Some(room) = self.room_bytes().filter(|&room| room < self.min_free_bytes) else {
-            return Ok(());
-        };
-        Err(Error {
-            code: ErrorCode::Throttled,
-            message: format!(
-                "the disk of the active's data directory {} has {} of room left, below its \
-                 min_free_disk_bytes of {}; new messages are refused until consumers drain \
-                 the queues, old tracking events are purged (`tandem tracking purge`) or the \
-                 disk is given more space",
-                data_dir.display(),
-                format_bytes(room),
-                format_bytes(self.min_free_bytes)
-            ),
-            retry_after_ms: Some(limits::THROTTLE_RETRY_AFTER_MS),
-            redirect: None,
-        })
+        if let Some(room) = self.room_bytes().filter(|&room| room < self.min_free_bytes) {
+            let whose = format!("the active's data directory {}", data_dir.display());
+            return Err(short_of_room(&whose, room, self.min_free_bytes));
+        }
+        match self.low_member() {
+            Some(member) => Err(short_of_room(
+                &format!("node {}", member.node_id),
+                member.room_bytes,
+                member.min_free_bytes,
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Measures the room now: free space on the filesystem, less what the next snapshot of
@@ -92,6 +116,21 @@ impl DiskGuard {
         self.room_bytes
             .store(*measured.as_ref().unwrap_or(&UNKNOWN), Ordering::Relaxed);
         measured
+    }
+}
+
+fn short_of_room(whose: &str, room_bytes: u64, min_free_bytes: u64) -> Error {
+    Error {
+        code: ErrorCode::Throttled,
+        message: format!(
+            "the disk of {whose} has {} of room left, below its min_free_disk_bytes of {}; \
+             new messages are refused until consumers drain the queues, old tracking events \
+             are purged (`tandem tracking purge`) or the disk is given more space",
+            format_bytes(room_bytes),
+            format_bytes(min_free_bytes)
+        ),
+        retry_after_ms: Some(limits::THROTTLE_RETRY_AFTER_MS),
+        redirect: None,
     }
 }
 
@@ -158,6 +197,29 @@ mod tests {
             "{}",
             refusal.message
         );
+    }
+
+    #[test]
+    fn a_member_short_of_room_holds_publishes_back_until_it_has_room_again() {
+        let guard = DiskGuard::new(1 << 30);
+        guard.room_bytes.store(5 << 30, Ordering::Relaxed);
+        guard.set_low_member(Some(LowMember {
+            node_id: 3,
+            room_bytes: 100 << 20,
+            min_free_bytes: 2 << 30,
+        }));
+        let refusal = guard.admit_publish(Path::new("/data")).unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::Throttled);
+        assert!(
+            refusal
+                .message
+                .starts_with("the disk of node 3 has 100.0 MiB of room left, below its min_free_disk_bytes of 2.0 GiB"),
+            "{}",
+            refusal.message
+        );
+        assert!(!guard.is_low(), "this node's own disk has room");
+        guard.set_low_member(None);
+        assert!(guard.admit_publish(Path::new("/data")).is_ok());
     }
 
     #[test]

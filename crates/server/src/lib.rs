@@ -22,7 +22,7 @@
 //! - [`metrics`]: request counters and the Prometheus text rendering.
 //! - [`ticker`]: the task that applies `Command::Tick` (lease expiry, due retries).
 //! - [`disk_space`]: the room left under the data directory, and the refusal of publishes
-//!   while it is low.
+//!   while it is low; [`member_disks`]: on the active, the other members' room.
 
 pub mod cluster;
 pub mod config;
@@ -30,6 +30,7 @@ pub mod disk_space;
 pub mod errors;
 pub mod grpc;
 pub mod http;
+pub mod member_disks;
 pub mod metrics;
 pub mod node;
 pub mod operations;

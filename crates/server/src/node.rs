@@ -25,6 +25,7 @@ use crate::grpc::admin::AdminService;
 use crate::grpc::cluster::ClusterService;
 use crate::grpc::max_decoding_message_size;
 use crate::grpc::message_box::MessageBoxService;
+use crate::member_disks::watch_member_disks;
 use crate::shutdown_signal::ShutdownSignals;
 use crate::state::{AppState, SharedState};
 use crate::ticker::run_ticker;
@@ -39,7 +40,7 @@ pub struct Node {
     grpc_task: JoinHandle<()>,
     http_task: JoinHandle<()>,
     ticker_task: JoinHandle<()>,
-    disk_task: JoinHandle<()>,
+    disk_tasks: [JoinHandle<()>; 2],
 }
 
 impl Node {
@@ -66,7 +67,10 @@ impl Node {
         let state = Arc::new(AppState::new(Arc::new(replica), store.handle(), config));
         // Measured before serving, so that the guard holds from the first publish.
         let _ = state.disk.measure(&state.store).await;
-        let disk_task = tokio::spawn(watch_disk_room(state.clone()));
+        let disk_tasks = [
+            tokio::spawn(watch_disk_room(state.clone())),
+            tokio::spawn(watch_member_disks(state.clone())),
+        ];
         let grpc_task = tokio::spawn(serve_grpc(state.clone(), grpc_listener));
         let http_task = tokio::spawn(serve_http(state.clone(), http_listener));
         let ticker_task = tokio::spawn(run_ticker(state.clone(), tick_interval));
@@ -80,7 +84,7 @@ impl Node {
             grpc_task,
             http_task,
             ticker_task,
-            disk_task,
+            disk_tasks,
         })
     }
 
@@ -117,7 +121,9 @@ impl Node {
             self.http_task.abort();
         }
         let _ = (&mut self.ticker_task).await;
-        let _ = (&mut self.disk_task).await;
+        for task in &mut self.disk_tasks {
+            let _ = task.await;
+        }
         self.state.replica.shutdown().await;
         if let Some(store) = self.store.take() {
             let closed = tokio::task::spawn_blocking(move || store.close()).await;
@@ -136,7 +142,9 @@ impl Drop for Node {
         self.state.begin_shutdown();
         self.grpc_task.abort();
         self.http_task.abort();
-        self.disk_task.abort();
+        for task in &self.disk_tasks {
+            task.abort();
+        }
         if let Some(store) = self.store.take() {
             let _ = std::thread::Builder::new()
                 .name("tandem-store-close".into())

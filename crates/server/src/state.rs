@@ -73,9 +73,10 @@ impl AppState {
     }
 
     /// Whether this node refuses publishes now: past the replicated message-count throttle,
-    /// or, as the active, short of room on its disk.
+    /// or, as the active, short of room on its disk or told so by another member.
     pub fn publish_throttled(&self) -> bool {
-        self.store.catalog().throttled || (self.replica.is_active() && self.disk.is_low())
+        let disk_low = self.disk.is_low() || self.disk.low_member().is_some();
+        self.store.catalog().throttled || (self.replica.is_active() && disk_low)
     }
 
     pub fn count_request(&self, api: Api, operation: &'static str) {

@@ -386,13 +386,20 @@ impl ReplicaSet {
     /// Starts the node (again) on its ports with its data directory and waits for its
     /// ready line.
     pub fn restart(&mut self, node_id: u64) {
-        self.restart_with_file_size_limit(node_id, None);
+        self.restart_with(node_id, &[], None);
     }
 
-    /// [`ReplicaSet::restart`], where with `Some(bytes)` no file of the node may grow past
-    /// `bytes`, as if its disk were full beyond.
-    pub fn restart_with_file_size_limit(&mut self, node_id: u64, file_size_limit: Option<u64>) {
-        let arguments = self.node_arguments(node_id);
+    /// [`ReplicaSet::restart`] with `extra_flags` after the set's own, and where with
+    /// `Some(bytes)` no file of the node may grow past `bytes`, as if its disk were full
+    /// beyond.
+    pub fn restart_with(
+        &mut self,
+        node_id: u64,
+        extra_flags: &[&str],
+        file_size_limit: Option<u64>,
+    ) {
+        let mut arguments = self.node_arguments(node_id);
+        arguments.extend(extra_flags.iter().map(|flag| flag.to_string()));
         let node = self.node_mut(node_id);
         assert!(node.process.is_none(), "node {node_id} is already running");
         let log = append_to(&node.log_file);
