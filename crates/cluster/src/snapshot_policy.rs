@@ -159,6 +159,13 @@ struct SnapshotRoom {
     waiting: bool,
 }
 
+/// What the node says when a snapshot starts or stops waiting for room.
+#[derive(Debug, PartialEq, Eq)]
+enum RoomChange {
+    StartsWaiting,
+    StopsWaiting,
+}
+
 impl SnapshotRoom {
     /// True when the disk holding the store has room for a snapshot of `store_bytes`, or when
     /// its free space cannot be measured (the snapshot is then tried).
@@ -166,9 +173,9 @@ impl SnapshotRoom {
         let Ok(free_bytes) = filesystem_free_bytes(store.data_dir()) else {
             return true;
         };
-        let fits = snapshot_fits(free_bytes, store_bytes);
-        if !fits && !self.waiting {
-            eprintln!(
+        let (fits, change) = self.weigh(free_bytes, store_bytes);
+        match change {
+            Some(RoomChange::StartsWaiting) => eprintln!(
                 "tandem: a snapshot is due but waits for room: it takes about {} and the disk \
                  under {} has {} free ({} kept spare); the log grows until then: drain \
                  messages, purge tracking or give the disk more space",
@@ -176,12 +183,26 @@ impl SnapshotRoom {
                 store.data_dir().display(),
                 format_bytes(free_bytes),
                 format_bytes(limits::SNAPSHOT_SPARE_BYTES)
-            );
-        } else if fits && self.waiting {
-            eprintln!("tandem: the disk has room for the snapshot that was waiting; taking it");
+            ),
+            Some(RoomChange::StopsWaiting) => {
+                eprintln!("tandem: the disk has room for the snapshot that was waiting; taking it")
+            }
+            None => {}
         }
-        self.waiting = !fits;
         fits
+    }
+
+    /// Whether a snapshot of `store_bytes` fits in `free_bytes`, and whether that changes
+    /// what the last call found.
+    fn weigh(&mut self, free_bytes: u64, store_bytes: u64) -> (bool, Option<RoomChange>) {
+        let fits = snapshot_fits(free_bytes, store_bytes);
+        let change = match (self.waiting, fits) {
+            (false, false) => Some(RoomChange::StartsWaiting),
+            (true, true) => Some(RoomChange::StopsWaiting),
+            _ => None,
+        };
+        self.waiting = !fits;
+        (fits, change)
     }
 }
 
@@ -258,6 +279,25 @@ mod tests {
         assert!(!snapshot_fits(needed - 1, store_bytes));
         assert!(snapshot_fits(needed, store_bytes));
         assert!(!snapshot_fits(u64::MAX - 1, u64::MAX), "no overflow");
+    }
+
+    #[test]
+    fn a_waiting_snapshot_is_reported_once_and_again_when_it_is_taken() {
+        let mut room = SnapshotRoom::default();
+        let store_bytes = 1 << 30;
+        let short = store_bytes;
+        let enough = store_bytes + limits::SNAPSHOT_SPARE_BYTES;
+        assert_eq!(room.weigh(enough, store_bytes), (true, None));
+        assert_eq!(
+            room.weigh(short, store_bytes),
+            (false, Some(RoomChange::StartsWaiting))
+        );
+        assert_eq!(room.weigh(short, store_bytes), (false, None));
+        assert_eq!(
+            room.weigh(enough, store_bytes),
+            (true, Some(RoomChange::StopsWaiting))
+        );
+        assert_eq!(room.weigh(enough, store_bytes), (true, None));
     }
 
     #[test]
