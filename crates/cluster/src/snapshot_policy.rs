@@ -208,7 +208,7 @@ impl SnapshotRoom {
 
 /// Whether `free_bytes` of disk take a snapshot of a store of `store_bytes` (its pages in
 /// use) with [`limits::SNAPSHOT_SPARE_BYTES`] to spare.
-pub fn snapshot_fits(free_bytes: u64, store_bytes: u64) -> bool {
+fn snapshot_fits(free_bytes: u64, store_bytes: u64) -> bool {
     free_bytes >= store_bytes.saturating_add(limits::SNAPSHOT_SPARE_BYTES)
 }
 
