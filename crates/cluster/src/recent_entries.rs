@@ -191,25 +191,17 @@ impl Held {
 mod tests {
     use std::sync::Arc;
 
-    use openraft::impls::leader_id_adv::LeaderId;
-
     use super::*;
     use crate::codec::encode;
+    use crate::types::log_id;
 
     /// An entry of a hundred completions: small commands, a few bytes each encoded.
     fn completions(index: u64) -> Entry {
         let commands = (0..100)
             .map(|instance| Command::Complete { instance, token: 7 })
             .collect();
-        let log_id = LogId::new(
-            LeaderId {
-                term: 1,
-                node_id: 1,
-            },
-            index,
-        );
         Entry::new_normal(
-            log_id,
+            log_id(1, 1, index),
             Proposal::Commands {
                 timestamp_ms: 1_700_000_000_000,
                 commands: Arc::new(commands),

@@ -28,6 +28,14 @@ pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<Typ
 pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
 pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>;
 
+/// The id of log entry `index`, proposed by the active `node_id` in `term`.
+pub fn log_id(term: u64, node_id: NodeId, index: u64) -> LogId {
+    LogId::new(
+        openraft::impls::leader_id_adv::LeaderId { term, node_id },
+        index,
+    )
+}
+
 /// How to reach one member: the replication port and the two client-facing ports.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {

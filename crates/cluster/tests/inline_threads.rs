@@ -4,10 +4,9 @@
 //! test file in its own process, and the tests of one file on threads of their own.
 
 use openraft::entry::RaftEntry;
-use openraft::impls::leader_id_adv::LeaderId;
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use tandem_cluster::log_store::LogStore;
-use tandem_cluster::types::{Entry, LogId, Vote};
+use tandem_cluster::types::{Entry, Vote, log_id};
 use tandem_core::Command;
 use tandem_store::{Batch, Execution, InstanceQuery, Store};
 
@@ -19,15 +18,7 @@ fn thread_count() -> usize {
 
 fn entries(first: u64, last: u64) -> Vec<Entry> {
     (first..=last)
-        .map(|index| {
-            Entry::new_blank(LogId::new(
-                LeaderId {
-                    term: 1,
-                    node_id: 1,
-                },
-                index,
-            ))
-        })
+        .map(|index| Entry::new_blank(log_id(1, 1, index)))
         .collect()
 }
 

@@ -14,7 +14,6 @@ use futures_util::TryStreamExt;
 use openraft::OptionalSend;
 use openraft::StorageError;
 use openraft::entry::RaftEntry;
-use openraft::impls::leader_id_adv::LeaderId;
 use openraft::storage::{
     EntryResponder, IOFlushed, LogState, RaftLogReader, RaftLogStorage, RaftLogStorageExt,
     RaftSnapshotBuilder, RaftStateMachine, Snapshot,
@@ -33,13 +32,7 @@ use tempfile::TempDir;
 const NODE_ID: u64 = 1;
 
 fn log_id(term: u64, index: u64) -> LogId {
-    LogId::new(
-        LeaderId {
-            term,
-            node_id: NODE_ID,
-        },
-        index,
-    )
+    tandem_cluster::types::log_id(term, NODE_ID, index)
 }
 
 /// A normal entry whose payload the codec must carry, not just a blank one.

@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream;
 use openraft::entry::RaftEntry;
-use openraft::impls::leader_id_adv::LeaderId;
 use openraft::storage::RaftStateMachine;
 use tandem_cluster::state_machine::{self, StateMachine};
-use tandem_cluster::types::{Entry, LogId, Proposal};
+use tandem_cluster::types::{Entry, Proposal, log_id};
 use tandem_core::Command;
 use tandem_store::{Store, StoreHandle};
 
@@ -23,15 +22,8 @@ fn create_host_entry(index: u64) -> Entry {
 }
 
 fn create_named_host_entry(index: u64, name: &str) -> Entry {
-    let log_id = LogId::new(
-        LeaderId {
-            term: 1,
-            node_id: 1,
-        },
-        index,
-    );
     Entry::new_normal(
-        log_id,
+        log_id(1, 1, index),
         Proposal::Commands {
             timestamp_ms: 1_700_000_000_000 + index as i64,
             commands: vec![Command::CreateHost {
