@@ -320,9 +320,20 @@ fn init_forms_a_replica_set_that_redirects_writes_switches_over_and_changes_memb
         })
     });
     assert!(every_node_measured_its_disk, "{status}");
+    // One machine's clock: each node reports its offset from the replica set's time (the
+    // median of the voters' clocks) as small, or not yet measured.
+    let every_clock_agrees = status["nodes"].as_array().is_some_and(|nodes| {
+        nodes.iter().all(|node| match &node["clock_offset_ms"] {
+            Json::Null => node.get("clock_offset_ms").is_some(),
+            offset => offset.as_i64().is_some_and(|ms| ms.abs() < 60_000),
+        })
+    });
+    assert!(every_clock_agrees, "{status}");
     let text = run_tandem(&["--server", &nodes.grpc[0], "cluster", "status"]).expect_success();
     assert!(
-        text.stdout.contains("failover history") && text.stdout.contains("DISK ROOM"),
+        text.stdout.contains("failover history")
+            && text.stdout.contains("DISK ROOM")
+            && text.stdout.contains("CLOCK"),
         "{}",
         text.describe()
     );

@@ -2,8 +2,8 @@
 //! through the faults an active must survive: kill -9 (ten times in a row), a pause longer
 //! than the election timeout, a network partition, planned switchover and failback, a stop
 //! of every node, a passive that missed many entries, a passive whose disk fills, one short
-//! of disk room, a wiped data directory, the loss of a majority, and a majority acknowledging later than the
-//! active's lease. A lease
+//! of disk room, a wiped data directory, the loss of a majority, a majority acknowledging
+//! later than the active's lease, and passives whose clocks are an hour off. A lease
 //! stream must follow the active through a kill -9, and one more test checks when nodes
 //! snapshot a large store.
 //!
@@ -528,6 +528,175 @@ async fn a_passive_short_of_disk_room_holds_publishes_back_until_it_has_room() {
         acknowledged.is_some(),
         "publishes stayed refused after node {short} had room again"
     );
+}
+
+/// One passive's clock an hour ahead, the other's an hour behind (a drill flag offsets the
+/// node's clock). Each node must know its own offset, and whichever is the active must stamp
+/// the replica set's time (the median of the voters' clocks), not its own: a lease taken
+/// before a switchover to the node ahead is still held after it, a retried publish is still
+/// a duplicate there, and on the node behind a lease still expires on time (the state
+/// machine's time, which never runs backwards, would otherwise stand still for an hour).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_clock_is_an_hour_off_moves_neither_leases_nor_the_dedupe_window() {
+    let mut set = ReplicaSet::start(ReplicaSetOptions::default()).await;
+    declare_route(&set.addresses()).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let (ahead, behind) = match set.others(active.node_id)[..] {
+        [ahead, behind] => (ahead, behind),
+        ref others => panic!("three nodes expected, the others are {others:?}"),
+    };
+    for (node, offset_ms) in [(ahead, HOUR_MS), (behind, -HOUR_MS)] {
+        set.kill(node);
+        let offset = offset_ms.to_string();
+        set.restart_with(node, &["--drill-clock-offset-ms", &offset], None);
+    }
+    let expected = [(active.node_id, 0), (ahead, HOUR_MS), (behind, -HOUR_MS)];
+    wait_for_clock_offsets(&set, &expected).await;
+
+    let held = lease_one(&set, active.node_id, "clock-held", HELD_LEASE_MS).await;
+    let there = switch_over(&set, active, ahead).await.active;
+    tokio::time::sleep(TICKS_TO_WAIT).await;
+    let republished = publish_message(&set, ahead, "clock-held").await;
+    assert!(
+        republished.duplicate,
+        "node {ahead}, whose clock is an hour ahead, stored a retried publish again: the \
+         dedupe window moved with its clock"
+    );
+    settle(&set, ahead, &held).await.unwrap_or_else(|refusal| {
+        panic!(
+            "a lease taken before the switchover to node {ahead} was lost: {refusal}\n{}",
+            set.log_text(ahead)
+        )
+    });
+    assert!(
+        set.log_text(ahead)
+            .contains("this node's clock is 1.0 h ahead of the replica set's time"),
+        "node {ahead} did not warn of its clock:\n{}",
+        set.log_text(ahead)
+    );
+
+    switch_over(&set, there, behind).await;
+    let short = lease_one(&set, behind, "clock-expiring", SHORT_LEASE_MS).await;
+    tokio::time::sleep(Duration::from_millis(SHORT_LEASE_MS) + TICKS_TO_WAIT).await;
+    let refusal = settle(&set, behind, &short).await.expect_err(
+        "a lease outlived its duration on the node whose clock is an hour behind: the \
+         replica set's time stood still",
+    );
+    assert!(refusal.contains("lease_expired"), "{refusal}");
+}
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+/// A lease that must last through the switchover (the default lease duration).
+const HELD_LEASE_MS: u64 = 30_000;
+/// A lease that must expire while the test waits, and how long to wait past a lease's end
+/// for the ticks (every 200 ms) to act on it.
+const SHORT_LEASE_MS: u64 = 1_000;
+const TICKS_TO_WAIT: Duration = Duration::from_millis(1_500);
+/// How far a node's reported clock offset may be from the drill's: the probes' round trips
+/// on a loaded machine, with a wide margin.
+const CLOCK_OFFSET_TOLERANCE_MS: i64 = 30_000;
+
+/// Waits (at most 10 s) until every node reports its clock offset from the replica set's
+/// time as `expected` gives it, within [`CLOCK_OFFSET_TOLERANCE_MS`].
+async fn wait_for_clock_offsets(set: &ReplicaSet, expected: &[(u64, i64)]) {
+    let deadline = Instant::now() + ACTIVE_WAIT_TIMEOUT;
+    loop {
+        let mut reported = Vec::new();
+        for &(node, _) in expected {
+            let offset = set
+                .status(node)
+                .await
+                .and_then(|status| status.clock_offset_ms);
+            reported.push((node, offset));
+        }
+        let agree = expected.iter().zip(&reported).all(|((_, want), (_, got))| {
+            got.is_some_and(|got| (got - want).abs() < CLOCK_OFFSET_TOLERANCE_MS)
+        });
+        if agree {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "clock offsets reported {reported:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Publishes one message on `node` and answers its result.
+async fn publish_message(set: &ReplicaSet, node: u64, message_id: &str) -> v1::PublishResult {
+    let mut client = MessageBoxClient::connect(set.grpc_url(node))
+        .await
+        .expect("connect");
+    let answer = tokio::time::timeout(
+        CALL_TIMEOUT,
+        client.publish(v1::PublishRequest {
+            messages: vec![test_message(message_id)],
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("publish answers in time")
+    .unwrap_or_else(|refusal| panic!("publish of {message_id} refused: {refusal}"))
+    .into_inner();
+    answer.results.into_iter().next().expect("one result")
+}
+
+/// Publishes `message_id` on `node` and leases it for `lease_ms`.
+async fn lease_one(
+    set: &ReplicaSet,
+    node: u64,
+    message_id: &str,
+    lease_ms: u64,
+) -> v1::LeasedMessage {
+    publish_message(set, node, message_id).await;
+    let mut client = MessageBoxClient::connect(set.grpc_url(node))
+        .await
+        .expect("connect");
+    let leased = tokio::time::timeout(
+        CALL_TIMEOUT,
+        client.lease(v1::LeaseRequest {
+            host: HOST.to_string(),
+            holder: "clock-test".to_string(),
+            max_messages: 1,
+            lease_duration_ms: lease_ms,
+            wait_ms: 0,
+        }),
+    )
+    .await
+    .expect("lease answers in time")
+    .expect("lease")
+    .into_inner()
+    .messages;
+    match &leased[..] {
+        [one] if one.message_id == message_id => one.clone(),
+        other => panic!("leased {other:?} instead of {message_id}"),
+    }
+}
+
+/// Completes a leased message on `node`; a refusal comes back as its status and error code.
+async fn settle(set: &ReplicaSet, node: u64, leased: &v1::LeasedMessage) -> Result<(), String> {
+    let mut client = MessageBoxClient::connect(set.grpc_url(node))
+        .await
+        .expect("connect");
+    let answer = tokio::time::timeout(
+        CALL_TIMEOUT,
+        client.complete(v1::SettleRequest {
+            instance: leased.instance,
+            token: leased.token,
+        }),
+    )
+    .await
+    .expect("complete answers in time");
+    answer.map(drop).map_err(|refusal| {
+        let code = refusal
+            .metadata()
+            .get(tandem_protocol::ERROR_CODE_METADATA)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        format!("{code}: {}", refusal.message())
+    })
 }
 
 fn acknowledged_count(history: &History) -> u64 {

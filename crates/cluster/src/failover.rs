@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::network::LeaderContact;
+use crate::replica_set_time::ReplicaSetTime;
 use crate::types::{FailoverRecord, NodeId, Proposal, Raft};
 
 pub fn to_json(record: &FailoverRecord) -> std::io::Result<String> {
@@ -121,6 +122,7 @@ pub async fn record_failovers(
     raft: Raft,
     contact: Arc<LeaderContact>,
     fast_election: Arc<FastElection>,
+    time: Arc<ReplicaSetTime>,
     election_timeout_min_ms: u64,
     mut recorded_term: u64,
     mut stopped: watch::Receiver<bool>,
@@ -144,6 +146,7 @@ pub async fn record_failovers(
         let record = describe(
             snapshot.id,
             term,
+            time.now_ms(),
             &contact,
             fast_election.started_recently(),
             election_timeout_min_ms,
@@ -163,6 +166,7 @@ pub async fn record_failovers(
 fn describe(
     this_node: NodeId,
     term: u64,
+    at_ms: i64,
     contact: &LeaderContact,
     fast_election: bool,
     election_timeout_min_ms: u64,
@@ -198,7 +202,7 @@ fn describe(
     };
     FailoverRecord {
         term,
-        at_ms: crate::wall_clock_ms(),
+        at_ms,
         from: previous.map(|contact| contact.leader_id),
         to: this_node,
         reason,

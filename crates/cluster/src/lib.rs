@@ -15,7 +15,8 @@
 //! - [`snapshot_policy`]: when a snapshot is due (entries and log bytes against the store's
 //!   size).
 //! - [`network`]: replication RPCs over TCP with hard timeouts.
-//! - [`proposer`]: many commands per log entry, stamped with the active's clock.
+//! - [`proposer`]: many commands per log entry, stamped with the replica set's time.
+//! - [`replica_set_time`]: that time: the median of the voters' clocks.
 //! - [`failover`]: the failover history the new active writes into the log.
 //! - [`status`]: roles, terms, indexes and lag, from openraft's metrics.
 //! - [`runtime`]: tokio for openraft, with seedable election timeouts.
@@ -30,6 +31,7 @@ pub mod network;
 pub mod proposer;
 pub mod recent_entries;
 pub mod replica;
+pub mod replica_set_time;
 pub mod runtime;
 pub mod settings;
 pub mod snapshot_policy;
@@ -43,6 +45,7 @@ mod test_files;
 pub use clock::wall_clock_ms;
 pub use proposer::Acknowledged;
 pub use replica::Replica;
+pub use replica_set_time::ReplicaSetTime;
 pub use settings::ReplicaSettings;
 pub use status::{MemberStatus, ReplicaStatus, Role};
 pub use types::{FailoverRecord, Member, NodeId};

@@ -1,5 +1,5 @@
 //! The proposer: gathers the commands waiting on the active into one log entry stamped with
-//! the active's clock, proposes it, and answers each caller with its own outcome and the
+//! the replica set's time ([`crate::replica_set_time`]), proposes it, and answers each caller with its own outcome and the
 //! term that acknowledged it. Several entries may be in flight at once; while they are,
 //! new commands queue up and make the next entry bigger (group commit across the replica
 //! set: one append and one fsync per node for many commands).
@@ -20,6 +20,7 @@ use tandem_core::{Command, Outcome, limits};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::replica_set_time::ReplicaSetTime;
 use crate::types::{NodeId, Proposal, ProposalResult, Raft, TypeConfig};
 
 /// An outcome and the log position that made it durable.
@@ -51,6 +52,7 @@ pub struct ProposerTimeouts {
 pub async fn run_proposer(
     raft: Raft,
     mut pending: mpsc::Receiver<Pending>,
+    time: Arc<ReplicaSetTime>,
     timeouts: ProposerTimeouts,
 ) {
     let in_flight = Arc::new(Semaphore::new(limits::MAX_PROPOSALS_IN_FLIGHT));
@@ -59,9 +61,9 @@ pub async fn run_proposer(
             return;
         };
         let (commands, replies) = gather(first, &mut pending);
-        let raft = raft.clone();
+        let (raft, time) = (raft.clone(), time.clone());
         tokio::spawn(async move {
-            let result = propose(&raft, commands, timeouts).await;
+            let result = propose(&raft, commands, &time, timeouts).await;
             drop(permit);
             answer(replies, result);
         });
@@ -99,13 +101,14 @@ struct Committed {
 async fn propose(
     raft: &Raft,
     commands: Vec<Command>,
+    time: &ReplicaSetTime,
     timeouts: ProposerTimeouts,
 ) -> Result<Committed> {
     let commands = Arc::new(commands);
     let deadline = Instant::now() + timeouts.write_timeout;
     loop {
         let proposal = Proposal::Commands {
-            timestamp_ms: crate::wall_clock_ms(),
+            timestamp_ms: time.now_ms(),
             commands: commands.clone(),
         };
         let written = tokio::time::timeout_at(deadline, raft.client_write(proposal)).await;

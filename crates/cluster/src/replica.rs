@@ -25,6 +25,7 @@ use crate::network::{
 use crate::proposer::{
     Acknowledged, Pending, ProposerTimeouts, not_active, run_proposer, unconfirmed_active,
 };
+use crate::replica_set_time::ReplicaSetTime;
 use crate::snapshot_policy::take_snapshots_when_due;
 use crate::state_machine::StateMachine;
 use crate::status::{ReplicaStatus, Role};
@@ -62,6 +63,7 @@ pub struct Replica {
     settings: ReplicaSettings,
     store: StoreHandle,
     proposals: mpsc::Sender<Pending>,
+    time: Arc<ReplicaSetTime>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     server: Mutex<Option<JoinHandle<std::io::Result<()>>>>,
@@ -110,6 +112,7 @@ impl Replica {
         let (stop, stopped) = watch::channel(false);
         let contact = LeaderContact::new();
         let fast_election = Arc::new(FastElection::default());
+        let time = Arc::new(ReplicaSetTime::new());
         let (proposals, pending) = mpsc::channel(limits::PROPOSAL_QUEUE_CAPACITY);
         let timeouts = ProposerTimeouts {
             write_timeout: Duration::from_millis(settings.write_timeout_ms),
@@ -126,11 +129,12 @@ impl Replica {
             wait_for_stop(stopped.clone()),
         ));
         let tasks = vec![
-            tokio::spawn(run_proposer(raft.clone(), pending, timeouts)),
+            tokio::spawn(run_proposer(raft.clone(), pending, time.clone(), timeouts)),
             tokio::spawn(record_failovers(
                 raft.clone(),
                 contact.clone(),
                 fast_election.clone(),
+                time.clone(),
                 settings.election_timeout_min_ms,
                 recorded_term,
                 stopped.clone(),
@@ -156,6 +160,7 @@ impl Replica {
             settings,
             store,
             proposals,
+            time,
             stop,
             tasks: Mutex::new(tasks),
             server: Mutex::new(Some(server)),
@@ -168,6 +173,12 @@ impl Replica {
 
     pub fn member(&self) -> &Member {
         &self.settings.member
+    }
+
+    /// The replica set's time as this node knows it: what it stamps into entries while it
+    /// is the active, and what the member probe feeds with the other voters' clocks.
+    pub fn time(&self) -> &ReplicaSetTime {
+        &self.time
     }
 
     /// Replicates `command` to a majority and applies it; the answer names the term that

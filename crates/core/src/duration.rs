@@ -55,9 +55,39 @@ pub fn format_milliseconds(milliseconds: u64) -> String {
         .unwrap_or_else(|| format!("{milliseconds}ms"))
 }
 
+/// Formats milliseconds as a person reads a measured span, to a tenth of its largest unit:
+/// `850 ms`, `3.2 s`, `12.5 min`, `1.0 h` (3,599,998 ms too), `2.1 d`.
+pub fn format_approximately(milliseconds: u64) -> String {
+    const SPANS: [(&str, u64); 4] = [
+        ("d", 24 * 60 * 60 * 1000),
+        ("h", 60 * 60 * 1000),
+        ("min", 60 * 1000),
+        ("s", 1000),
+    ];
+    let tenths_of =
+        |span: u64| (u128::from(milliseconds) * 10 + u128::from(span / 2)) / u128::from(span);
+    SPANS
+        .iter()
+        .map(|(name, span)| (name, tenths_of(*span)))
+        .find(|(_, tenths)| *tenths >= 10)
+        .map(|(name, tenths)| format!("{}.{} {name}", tenths / 10, tenths % 10))
+        .unwrap_or_else(|| format!("{milliseconds} ms"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measured_spans_read_in_their_largest_unit() {
+        assert_eq!(format_approximately(0), "0 ms");
+        assert_eq!(format_approximately(850), "850 ms");
+        assert_eq!(format_approximately(3_240), "3.2 s");
+        assert_eq!(format_approximately(750_000), "12.5 min");
+        assert_eq!(format_approximately(3_600_012), "1.0 h");
+        assert_eq!(format_approximately(3_599_998), "1.0 h");
+        assert_eq!(format_approximately(181_440_000), "2.1 d");
+    }
 
     #[test]
     fn every_unit_parses() {

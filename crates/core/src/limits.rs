@@ -32,6 +32,12 @@ pub const SNAPSHOT_SPARE_BYTES: u64 = 64 << 20;
 /// How often a node measures the room its data directory has left: often enough that a
 /// node publishing at full speed overshoots the floor by tens of megabytes at most.
 pub const DISK_ROOM_SAMPLE_INTERVAL_MS: u64 = 250;
+/// How often every node asks each other voter for its clock and its room on disk.
+pub const MEMBER_PROBE_INTERVAL_MS: u64 = 250;
+/// A node whose clock is further than this from the replica set's time (the median of the
+/// voters' clocks) says so in its log; its entries are stamped with the replica set's time
+/// all the same.
+pub const CLOCK_OFFSET_WARNING_MS: u64 = 1_000;
 /// Tracking events older than this may be purged by retention.
 pub const DEFAULT_TRACKING_RETENTION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 

@@ -22,7 +22,9 @@
 //! - [`metrics`]: request counters and the Prometheus text rendering.
 //! - [`ticker`]: the task that applies `Command::Tick` (lease expiry, due retries).
 //! - [`disk_space`]: the room left under the data directory, and the refusal of publishes
-//!   while it is low; [`member_disks`]: on the active, the other members' room.
+//!   while it is low.
+//! - [`member_probe`]: every node reads the other voters' clocks (the replica set's time)
+//!   and, on the active, their room on disk.
 
 pub mod cluster;
 pub mod config;
@@ -30,7 +32,7 @@ pub mod disk_space;
 pub mod errors;
 pub mod grpc;
 pub mod http;
-pub mod member_disks;
+pub mod member_probe;
 pub mod metrics;
 pub mod node;
 pub mod operations;
@@ -43,3 +45,4 @@ pub mod wake_up;
 pub use config::NodeConfig;
 pub use node::{Node, run_until_signal};
 pub use server_error::ServerError;
+pub use tandem_cluster::clock::set_clock_off_for_drills;

@@ -72,7 +72,21 @@ pub fn render(state: &AppState) -> String {
     render_queue_depths(&mut text, &state.store.catalog().hosts);
     render_requests(&mut text, state);
     render_replica(&mut text, &state.replica.status());
+    render_clock_offset(&mut text, state.replica.time().own_offset_ms());
     text
+}
+
+/// How far this node's clock is from the replica set's time, in seconds.
+fn render_clock_offset(text: &mut String, offset_ms: Option<i64>) {
+    render_series(
+        text,
+        &Series {
+            name: "tandem_clock_offset_seconds",
+            kind: GAUGE,
+            help: "This node's clock less the replica set's time (the median of the voters' clocks), in seconds; 0 until another voter's clock is read.",
+            value: offset_ms.unwrap_or(0) as f64 / 1000.0,
+        },
+    );
 }
 
 /// The replica set as this node sees it: its role, term and indexes, and (on the active)

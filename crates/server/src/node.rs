@@ -25,7 +25,7 @@ use crate::grpc::admin::AdminService;
 use crate::grpc::cluster::ClusterService;
 use crate::grpc::max_decoding_message_size;
 use crate::grpc::message_box::MessageBoxService;
-use crate::member_disks::watch_member_disks;
+use crate::member_probe::probe_members;
 use crate::shutdown_signal::ShutdownSignals;
 use crate::state::{AppState, SharedState};
 use crate::ticker::run_ticker;
@@ -69,7 +69,7 @@ impl Node {
         let _ = state.disk.measure(&state.store).await;
         let disk_tasks = [
             tokio::spawn(watch_disk_room(state.clone())),
-            tokio::spawn(watch_member_disks(state.clone())),
+            tokio::spawn(probe_members(state.clone())),
         ];
         let grpc_task = tokio::spawn(serve_grpc(state.clone(), grpc_listener));
         let http_task = tokio::spawn(serve_http(state.clone(), http_listener));

@@ -17,7 +17,7 @@ use tandem_core::{Command, Error, ErrorCode, Outcome, limits};
 use tandem_store::{Catalog, InstanceQuery};
 use tokio::time::Instant;
 
-use crate::state::{AppState, now_ms};
+use crate::state::AppState;
 
 /// The longest a lease call may wait for work.
 const MAX_LEASE_WAIT: Duration = Duration::from_millis(limits::MAX_LEASE_WAIT_MS);
@@ -364,10 +364,11 @@ impl AppState {
         }
     }
 
-    /// Removes tracking events older than `older_than_ms` (relative to now).
+    /// Removes tracking events older than `older_than_ms` (relative to the replica set's
+    /// time, which stamps the events).
     pub async fn purge_tracking(&self, older_than_ms: u64) -> Result<u64> {
         let age_ms = i64::try_from(older_than_ms).unwrap_or(i64::MAX);
-        let before_ms = now_ms().saturating_sub(age_ms);
+        let before_ms = self.replica.time().now_ms().saturating_sub(age_ms);
         match self.execute(Command::PurgeTracking { before_ms }).await? {
             Outcome::TrackingPurged { events } => Ok(events),
             _ => Err(unexpected_outcome("purge tracking")),

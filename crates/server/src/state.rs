@@ -38,7 +38,7 @@ impl AppState {
             store,
             disk: DiskGuard::new(config.min_free_disk_bytes),
             config,
-            started_at_ms: now_ms(),
+            started_at_ms: tandem_cluster::wall_clock_ms(),
             requests: RequestCounters::default(),
             published_messages: AtomicU64::new(0),
             work_signal: WorkSignal::default(),
@@ -124,10 +124,3 @@ fn may_make_work_ready(outcome: &Outcome) -> bool {
     }
 }
 
-/// Milliseconds since the Unix epoch by this node's clock (never inside `apply`).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}

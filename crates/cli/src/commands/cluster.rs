@@ -13,6 +13,8 @@ use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
 use tandem_client::{ClientError, RetryPolicy, TandemClient};
 use tandem_core::byte_size::format_bytes;
+use tandem_core::duration::format_approximately;
+use tandem_core::limits;
 use tandem_protocol::v1;
 use tandem_server::cluster::IN_SYNC_MAX_LAG_ENTRIES;
 use tokio::task::JoinSet;
@@ -466,6 +468,7 @@ fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
         "APPLIED",
         "LAG",
         "DISK ROOM",
+        "CLOCK",
         "GRPC",
     ]);
     for view in views {
@@ -483,6 +486,7 @@ fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
                 answer.applied_index.to_string(),
                 lag,
                 disk_room_of(answer),
+                clock_offset_of(answer),
                 view.member.grpc_address.clone(),
             ],
             Err(_) => vec![
@@ -493,6 +497,7 @@ fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
                 "-".into(),
                 "-".into(),
                 lag,
+                "-".into(),
                 "-".into(),
                 view.member.grpc_address.clone(),
             ],
@@ -527,6 +532,22 @@ fn disk_room_of(answer: &v1::NodeStatusResponse) -> String {
         format!("{room} LOW")
     } else {
         room
+    }
+}
+
+/// How far the member's clock is from the replica set's time, marked `OFF` past
+/// [`limits::CLOCK_OFFSET_WARNING_MS`] (its entries still carry the replica set's time, but
+/// its machine's clock wants fixing).
+fn clock_offset_of(answer: &v1::NodeStatusResponse) -> String {
+    let Some(offset_ms) = answer.clock_offset_ms else {
+        return "-".to_string();
+    };
+    let sign = if offset_ms < 0 { "-" } else { "+" };
+    let offset = format!("{sign}{}", format_approximately(offset_ms.unsigned_abs()));
+    if offset_ms.unsigned_abs() > limits::CLOCK_OFFSET_WARNING_MS {
+        format!("{offset} OFF")
+    } else {
+        offset
     }
 }
 
@@ -583,6 +604,7 @@ fn member_json(view: &MemberView, lags: &BTreeMap<u64, u64>) -> Json {
             document["disk_room_bytes"] = json!(answer.disk_room_bytes);
             document["min_free_disk_bytes"] = json!(answer.min_free_disk_bytes);
             document["disk_low"] = json!(answer.disk_low);
+            document["clock_offset_ms"] = json!(answer.clock_offset_ms);
         }
         Err(error) => {
             document["role"] = json!(DOWN_ROLE);

@@ -115,6 +115,10 @@ pub struct StartArgs {
     /// entries only). [TOML: snapshot_min_log_percent]
     #[arg(long, value_name = "PERCENT")]
     snapshot_min_log_percent: Option<u64>,
+    /// A drill, not for production: the node reads its clock this many milliseconds off the
+    /// system clock (negative: behind), as on a machine whose clock is wrong.
+    #[arg(long, value_name = "MS", hide = true, allow_hyphen_values = true)]
+    drill_clock_offset_ms: Option<i64>,
 }
 
 pub async fn run(command: NodeCommand, context: &CommandContext) -> Result<(), CommandError> {
@@ -125,6 +129,10 @@ pub async fn run(command: NodeCommand, context: &CommandContext) -> Result<(), C
 }
 
 async fn start(arguments: StartArgs) -> Result<(), CommandError> {
+    if let Some(offset_ms) = arguments.drill_clock_offset_ms {
+        eprintln!("tandem: drill: this node's clock reads {offset_ms} ms off the system clock");
+        tandem_server::set_clock_off_for_drills(offset_ms);
+    }
     let config = configuration(arguments)?;
     tandem_server::run_until_signal(config)
         .await

@@ -1,5 +1,6 @@
 //! [`ClusterService`]: the replica set over gRPC: a node's status and failover history,
-//! forming a replica set, adding and removing members, switchover.
+//! forming a replica set, adding and removing members, switchover, and the probe members
+//! send each other (clock and room on disk).
 
 use std::collections::BTreeMap;
 
@@ -54,7 +55,22 @@ impl Cluster for ClusterService {
             &this_node,
             &view.failovers,
             &self.backend.disk,
+            self.backend.replica.time().own_offset_ms(),
         )))
+    }
+
+    async fn member_probe(
+        &self,
+        _request: Request<v1::MemberProbeRequest>,
+    ) -> Result<Response<v1::MemberProbeResponse>, Status> {
+        self.backend.count("member_probe");
+        let disk = &self.backend.disk;
+        Ok(Response::new(v1::MemberProbeResponse {
+            wall_clock_ms: tandem_cluster::wall_clock_ms(),
+            disk_room_bytes: disk.room_bytes(),
+            min_free_disk_bytes: disk.min_free_bytes(),
+            disk_low: disk.is_low(),
+        }))
     }
 
     async fn initialize(
@@ -127,6 +143,7 @@ fn node_status(
     this_node: &MemberStatus,
     failovers: &[FailoverRecord],
     disk: &DiskGuard,
+    clock_offset_ms: Option<i64>,
 ) -> v1::NodeStatusResponse {
     v1::NodeStatusResponse {
         node: Some(member_to_wire(this_node)),
@@ -144,6 +161,7 @@ fn node_status(
         disk_room_bytes: disk.room_bytes(),
         min_free_disk_bytes: disk.min_free_bytes(),
         disk_low: disk.is_low(),
+        clock_offset_ms,
     }
 }
 

@@ -21,6 +21,7 @@ pub async fn view(State(state): State<SharedState>) -> Result<Json<JsonValue>, A
     Ok(Json(cluster_json(
         &state.cluster_view().await?,
         &state.disk,
+        state.replica.time().own_offset_ms(),
     )))
 }
 
@@ -67,7 +68,7 @@ fn verdict(healthy: bool, wanted: &str, state: &SharedState) -> Response {
     (code, body).into_response()
 }
 
-fn cluster_json(view: &ClusterView, disk: &DiskGuard) -> JsonValue {
+fn cluster_json(view: &ClusterView, disk: &DiskGuard, clock_offset_ms: Option<i64>) -> JsonValue {
     let status = &view.status;
     json!({
         "node_id": status.node_id,
@@ -85,5 +86,6 @@ fn cluster_json(view: &ClusterView, disk: &DiskGuard) -> JsonValue {
         "disk_room_bytes": disk.room_bytes(),
         "min_free_disk_bytes": disk.min_free_bytes(),
         "disk_low": disk.is_low(),
+        "clock_offset_ms": clock_offset_ms,
     })
 }

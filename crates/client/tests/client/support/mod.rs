@@ -324,4 +324,11 @@ impl Cluster for Fake {
         self.0.answer().await?;
         Ok(Response::new(v1::SwitchoverResponse { active_node: 1 }))
     }
+
+    async fn member_probe(
+        &self,
+        _request: Request<v1::MemberProbeRequest>,
+    ) -> Result<Response<v1::MemberProbeResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
