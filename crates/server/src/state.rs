@@ -123,4 +123,3 @@ fn may_make_work_ready(outcome: &Outcome) -> bool {
         _ => false,
     }
 }
-
