@@ -22,6 +22,14 @@ pub struct Settings {
     pub tracking_retention_ms: u64,
 }
 
+impl Settings {
+    /// Whether a publish at `now_ms` of an id last published at `published_at_ms` is a
+    /// duplicate: within the dedupe window.
+    pub fn is_duplicate_publish(&self, published_at_ms: i64, now_ms: i64) -> bool {
+        now_ms.saturating_sub(published_at_ms) < self.dedupe_window_ms as i64
+    }
+}
+
 impl Default for Settings {
     fn default() -> Settings {
         Settings {

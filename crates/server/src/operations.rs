@@ -176,8 +176,11 @@ impl AppState {
         if messages.is_empty() {
             return Ok((Vec::new(), None));
         }
-        if self.replica.is_active() {
-            self.disk.admit_publish(self.store.data_dir())?;
+        if self.replica.is_active()
+            && let Err(short_of_room) = self.disk.admit_publish(self.store.data_dir())
+            && !self.only_duplicates(&messages).await
+        {
+            return Err(short_of_room);
         }
         let acknowledged = self
             .execute_acknowledged(Command::Publish {
@@ -194,6 +197,24 @@ impl AppState {
             Outcome::Published(results) => Ok((results, Some(acknowledgement))),
             _ => Err(unexpected_outcome("publish")),
         }
+    }
+
+    /// True when every message is a retry of one published within the dedupe window (as the
+    /// store reads now): publishing them stores nothing, so a disk short of room lets them
+    /// through, and their publisher learns they are safe.
+    async fn only_duplicates(&self, messages: &[NewMessage]) -> bool {
+        let message_ids = messages
+            .iter()
+            .map(|message| message.message_id.as_str().to_string())
+            .collect();
+        let Ok(published) = self.store.last_published_at(message_ids).await else {
+            return false;
+        };
+        let settings = &self.store.catalog().state.settings;
+        let now_ms = self.replica.time().now_ms();
+        published.iter().all(|published_at_ms| {
+            published_at_ms.is_some_and(|at_ms| settings.is_duplicate_publish(at_ms, now_ms))
+        })
     }
 
     /// One lease attempt, answering at once.

@@ -144,6 +144,22 @@ impl Reader {
         Ok(used_pages * pragma("page_size")?)
     }
 
+    /// When each of `message_ids` was last published (what dedupe compares with its window):
+    /// the latest receipt among the stored messages with that id and the entries their
+    /// deletions left; `None` for an id never seen or forgotten.
+    pub fn last_published_at(
+        &self,
+        message_ids: &[String],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT MAX(received_at_ms) FROM messages WHERE message_id = ?1")?;
+        message_ids
+            .iter()
+            .map(|message_id| Ok(statement.query_row([message_id], |row| row.get(0))?))
+            .collect()
+    }
+
     pub fn message_body(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut statement = self.connection.prepare_cached(
             "SELECT p.body FROM messages AS m JOIN message_payloads AS p ON p.seq = m.seq \

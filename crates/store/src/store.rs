@@ -297,6 +297,12 @@ impl StoreHandle {
             .await
     }
 
+    /// When each of `message_ids` was last published, as dedupe sees it.
+    pub async fn last_published_at(&self, message_ids: Vec<String>) -> Result<Vec<Option<i64>>> {
+        self.read(move |reader| reader.last_published_at(&message_ids))
+            .await
+    }
+
     /// The bytes a snapshot of the store would copy now (its pages in use).
     pub async fn used_bytes(&self) -> Result<u64> {
         self.read(|reader| reader.used_bytes()).await

@@ -98,7 +98,9 @@ impl MessageBox {
         tables
             .find_dedupe(&message.message_id)
             .is_some_and(|published_at_ms| {
-                now_ms.saturating_sub(published_at_ms) < self.state.settings.dedupe_window_ms as i64
+                self.state
+                    .settings
+                    .is_duplicate_publish(published_at_ms, now_ms)
             })
     }
 

@@ -408,7 +408,13 @@ async fn a_full_store_throttles_with_a_retry_hint() {
 /// A floor above any disk's free space: the real measurement is always below it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_short_of_room_throttles_publishes_but_not_other_writes() {
-    let node = orders_node(|config| config.min_free_disk_bytes = u64::MAX).await;
+    let node = orders_node(|_| {}).await;
+    let published = publish(&node, vec![order_message("d-0", b"x")]).await;
+    assert!(published[0].error.is_none(), "{published:?}");
+    // A floor above any disk's free space: the node's real measurement is below it.
+    let node = node
+        .restart(|config| config.min_free_disk_bytes = u64::MAX)
+        .await;
     bounded(async {
         let before = snapshot(&node).await;
         let status_now = status(&node).await;
@@ -450,6 +456,24 @@ async fn a_disk_short_of_room_throttles_publishes_but_not_other_writes() {
         let metrics = http_request(node.http(), "GET", "/metrics", "").await.body;
         assert!(metrics.contains("tandem_throttled 1"), "{metrics}");
         assert!(metrics.contains("tandem_disk_room_bytes "), "{metrics}");
+
+        // A retry of a message already stored is answered (it stores nothing), so its
+        // publisher learns it is safe; a call with one new message among them is not.
+        let retried = publish(&node, vec![order_message("d-0", b"x")]).await;
+        assert!(
+            retried[0].duplicate && retried[0].error.is_none(),
+            "{retried:?}"
+        );
+        let mixed = node
+            .message_box()
+            .await
+            .publish(v1::PublishRequest {
+                publisher: "tests".into(),
+                messages: vec![order_message("d-0", b"x"), order_message("d-3", b"x")],
+            })
+            .await
+            .expect_err("a call with a new message is refused");
+        assert_eq!(error_code(&mixed), "throttled");
         assert_eq!(snapshot(&node).await, before);
 
         // Writes that add no messages go on: consumers must be able to drain the store.
@@ -462,8 +486,14 @@ async fn a_disk_short_of_room_throttles_publishes_but_not_other_writes() {
                 ..Default::default()
             })
             .await
-            .expect("leasing is not throttled");
-        assert!(leased.into_inner().messages.is_empty());
+            .expect("leasing is not throttled")
+            .into_inner()
+            .messages;
+        let leased: Vec<&str> = leased
+            .iter()
+            .map(|message| message.message_id.as_str())
+            .collect();
+        assert_eq!(leased, ["d-0"]);
         let created = http_request(node.http(), "POST", "/v1/hosts", r#"{"name":"more"}"#).await;
         assert_eq!(created.status, 201, "{}", created.body);
     })

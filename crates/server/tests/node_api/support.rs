@@ -26,16 +26,35 @@ pub struct TestNode {
 impl TestNode {
     pub async fn start(customize: impl FnOnce(&mut NodeConfig)) -> TestNode {
         let data_dir = tempfile::tempdir().expect("temporary directory");
+        let any_port = "127.0.0.1:0".parse().expect("address");
         let mut config = NodeConfig {
             data_dir: data_dir.path().to_path_buf(),
-            grpc_listen: "127.0.0.1:0".parse().expect("address"),
-            http_listen: "127.0.0.1:0".parse().expect("address"),
-            raft_listen: "127.0.0.1:0".parse().expect("address"),
+            grpc_listen: any_port,
+            http_listen: any_port,
+            raft_listen: any_port,
             tick_interval_ms: TEST_TICK_INTERVAL_MS,
             ..NodeConfig::default()
         };
         customize(&mut config);
         let node = Node::start(config).await.expect("node starts");
+        TestNode { node, data_dir }
+    }
+
+    /// Stops the node and starts it again on its ports and data, with `customize` applied to
+    /// the test configuration.
+    pub async fn restart(self, customize: impl FnOnce(&mut NodeConfig)) -> TestNode {
+        let TestNode { node, data_dir } = self;
+        let mut config = NodeConfig {
+            data_dir: data_dir.path().to_path_buf(),
+            grpc_listen: node.grpc_address(),
+            http_listen: node.http_address(),
+            raft_listen: node.raft_address(),
+            tick_interval_ms: TEST_TICK_INTERVAL_MS,
+            ..NodeConfig::default()
+        };
+        customize(&mut config);
+        node.shutdown().await;
+        let node = Node::start(config).await.expect("node starts again");
         TestNode { node, data_dir }
     }
 
