@@ -536,6 +536,8 @@ async fn a_passive_short_of_disk_room_holds_publishes_back_until_it_has_room() {
 /// before a switchover to the node ahead is still held after it, a retried publish is still
 /// a duplicate there, and on the node behind a lease still expires on time (the state
 /// machine's time, which never runs backwards, would otherwise stand still for an hour).
+/// Then kill -9 of the active under load, each node restarted as wrong as before: the history
+/// and the replicas must hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_clock_is_an_hour_off_moves_neither_leases_nor_the_dedupe_window() {
     let mut set = ReplicaSet::start(ReplicaSetOptions::default()).await;
@@ -583,9 +585,44 @@ async fn a_node_whose_clock_is_an_hour_off_moves_neither_leases_nor_the_dedupe_w
          replica set's time stood still",
     );
     assert!(refusal.contains("lease_expired"), "{refusal}");
+    // The expired lease gave the message back: it is leased and completed again.
+    let again = lease_message(&set, behind, "clock-expiring", HELD_LEASE_MS).await;
+    settle(&set, behind, &again)
+        .await
+        .expect("a message whose lease expired is delivered again");
+
+    // Under load, kill -9 the active a few times, each node coming back with its clock as
+    // wrong as before: nothing acknowledged may be lost, and the replicas must agree.
+    let workload = Workload::start(
+        &set.addresses(),
+        &shape("clock"),
+        Arc::new(History::default()),
+    );
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    for _round in 0..CLOCK_KILL_ROUNDS {
+        let killed = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+        set.kill(killed.node_id);
+        set.wait_for_active_after(killed.term, ACTIVE_WAIT_TIMEOUT)
+            .await;
+        let offset = expected
+            .iter()
+            .find(|(node, _)| *node == killed.node_id)
+            .map_or(0, |(_, offset_ms)| *offset_ms)
+            .to_string();
+        set.restart_with(killed.node_id, &["--drill-clock-offset-ms", &offset], None);
+        tokio::time::sleep(LOAD_BETWEEN_FAULTS).await;
+    }
+    let finished = finish(&set, workload, "clock").await;
+    eprintln!(
+        "[clock] {CLOCK_KILL_ROUNDS} kills with clocks an hour ahead and behind: {} \
+         acknowledged, none lost",
+        finished.report.acknowledged
+    );
 }
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
+/// Kills of the active under load in the clock test.
+const CLOCK_KILL_ROUNDS: usize = 3;
 /// A lease that must last through the switchover (the default lease duration).
 const HELD_LEASE_MS: u64 = 30_000;
 /// A lease that must expire while the test waits, and how long to wait past a lease's end
@@ -654,6 +691,16 @@ async fn lease_one(
     lease_ms: u64,
 ) -> v1::LeasedMessage {
     publish_message(set, node, message_id).await;
+    lease_message(set, node, message_id, lease_ms).await
+}
+
+/// Leases one message on `node`, which must be `message_id`, for `lease_ms`.
+async fn lease_message(
+    set: &ReplicaSet,
+    node: u64,
+    message_id: &str,
+    lease_ms: u64,
+) -> v1::LeasedMessage {
     let mut client = message_box(set, node).await;
     let leased = tokio::time::timeout(
         CALL_TIMEOUT,
