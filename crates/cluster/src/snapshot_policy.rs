@@ -21,7 +21,9 @@
 //! (openraft takes it as a storage failure), on every replica at once, since their disks
 //! fill alike. It is taken once the disk has the store's size free plus
 //! [`limits::SNAPSHOT_SPARE_BYTES`] for the writes that go on meanwhile; until then the log
-//! keeps growing, and the node says so once.
+//! keeps growing, and the node says so once. A passive sent a snapshot it has no room to
+//! install refuses it the same way ([`received_snapshot_fits`], used by the replication
+//! server): a failed install would stop it, and again at every restart.
 
 use std::time::Duration;
 
@@ -212,9 +214,28 @@ fn snapshot_fits(free_bytes: u64, store_bytes: u64) -> bool {
     free_bytes >= store_bytes.saturating_add(limits::SNAPSHOT_SPARE_BYTES)
 }
 
+/// Whether `free_bytes` of disk take a snapshot of `snapshot_bytes` sent by the active and
+/// its install, with [`limits::SNAPSHOT_SPARE_BYTES`] to spare: the received file, and the
+/// store's copy of it, which goes through the store's WAL before it replaces the store.
+pub fn received_snapshot_fits(free_bytes: u64, snapshot_bytes: u64) -> bool {
+    free_bytes
+        >= snapshot_bytes
+            .saturating_mul(2)
+            .saturating_add(limits::SNAPSHOT_SPARE_BYTES)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_received_snapshot_needs_room_for_itself_and_the_stores_copy_of_it() {
+        let snapshot_bytes = 100 << 20;
+        let needed = 2 * snapshot_bytes + limits::SNAPSHOT_SPARE_BYTES;
+        assert!(received_snapshot_fits(needed, snapshot_bytes));
+        assert!(!received_snapshot_fits(needed - 1, snapshot_bytes));
+        assert!(!received_snapshot_fits(u64::MAX / 2, u64::MAX / 2));
+    }
 
     const RULE: SnapshotRule = SnapshotRule {
         min_entries: 100,

@@ -198,6 +198,39 @@ async fn garbage_on_the_port_closes_only_that_connection() {
     node.stop().await;
 }
 
+/// A snapshot larger than the disk could install is refused before a byte of it is read:
+/// the connection closes at once, nothing is written, and the node goes on answering. (Taken
+/// in, its install would fail and stop the node's replication.)
+#[tokio::test]
+async fn a_snapshot_the_disk_has_no_room_for_is_refused_before_it_is_read() {
+    let node = TestNode::start(1, &test_config()).await;
+    let address = node.member.raft_address.clone();
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let header = Request::InstallSnapshot {
+        vote: Vote::new_committed(3, 2),
+        meta: SnapshotMeta::default(),
+        total_bytes: 1 << 60,
+    };
+    let mut frame = Vec::new();
+    write_frame(&mut frame, &header).await.unwrap();
+    stream.write_all(&frame).await.unwrap();
+    let mut answer = Vec::new();
+    let read = timeout(TEST_WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("the connection closes at once instead of waiting for the snapshot's bytes");
+    assert!(read.is_err() || answer.is_empty(), "answered {answer:?}");
+    let files = std::fs::read_dir(node.snapshot_directory.path())
+        .unwrap()
+        .count();
+    assert_eq!(files, 0, "a refused snapshot left a file behind");
+
+    let mut client = PeerClient::new(1, address, Arc::new(TcpTransport), Execution::Threads);
+    let option = RPCOption::new(Duration::from_secs(2));
+    let after = timeout(TEST_WAIT, client.vote(vote_request(2), option)).await;
+    assert!(after.unwrap().is_ok(), "the node still answers");
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn three_nodes_elect_a_leader_and_replicate_a_write() {
     let nodes = start_cluster(3).await;

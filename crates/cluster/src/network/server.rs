@@ -6,20 +6,23 @@
 //! `Raft::install_full_snapshot`. The state machine takes the file by renaming it (or copying
 //! and removing it); whatever is still at that path once the install returns was not taken
 //! (stale vote, or the snapshot is not newer than what is committed) and is removed here, as
-//! are files left by transfers a crash interrupted (and the store's copies of them).
+//! are files left by transfers a crash interrupted (and the store's copies of them). A
+//! snapshot the disk has no room to install is refused before it is read.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::Raft;
 use openraft::raft::{AppendEntriesResponse, VoteRequest};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::vote::RaftLeaderId;
+use tandem_core::byte_size::format_bytes;
 use tandem_core::limits;
 use tandem_store::Execution;
+use tandem_store::free_space::filesystem_free_bytes;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -31,6 +34,7 @@ use super::messages::{Request, Response};
 use super::transport::{BoxedConnection, Listener};
 use super::{ACCEPT_RETRY_DELAY_MS, IDLE_CONNECTION_TIMEOUT_MS, STALLED_PEER_TIMEOUT_MS};
 use crate::codec::{FrameBuffer, read_frame_with, write_frame_with};
+use crate::snapshot_policy::received_snapshot_fits;
 use crate::types::{SnapshotFile, SnapshotMeta, TypeConfig, Vote};
 
 const RECEIVED_SNAPSHOT_PREFIX: &str = "received-";
@@ -193,6 +197,7 @@ where
                 meta,
                 total_bytes,
             } => {
+                room_for_received_snapshot(&self.snapshot_directory, total_bytes)?;
                 let path = self.receive_snapshot(stream, total_bytes).await?;
                 Ok(self.install_snapshot(vote, meta, path).await)
             }
@@ -255,6 +260,40 @@ where
             Err(fatal) => failed(fatal),
         }
     }
+}
+
+/// Set while this node refuses the active's snapshots for want of room, so that it says so
+/// once, and once more when it has room again.
+static REFUSING_SNAPSHOTS: AtomicBool = AtomicBool::new(false);
+
+/// Refuses, before a byte of it is read, a snapshot of `total_bytes` that the disk holding
+/// `directory` has no room to install (its free space cannot be measured: it is tried).
+/// The connection closes; the active sends the snapshot again later, and the node stays up
+/// instead of stopping on a failed install.
+fn room_for_received_snapshot(directory: &Path, total_bytes: u64) -> io::Result<()> {
+    let Ok(free_bytes) = filesystem_free_bytes(directory) else {
+        return Ok(());
+    };
+    let fits = received_snapshot_fits(free_bytes, total_bytes);
+    let was_refusing = REFUSING_SNAPSHOTS.swap(!fits, Ordering::Relaxed);
+    if fits {
+        if was_refusing {
+            eprintln!("tandem: the disk has room for the active's snapshot again; taking it");
+        }
+        return Ok(());
+    }
+    let reason = format!(
+        "no room for the active's snapshot: it takes {} twice (the received file, then the \
+         store's copy) and {} more to spare; the disk under {} has {} free",
+        format_bytes(total_bytes),
+        format_bytes(limits::SNAPSHOT_SPARE_BYTES),
+        directory.display(),
+        format_bytes(free_bytes)
+    );
+    if !was_refusing {
+        eprintln!("tandem: {reason}; refusing it until there is room");
+    }
+    Err(io::Error::new(io::ErrorKind::StorageFull, reason))
 }
 
 fn failed(error: impl std::fmt::Display) -> Response {
