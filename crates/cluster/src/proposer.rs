@@ -1,8 +1,9 @@
 //! The proposer: gathers the commands waiting on the active into one log entry stamped with
-//! the replica set's time ([`crate::replica_set_time`]), proposes it, and answers each caller with its own outcome and the
-//! term that acknowledged it. Several entries may be in flight at once; while they are,
-//! new commands queue up and make the next entry bigger (group commit across the replica
-//! set: one append and one fsync per node for many commands).
+//! the replica set's time ([`crate::replica_set_time`]), proposes it, and answers each
+//! caller with its own outcome and the term that acknowledged it. Several entries may be in
+//! flight at once; while they are, new commands queue up and make the next entry bigger
+//! (group commit across the replica set: one append and one fsync per node for many
+//! commands).
 //!
 //! openraft refuses a write when a majority has not acknowledged the active within its
 //! leader lease (the maximum election timeout). Under heavy load an acknowledgement can come
