@@ -46,7 +46,11 @@ pub async fn probe_members(state: SharedState) {
         let answers = probe_round(&state, &mut clients).await;
         let time = state.replica.time();
         for answer in &answers {
-            time.record_reading(answer.node_id, answer.wall_clock_ms, answer.round_trip);
+            time.record_reading(
+                answer.node_id,
+                answer.probe.wall_clock_ms,
+                answer.round_trip,
+            );
         }
         let low = if state.replica.is_active() {
             lowest_member_short_of_room(&answers)
@@ -58,12 +62,11 @@ pub async fn probe_members(state: SharedState) {
     }
 }
 
-/// One member's answer to a probe.
+/// One member's answer to a probe, and how long it took.
 struct ProbeAnswer {
     node_id: NodeId,
-    wall_clock_ms: i64,
     round_trip: Duration,
-    disk: v1::MemberProbeResponse,
+    probe: v1::MemberProbeResponse,
 }
 
 /// Probes every other voter at once; forgets the clocks of nodes that are no longer voters.
@@ -93,12 +96,11 @@ async fn probe_round(state: &SharedState, clients: &mut MemberClients) -> Vec<Pr
                 client.member_probe(v1::MemberProbeRequest {}),
             )
             .await;
-            let disk = answer.ok()?.ok()?.into_inner();
+            let probe = answer.ok()?.ok()?.into_inner();
             Some(ProbeAnswer {
                 node_id,
-                wall_clock_ms: disk.wall_clock_ms,
                 round_trip: asked.elapsed(),
-                disk,
+                probe,
             })
         });
     }
@@ -114,14 +116,14 @@ fn lowest_member_short_of_room(answers: &[ProbeAnswer]) -> Option<LowMember> {
     answers
         .iter()
         .filter_map(|answer| {
-            let (true, Some(room_bytes)) = (answer.disk.disk_low, answer.disk.disk_room_bytes)
+            let (true, Some(room_bytes)) = (answer.probe.disk_low, answer.probe.disk_room_bytes)
             else {
                 return None;
             };
             Some(LowMember {
                 node_id: answer.node_id,
                 room_bytes,
-                min_free_bytes: answer.disk.min_free_disk_bytes,
+                min_free_bytes: answer.probe.min_free_disk_bytes,
             })
         })
         .min_by_key(|low| low.room_bytes)
