@@ -18,6 +18,7 @@
 //! - [`free_space`]: the free space of the filesystem holding the node's files.
 //! - [`position`]: the replicated log position applied so far.
 //! - [`snapshot`]: consistent copies of the store, written and restored.
+//! - [`gradual_flush`]: a snapshot written out to disk as it grows, not in one burst.
 //! - [`catalog`]: the read-only catalog view the committer publishes.
 //! - [`reader`]: operator queries on a separate read connection.
 //! - [`store`]: opening a data directory, its lock, and the handle servers use.
@@ -32,6 +33,7 @@ pub mod committer;
 pub mod context_codec;
 pub mod execution;
 pub mod free_space;
+pub mod gradual_flush;
 pub mod integrity;
 pub mod loader;
 pub mod metrics;

@@ -16,6 +16,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tandem_core::MessageBox;
 
 use crate::StoreError;
+use crate::gradual_flush::GradualFlush;
 use crate::loader::load_machine;
 use crate::schema;
 
@@ -24,6 +25,10 @@ const RESTORE_PAGES_PER_STEP: std::ffi::c_int = 4096;
 
 /// Writes a snapshot of the database at `database` to `target` (which must not exist), fsyncs
 /// it, and returns the log position it reflects.
+///
+/// The copy is checked whole where it is installed ([`check`], on the node it is sent to);
+/// here only its position is read back. (Checked here too, a 1.2 GB store's snapshot cost
+/// 1.3 to 2.9 s of CPU more, on top of the 2 to 5 s of the copy, while the node served.)
 pub fn write(database: &Path, target: &Path) -> Result<Option<Vec<u8>>, StoreError> {
     let source = open_read_only(database)?;
     source.execute_batch("PRAGMA busy_timeout = 5000;")?;
@@ -31,7 +36,7 @@ pub fn write(database: &Path, target: &Path) -> Result<Option<Vec<u8>>, StoreErr
     File::open(target)
         .and_then(|file| file.sync_all())
         .map_err(|error| StoreError::io(format!("cannot fsync {}", target.display()), error))?;
-    Ok(check(target)?.position)
+    read_position(&open_read_only(target)?)
 }
 
 /// A snapshot file that passed [`check`], with the state it holds.
@@ -108,11 +113,13 @@ fn resize(
     open_read_only(path)
 }
 
-/// Writes a compacted copy of `source`'s database to `target` (which must not exist).
+/// Writes a compacted copy of `source`'s database to `target` (which must not exist),
+/// flushing it to disk as it grows ([`GradualFlush`]).
 fn vacuum_into(source: &Connection, target: &Path) -> Result<(), StoreError> {
     let target_text = target.to_str().ok_or_else(|| {
         StoreError::Corrupt(format!("snapshot path {} is not UTF-8", target.display()))
     })?;
+    let _flush = GradualFlush::start(target.to_path_buf());
     source.execute("VACUUM INTO ?1", [target_text])?;
     Ok(())
 }
