@@ -195,7 +195,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(storage_error)?;
         self.membership = meta.last_membership.clone();
-        keep_snapshot(&self.snapshot_directory, meta, &snapshot.path)?;
+        keep_snapshot_off_the_runtime(&self.store, &self.snapshot_directory, meta, &snapshot.path)
+            .await?;
         let up_to = meta.last_log_id.map_or(0, |log_id| log_id.index);
         eprintln!("tandem: caught up from the active's snapshot (log index {up_to})");
         Ok(())
@@ -233,12 +234,30 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_log_id: position.last_applied,
             last_membership: position.membership,
         };
-        let path = keep_snapshot(&self.snapshot_directory, &meta, &building)?;
+        let path =
+            keep_snapshot_off_the_runtime(&self.store, &self.snapshot_directory, &meta, &building)
+                .await?;
         Ok(Snapshot {
             meta,
             snapshot: SnapshotFile { path },
         })
     }
+}
+
+/// [`keep_snapshot`] where the store runs its blocking work: a runtime thread blocked by it
+/// holds back the replica's other tasks (removing a 1.2 GB snapshot takes half a second, and
+/// acknowledgements waited that long after each snapshot).
+async fn keep_snapshot_off_the_runtime(
+    store: &StoreHandle,
+    directory: &Path,
+    meta: &SnapshotMeta,
+    file: &Path,
+) -> io::Result<PathBuf> {
+    let (directory, meta, file) = (directory.to_path_buf(), meta.clone(), file.to_path_buf());
+    store
+        .execution()
+        .run_blocking(move || keep_snapshot(&directory, &meta, &file))
+        .await?
 }
 
 /// Moves a complete snapshot file to its final name beside its metadata, then drops the

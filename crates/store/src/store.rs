@@ -280,6 +280,12 @@ impl StoreHandle {
         &self.data_dir
     }
 
+    /// Where this store's blocking work runs; file work that goes with it (its snapshot
+    /// files) runs there too.
+    pub fn execution(&self) -> Execution {
+        self.execution
+    }
+
     pub async fn instances(
         &self,
         query: InstanceQuery,
