@@ -54,8 +54,8 @@ use crate::commit_progress::CommitProgress;
 use crate::loader::load_machine;
 use crate::metrics::StoreMetrics;
 use crate::position::PositionCell;
-use crate::snapshot;
 use crate::sqlite_tables::SqliteTables;
+use crate::{schema, snapshot};
 
 /// What applying one batch answered: one result per command, or the storage failure that
 /// kept the whole transaction from committing.
@@ -83,6 +83,9 @@ pub struct Committer {
     pub halted: Option<String>,
     /// Checkpoints the WAL off the commit path ([`crate::Execution::Threads`] only).
     pub checkpointer: Option<Checkpointer>,
+    /// Whether this connection's automatic checkpoint (the backstop) is on; it is off while
+    /// the checkpointer's [`crate::checkpointer::BackstopHold`] holds.
+    pub backstop_on: bool,
     /// Which transactions answered early and which have finished, for readers.
     pub progress: CommitProgress,
     /// The number of the last transaction begun (they are numbered from 1).
@@ -160,6 +163,30 @@ impl Committer {
         ControlFlow::Continue(())
     }
 
+    /// Turns this connection's backstop checkpoint off while the checkpointer's hold says
+    /// so, and on again after (between transactions).
+    fn follow_backstop_hold(&mut self) {
+        let Some(checkpointer) = &self.checkpointer else {
+            return;
+        };
+        let wanted = !checkpointer.hold().holds();
+        if wanted == self.backstop_on {
+            return;
+        }
+        let pages = if wanted {
+            schema::WAL_AUTOCHECKPOINT_PAGES
+        } else {
+            0
+        };
+        if self
+            .connection
+            .pragma_update(None, "wal_autocheckpoint", pages)
+            .is_ok()
+        {
+            self.backstop_on = wanted;
+        }
+    }
+
     fn commit(&mut self, batches: Vec<Batch>, replies: Vec<oneshot::Sender<BatchResult>>) {
         if let Some(reason) = &self.halted {
             let refusal = format!(
@@ -177,6 +204,7 @@ impl Committer {
         let mut replies: Vec<Reply> = replies.into_iter().map(Some).collect();
         let mut outcomes = Vec::with_capacity(replies.len());
         self.transactions += 1;
+        self.follow_backstop_hold();
         let committed = self.apply_and_commit(batches, &mut replies, &mut outcomes);
         match committed {
             Ok(Committed {

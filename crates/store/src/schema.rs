@@ -125,6 +125,10 @@ CREATE TABLE cluster_events (
 /// load); without a limit, the file would keep that size for good.
 pub const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 
+/// The committer's automatic checkpoint (the backstop, see [`configure`]) runs once the WAL
+/// holds this many pages.
+pub const WAL_AUTOCHECKPOINT_PAGES: u32 = 4096;
+
 /// The page size of a store this binary creates. An existing store keeps the size it was
 /// created with (SQLite fixes it in the file header; changing it takes a `VACUUM`). On the
 /// delivery workload (`examples/store_workload.rs`, 60 rounds), 8 KiB pages cost 7 % fewer
@@ -154,7 +158,7 @@ pub fn configure(connection: &Connection) -> Result<(), StoreError> {
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -8192;
-         PRAGMA wal_autocheckpoint = 4096;
+         PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};
          PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};
          PRAGMA busy_timeout = 5000;"
     ))?;

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::{Batch, ClusterEvent};
 use crate::catalog::{Catalog, CatalogCell};
-use crate::checkpointer::Checkpointer;
+use crate::checkpointer::{BackstopHold, Checkpointer};
 use crate::commit_progress::{CommitWatch, commit_progress};
 use crate::committer::{BatchResult, Committer, Request};
 use crate::execution::Execution;
@@ -62,6 +62,9 @@ pub struct StoreHandle {
     metrics: Arc<StoreMetrics>,
     data_dir: PathBuf,
     execution: Execution,
+    /// Held while a snapshot is written, so that the committer leaves the checkpoint its
+    /// read held back to the checkpoint thread (`None` without one).
+    backstop_hold: Option<Arc<BackstopHold>>,
 }
 
 impl Store {
@@ -116,7 +119,12 @@ impl Store {
                 Execution::Threads => Some(Checkpointer::start(&database)?),
                 Execution::Inline => None,
             },
+            backstop_on: true,
         };
+        let backstop_hold = committer
+            .checkpointer
+            .as_ref()
+            .map(|checkpointer| checkpointer.hold().clone());
         let handle = StoreHandle {
             requests,
             catalog,
@@ -126,6 +134,7 @@ impl Store {
             metrics,
             data_dir: data_dir.to_path_buf(),
             execution,
+            backstop_hold,
         };
         let running = match runtime {
             None => {
@@ -252,6 +261,7 @@ impl StoreHandle {
     ) -> std::result::Result<Option<Vec<u8>>, StoreError> {
         self.settled().await;
         let database = self.data_dir.join(schema::DATABASE_FILE);
+        let _held = self.backstop_hold.as_deref().map(SnapshotReading::start);
         self.execution
             .run_blocking(move || snapshot::write(&database, &target))
             .await
@@ -340,6 +350,23 @@ impl StoreHandle {
             .await
             .map_err(|_| Error::unavailable("a read query panicked"))?;
         answer.map_err(|error| Error::unavailable(format!("read failed: {error}")))
+    }
+}
+
+/// A snapshot being read, for the backstop's hold: ends when dropped, however the write
+/// ends.
+struct SnapshotReading<'a>(&'a BackstopHold);
+
+impl SnapshotReading<'_> {
+    fn start(hold: &BackstopHold) -> SnapshotReading<'_> {
+        hold.snapshot_started();
+        SnapshotReading(hold)
+    }
+}
+
+impl Drop for SnapshotReading<'_> {
+    fn drop(&mut self) {
+        self.0.snapshot_ended();
     }
 }
 
