@@ -7,9 +7,9 @@
 //! committed meanwhile. The committer now nudges this thread after every commit; at most every
 //! [`CHECKPOINT_INTERVAL`] it runs a passive checkpoint on its own connection, which copies
 //! what is there without blocking the committer. The committer's automatic checkpoint stays
-//! as the backstop: when the WAL still reaches its limit (this thread is behind, or a long
-//! snapshot read held it back), the committer finishes the little that is left, and a
-//! checkpoint that has copied everything lets the next transaction start the WAL over.
+//! as the backstop: when the WAL still reaches its limit (this thread is behind), the
+//! committer finishes the little that is left, and a checkpoint that has copied everything
+//! lets the next transaction start the WAL over.
 //!
 //! A snapshot's read (`VACUUM INTO`, seconds on a large store) keeps every checkpoint from
 //! passing it, so the WAL grows meanwhile, and the committer's backstop used to copy that
