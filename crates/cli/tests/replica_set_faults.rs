@@ -660,15 +660,9 @@ async fn wait_for_clock_offsets(set: &ReplicaSet, expected: &[(u64, i64)]) {
     }
 }
 
-async fn message_box(set: &ReplicaSet, node: u64) -> MessageBoxClient<tonic::transport::Channel> {
-    MessageBoxClient::connect(set.grpc_url(node))
-        .await
-        .unwrap_or_else(|error| panic!("connect to node {node}: {error}"))
-}
-
 /// Publishes one message on `node` and answers its result.
 async fn publish_message(set: &ReplicaSet, node: u64, message_id: &str) -> v1::PublishResult {
-    let mut client = message_box(set, node).await;
+    let mut client = set.message_box(node).await;
     let answer = tokio::time::timeout(
         CALL_TIMEOUT,
         client.publish(v1::PublishRequest {
@@ -701,7 +695,7 @@ async fn lease_message(
     message_id: &str,
     lease_ms: u64,
 ) -> v1::LeasedMessage {
-    let mut client = message_box(set, node).await;
+    let mut client = set.message_box(node).await;
     let leased = tokio::time::timeout(
         CALL_TIMEOUT,
         client.lease(v1::LeaseRequest {
@@ -725,7 +719,7 @@ async fn lease_message(
 
 /// Completes a leased message on `node`; a refusal comes back as its status and error code.
 async fn settle(set: &ReplicaSet, node: u64, leased: &v1::LeasedMessage) -> Result<(), String> {
-    let mut client = message_box(set, node).await;
+    let mut client = set.message_box(node).await;
     let answer = tokio::time::timeout(
         CALL_TIMEOUT,
         client.complete(v1::SettleRequest {

@@ -25,8 +25,10 @@ use tandem_chaos::cluster::current_active;
 pub use tandem_chaos::cluster::node_status;
 use tandem_protocol::v1;
 use tandem_protocol::v1::cluster_client::ClusterClient;
+use tandem_protocol::v1::message_box_client::MessageBoxClient;
 use tempfile::TempDir;
 use tokio::sync::{Mutex, MutexGuard};
+use tonic::transport::Channel;
 
 use super::NodeProcess;
 use super::proxy::FaultProxy;
@@ -197,6 +199,14 @@ impl ReplicaSet {
 
     pub fn grpc_url(&self, node_id: u64) -> String {
         format!("http://{}", self.node(node_id).ports.grpc)
+    }
+
+    /// A data-plane client of the node, which must be running.
+    pub async fn message_box(&self, node_id: u64) -> MessageBoxClient<Channel> {
+        match &self.node(node_id).process {
+            Some(process) => process.message_box().await,
+            None => panic!("node {node_id} is not running"),
+        }
     }
 
     pub fn data_dir(&self, node_id: u64) -> &Path {
