@@ -10,7 +10,8 @@
 //! [`RecentEntries`], so that readers see them at once) and returns: the thread writes every
 //! append waiting in its queue in one transaction with one fsync (group commit of the log),
 //! then reports each one flushed. The active therefore sends entries to the passives while its
-//! own fsync runs. Votes, truncations and purges wait for their fsync before they return.
+//! own fsync runs. Votes, truncations and purges wait for their fsync before they return; the
+//! committed log id, a hint for restarts, is queued and not waited for.
 //! Every [`LogReader`] reads the recent entries held in memory (unflushed ones, and the newest
 //! flushed ones up to a byte budget) and only goes to the file, through a second, read-only
 //! connection, for older ones: replication reads never wait behind an fsync, and the state
@@ -447,14 +448,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .await
     }
 
+    /// Queues the committed log id behind the writes already queued and returns without
+    /// waiting for its fsync: openraft awaits this before every apply, and waiting for a
+    /// transaction of its own there cost every acknowledgement one fsync more. It is only a
+    /// hint for a restart (a value lost in a crash leaves an earlier one, and the entries up
+    /// to it are re-applied once the active commits again). A value that is stored never
+    /// runs ahead of the entries it names: they were queued first, so they are in the same
+    /// transaction or an earlier one.
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        self.change("save the committed log id", move |connection| {
-            write_meta(connection, COMMITTED_KEY, committed.as_ref())
-        })
-        .await
+        let (done, _not_awaited) = oneshot::channel();
+        let write = Write::Change {
+            operation: "save the committed log id".to_string(),
+            change: Some(Box::new(move |connection: &Connection| {
+                write_meta(connection, COMMITTED_KEY, committed.as_ref())
+            })),
+            done,
+        };
+        self.send(write, "save the committed log id").await
     }
 
+    /// Waits for every write queued before it (a committed log id among them), then reads.
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
+        self.change("wait for the queued writes", |_| Ok(()))
+            .await?;
         self.reader
             .run("read the committed log id", |connection| {
                 read_meta(connection, COMMITTED_KEY)

@@ -10,7 +10,7 @@ use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use futures_util::TryStreamExt;
+use futures_util::{FutureExt, TryStreamExt};
 use openraft::OptionalSend;
 use openraft::StorageError;
 use openraft::entry::RaftEntry;
@@ -320,6 +320,8 @@ async fn vote_and_committed_log_id_survive_reopening() {
         .await
         .unwrap();
     store.save_committed(Some(log_id(4, 17))).await.unwrap();
+    // Waits for the queued write (save_committed does not).
+    assert_eq!(store.read_committed().await.unwrap(), Some(log_id(4, 17)));
     drop(store);
 
     let mut store = LogStore::open(directory.path()).unwrap();
@@ -331,9 +333,50 @@ async fn vote_and_committed_log_id_survive_reopening() {
     assert_eq!(store.read_committed().await.unwrap(), Some(log_id(4, 17)));
 
     store.save_committed(None).await.unwrap();
+    assert_eq!(store.read_committed().await.unwrap(), None);
     drop(store);
     let mut store = LogStore::open(directory.path()).unwrap();
     assert_eq!(store.read_committed().await.unwrap(), None);
+}
+
+/// openraft awaits `save_committed` before every apply: it must return once queued, not
+/// after a transaction and an fsync of its own, and land behind the appends queued before it.
+/// Inline on a current-thread runtime, the writer is a task that runs only when the test
+/// waits, so a `save_committed` that waited for it could not finish on its first poll.
+#[test]
+fn the_committed_log_id_is_queued_behind_earlier_appends_without_waiting_for_its_fsync() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    current_thread_runtime().block_on(async {
+        let mut store =
+            LogStore::open_with(directory.path(), Execution::Inline).expect("open the log");
+        let (flushed, appended) = TypeConfig::oneshot();
+        store
+            .append(entries(1, 0, 9), IOFlushed::signal(flushed))
+            .now_or_never()
+            .expect("an append only queues its entries")
+            .expect("append");
+        store
+            .save_committed(Some(log_id(1, 9)))
+            .now_or_never()
+            .expect("save_committed waited for the writer")
+            .expect("save the committed id");
+        assert_eq!(
+            store.read_committed().await.expect("committed"),
+            Some(log_id(1, 9))
+        );
+        appended
+            .await
+            .expect("flush reported")
+            .expect("append flushed");
+        drop(store);
+        let mut store =
+            LogStore::open_with(directory.path(), Execution::Inline).expect("open the log again");
+        assert_eq!(
+            store.read_committed().await.expect("committed"),
+            Some(log_id(1, 9))
+        );
+        assert_eq!(read(&mut store, ..).await, (0..=9).collect::<Vec<_>>());
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
