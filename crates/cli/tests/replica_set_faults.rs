@@ -3,7 +3,8 @@
 //! than the election timeout, a network partition, planned switchover and failback, a stop
 //! of every node, a passive that missed many entries, a passive whose disk fills, one short
 //! of disk room, a wiped data directory, the loss of a majority, a majority acknowledging
-//! later than the active's lease, and passives whose clocks are an hour off. A lease
+//! later than the active's lease, passives whose clocks are an hour off, and a whole set
+//! restarted under an active whose clock is an hour ahead. A lease
 //! stream must follow the active through a kill -9, and one more test checks when nodes
 //! snapshot a large store.
 //!
@@ -617,6 +618,57 @@ async fn a_node_whose_clock_is_an_hour_off_moves_neither_leases_nor_the_dedupe_w
         "[clock] {CLOCK_KILL_ROUNDS} kills with clocks an hour ahead and behind: {} \
          acknowledged, none lost",
         finished.report.acknowledged
+    );
+}
+
+/// The whole set stops, and comes back with its only candidate an hour ahead: elected
+/// before it has read another clock, it must not stamp its own (its first entry, the
+/// failover record, would move the replica set's time an hour on: every lease expired, the
+/// dedupe window forgotten).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_restarted_whole_under_an_active_an_hour_ahead_keeps_its_leases() {
+    let mut set = ReplicaSet::start(ReplicaSetOptions::default()).await;
+    declare_route(&set.addresses()).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let held = lease_one(&set, active.node_id, "restart-held", HELD_LEASE_MS).await;
+    let (ahead, follower, down) = match set.node_ids()[..] {
+        [first, second, third] => (first, second, third),
+        ref nodes => panic!("three nodes expected, got {nodes:?}"),
+    };
+    for node in set.node_ids() {
+        set.kill(node);
+    }
+    let offset = HOUR_MS.to_string();
+    set.restart_with(ahead, &["--drill-clock-offset-ms", &offset], None);
+    // The follower never campaigns while the test runs: the node ahead is elected.
+    set.restart_with(
+        follower,
+        &[
+            "--election-timeout-min",
+            "60s",
+            "--election-timeout-max",
+            "61s",
+        ],
+        None,
+    );
+    let elected = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    assert_eq!(
+        elected.node_id, ahead,
+        "node {down} is down, node {follower} never campaigns"
+    );
+    tokio::time::sleep(TICKS_TO_WAIT).await;
+
+    settle(&set, ahead, &held).await.unwrap_or_else(|refusal| {
+        panic!(
+            "a lease taken before the restart was lost under node {ahead}, whose clock is an \
+             hour ahead: {refusal}\n{}",
+            set.log_text(ahead)
+        )
+    });
+    let republished = publish_message(&set, ahead, "restart-held").await;
+    assert!(
+        republished.duplicate,
+        "node {ahead}, an hour ahead and just restarted, stored a retried publish again"
     );
 }
 

@@ -155,8 +155,14 @@ pub async fn record_failovers(
             "tandem: node {} is the active in term {term} ({}; writes were unavailable for {} ms)",
             record.to, record.reason, record.unavailable_ms
         );
-        let raft = raft.clone();
+        let (raft, time) = (raft.clone(), time.clone());
         tokio::spawn(async move {
+            // Its time becomes the state machine's: stamped as every entry is, once the
+            // voters' clocks are known (a set restarted a moment ago has no readings yet).
+            let record = FailoverRecord {
+                at_ms: time.stamp_ms().await,
+                ..record
+            };
             // A leader change before this commits loses the record, not any data.
             let _ = raft.client_write(Proposal::Failover(record)).await;
         });

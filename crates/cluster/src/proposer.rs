@@ -109,7 +109,7 @@ async fn propose(
     let deadline = Instant::now() + timeouts.write_timeout;
     loop {
         let proposal = Proposal::Commands {
-            timestamp_ms: time.now_ms(),
+            timestamp_ms: time.stamp_ms().await,
             commands: commands.clone(),
         };
         let written = tokio::time::timeout_at(deadline, raft.client_write(proposal)).await;

@@ -15,11 +15,24 @@
 //!
 //! A voter's last reading is kept while it is a voter, however old: a monotonic clock keeps
 //! it accurate, and a node that just died still counts in the failover that follows.
+//!
+//! Until the clocks of a majority of the voters are known (this node's and those it has
+//! read), the median says nothing: a node started (or restarted with the whole set) a moment
+//! ago and elected before its first readings would stamp its own clock, however wrong.
+//! [`ReplicaSetTime::majority_now_ms`] is `None` then, and the proposer waits for the
+//! readings, for at most [`limits::CLOCK_READINGS_WAIT_MS`]: a set whose other voters do not
+//! answer the probe (an older version during a rolling upgrade) is stamped with what this
+//! node knows, as before the readings existed, and waits no more until a majority has been
+//! read again.
+//! Where nobody probes (the simulation, a store used on its own), the voters are never
+//! counted and nothing waits.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tandem_core::limits;
 use tokio::time::Instant;
 
 use crate::clock::wall_clock_ms;
@@ -44,7 +57,18 @@ impl Reading {
 /// The replica set's time on this node: its own clock and its readings of the other voters'.
 #[derive(Debug, Default)]
 pub struct ReplicaSetTime {
-    readings: Mutex<BTreeMap<NodeId, Reading>>,
+    readings: Mutex<Readings>,
+    /// The proposer waited [`limits::CLOCK_READINGS_WAIT_MS`] for a majority of clocks in
+    /// vain: it stamps without waiting until a majority is known again.
+    gave_up_waiting: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Readings {
+    /// The other voters' clocks.
+    by_node: BTreeMap<NodeId, Reading>,
+    /// How many voters there are (this node among them), once a probe has said.
+    voters: Option<usize>,
 }
 
 impl ReplicaSetTime {
@@ -60,17 +84,55 @@ impl ReplicaSetTime {
             wall_clock_ms: wall_clock_ms.saturating_add(half_trip_ms),
             taken: Instant::now(),
         };
-        self.lock().insert(node, reading);
+        self.lock().by_node.insert(node, reading);
     }
 
-    /// Forgets the readings of nodes that are not among `voters` (removed members, learners).
+    /// Counts `voters` (this node among them) and forgets the readings of nodes that are not
+    /// among them (removed members, learners).
     pub fn keep_voters(&self, voters: &[NodeId]) {
-        self.lock().retain(|node, _| voters.contains(node));
+        let mut readings = self.lock();
+        readings.voters = Some(voters.len());
+        readings.by_node.retain(|node, _| voters.contains(node));
     }
 
-    /// The time to stamp: the median of this node's clock and the other voters' readings.
+    /// The median of this node's clock and the other voters' readings, whether or not a
+    /// majority of the voters' clocks is known.
     pub fn now_ms(&self) -> i64 {
         median_clock(wall_clock_ms(), &self.other_clocks_ms())
+    }
+
+    /// The time to stamp into an entry: [`ReplicaSetTime::now_ms`] once the clocks of a
+    /// majority of the voters are known (or the voters were never counted, or waiting for
+    /// them already failed once); `None` while they are not.
+    pub fn majority_now_ms(&self) -> Option<i64> {
+        let readings = self.lock();
+        let known = readings
+            .voters
+            .is_none_or(|voters| readings.by_node.len() >= voters / 2);
+        drop(readings);
+        if known {
+            self.gave_up_waiting.store(false, Ordering::Relaxed);
+            return Some(self.now_ms());
+        }
+        self.gave_up_waiting
+            .load(Ordering::Relaxed)
+            .then(|| self.now_ms())
+    }
+
+    /// [`ReplicaSetTime::majority_now_ms`], waiting for the readings it lacks for at most
+    /// [`limits::CLOCK_READINGS_WAIT_MS`]; past that, the median of what is known.
+    pub async fn stamp_ms(&self) -> i64 {
+        let give_up = Instant::now() + Duration::from_millis(limits::CLOCK_READINGS_WAIT_MS);
+        loop {
+            if let Some(now_ms) = self.majority_now_ms() {
+                return now_ms;
+            }
+            if Instant::now() >= give_up {
+                self.gave_up_waiting.store(true, Ordering::Relaxed);
+                return self.now_ms();
+            }
+            tokio::time::sleep(READINGS_POLL_INTERVAL).await;
+        }
     }
 
     /// How far this node's clock is from the replica set's time (positive: ahead), once it
@@ -84,17 +146,21 @@ impl ReplicaSetTime {
     fn other_clocks_ms(&self) -> Vec<i64> {
         let now = Instant::now();
         self.lock()
+            .by_node
             .values()
             .map(|reading| reading.now_ms(now))
             .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, Reading>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Readings> {
         self.readings
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+/// How often a proposer waiting for a majority of clocks looks again.
+const READINGS_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The median of `own` and `others`; of an even number of clocks, the earlier middle one.
 pub fn median_clock(own: i64, others: &[i64]) -> i64 {
@@ -107,6 +173,8 @@ pub fn median_clock(own: i64, others: &[i64]) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     const HOUR_MS: i64 = 60 * 60 * 1000;
@@ -161,6 +229,62 @@ mod tests {
             .own_offset_ms()
             .expect("an offset once others are read");
         assert!((HOUR_MS - 1_000..=HOUR_MS).contains(&offset), "{offset}");
+    }
+
+    #[test]
+    fn a_time_is_stamped_once_the_clocks_of_a_majority_of_the_voters_are_known() {
+        let time = ReplicaSetTime::new();
+        assert!(
+            time.majority_now_ms().is_some(),
+            "voters never counted: no wait"
+        );
+        time.keep_voters(&[1, 2, 3]);
+        assert_eq!(time.majority_now_ms(), None, "only its own clock of three");
+        time.record_reading(3, NOW, Duration::ZERO);
+        assert!(time.majority_now_ms().is_some(), "two clocks of three");
+        time.keep_voters(&[1, 2, 3, 4, 5]);
+        assert_eq!(time.majority_now_ms(), None, "two clocks of five");
+        time.record_reading(2, NOW, Duration::ZERO);
+        assert!(time.majority_now_ms().is_some(), "three clocks of five");
+        time.keep_voters(&[1]);
+        assert!(time.majority_now_ms().is_some(), "a set of one");
+    }
+
+    #[tokio::test]
+    async fn a_stamp_waits_for_a_majority_of_clocks_then_gives_up_until_one_is_known() {
+        let time = Arc::new(ReplicaSetTime::new());
+        time.keep_voters(&[1, 2, 3]);
+        let own = wall_clock_ms();
+        let reader = time.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            reader.record_reading(2, own - HOUR_MS, Duration::ZERO);
+        });
+        let stamped = time.stamp_ms().await;
+        assert!(
+            (own - HOUR_MS..own - HOUR_MS + 1_000).contains(&stamped),
+            "waited for node 2's clock (the earlier of two): {stamped} against {own}"
+        );
+
+        // No other voter answers (say, older versions during a rolling upgrade).
+        time.keep_voters(&[1, 4, 5]);
+        let asked = std::time::Instant::now();
+        let stamped = time.stamp_ms().await;
+        let waited = asked.elapsed();
+        assert!(
+            waited >= Duration::from_millis(limits::CLOCK_READINGS_WAIT_MS),
+            "{waited:?}"
+        );
+        assert!((own..own + 10_000).contains(&stamped), "its own clock");
+        assert!(time.majority_now_ms().is_some(), "no wait after giving up");
+        time.record_reading(4, NOW, Duration::ZERO);
+        assert!(time.majority_now_ms().is_some());
+        time.keep_voters(&[1, 5, 6]);
+        assert_eq!(
+            time.majority_now_ms(),
+            None,
+            "waits again once a majority was known"
+        );
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub const MEMBER_PROBE_INTERVAL_MS: u64 = 250;
 /// voters' clocks) says so in its log; its entries are stamped with the replica set's time
 /// all the same.
 pub const CLOCK_OFFSET_WARNING_MS: u64 = 1_000;
+/// How long the active's proposer waits for the clocks of a majority of the voters before
+/// it stamps an entry with what it knows (four probe rounds; see `replica_set_time`).
+pub const CLOCK_READINGS_WAIT_MS: u64 = 4 * MEMBER_PROBE_INTERVAL_MS;
 /// Tracking events older than this may be purged by retention.
 pub const DEFAULT_TRACKING_RETENTION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
