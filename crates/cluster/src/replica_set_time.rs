@@ -128,7 +128,9 @@ impl ReplicaSetTime {
                 return now_ms;
             }
             if Instant::now() >= give_up {
-                self.gave_up_waiting.store(true, Ordering::Relaxed);
+                if !self.gave_up_waiting.swap(true, Ordering::Relaxed) {
+                    self.say_given_up();
+                }
                 return self.now_ms();
             }
             tokio::time::sleep(READINGS_POLL_INTERVAL).await;
@@ -141,6 +143,18 @@ impl ReplicaSetTime {
         let own = wall_clock_ms();
         let others = self.other_clocks_ms();
         (!others.is_empty()).then(|| own.saturating_sub(median_clock(own, &others)))
+    }
+
+    fn say_given_up(&self) {
+        let readings = self.lock();
+        eprintln!(
+            "tandem: after {} ms this node has read the clocks of {} of the {} other voters, \
+             short of a majority: entries are stamped with the median of the clocks it knows \
+             (its own among them) until a majority answers the member probe",
+            limits::CLOCK_READINGS_WAIT_MS,
+            readings.by_node.len(),
+            readings.voters.unwrap_or(1).saturating_sub(1),
+        );
     }
 
     fn other_clocks_ms(&self) -> Vec<i64> {
