@@ -8,10 +8,11 @@
 //! stream must follow the active through a kill -9, and one more test checks when nodes
 //! snapshot a large store.
 //!
-//! Every test records what its clients saw in a history and checks it at the end: no
-//! acknowledged message lost, nothing delivered that was never published, and no
+//! Every test under load records what its clients saw in a history and checks it at the
+//! end: no acknowledged message lost, nothing delivered that was never published, and no
 //! acknowledgement from a term that a failover had already ended. It also checks that the
-//! replicas, having applied the same log, hold the same state. The figures (failover times,
+//! replicas, having applied the same log, hold the same state. The other tests check each
+//! of the few calls they make. The figures (failover times,
 //! acknowledged counts) are printed; run with `--nocapture` to read them.
 
 mod support;

@@ -23,8 +23,7 @@
 //! readings, for at most [`limits::CLOCK_READINGS_WAIT_MS`]: a set whose other voters do not
 //! answer the probe (an older version during a rolling upgrade) is stamped with what this
 //! node knows, as before the readings existed, and waits no more until a majority has been
-//! read again.
-//! Where nobody probes (the simulation, a store used on its own), the voters are never
+//! read again. Where nobody probes (the simulation, a store used on its own), the voters are never
 //! counted and nothing waits.
 
 use std::collections::BTreeMap;
