@@ -298,6 +298,22 @@ impl LogStore {
         .await
     }
 
+    /// Hands `change` to the writer thread, behind the writes already queued, and returns
+    /// without waiting for it.
+    async fn queue_change(
+        &self,
+        operation: &str,
+        change: impl FnOnce(&Connection) -> Result<(), Failure> + Send + 'static,
+    ) -> io::Result<()> {
+        let (done, _not_awaited) = oneshot::channel();
+        let write = Write::Change {
+            operation: operation.to_string(),
+            change: Some(Box::new(change)),
+            done,
+        };
+        self.send(write, operation).await
+    }
+
     /// Hands the write `make` builds to the writer thread and waits until it is fsynced.
     async fn write_and_wait(
         &self,
@@ -456,15 +472,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// runs ahead of the entries it names: they were queued first, so they are in the same
     /// transaction or an earlier one.
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        let (done, _not_awaited) = oneshot::channel();
-        let write = Write::Change {
-            operation: "save the committed log id".to_string(),
-            change: Some(Box::new(move |connection: &Connection| {
-                write_meta(connection, COMMITTED_KEY, committed.as_ref())
-            })),
-            done,
-        };
-        self.send(write, "save the committed log id").await
+        self.queue_change("save the committed log id", move |connection| {
+            write_meta(connection, COMMITTED_KEY, committed.as_ref())
+        })
+        .await
     }
 
     /// Waits for every write queued before it (a committed log id among them), then reads.

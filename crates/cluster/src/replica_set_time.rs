@@ -70,6 +70,16 @@ struct Readings {
     voters: Option<usize>,
 }
 
+impl Readings {
+    /// Each other voter's clock at `now`.
+    fn clocks_ms(&self, now: Instant) -> Vec<i64> {
+        self.by_node
+            .values()
+            .map(|reading| reading.now_ms(now))
+            .collect()
+    }
+}
+
 impl ReplicaSetTime {
     pub fn new() -> ReplicaSetTime {
         ReplicaSetTime::default()
@@ -104,18 +114,18 @@ impl ReplicaSetTime {
     /// majority of the voters are known (or the voters were never counted, or waiting for
     /// them already failed once); `None` while they are not.
     pub fn majority_now_ms(&self) -> Option<i64> {
-        let readings = self.lock();
-        let known = readings
-            .voters
-            .is_none_or(|voters| readings.by_node.len() >= voters / 2);
-        drop(readings);
-        if known {
+        let (others, majority_known) = {
+            let readings = self.lock();
+            let majority_known = readings
+                .voters
+                .is_none_or(|voters| readings.by_node.len() >= voters / 2);
+            (readings.clocks_ms(Instant::now()), majority_known)
+        };
+        if majority_known && self.gave_up_waiting.load(Ordering::Relaxed) {
             self.gave_up_waiting.store(false, Ordering::Relaxed);
-            return Some(self.now_ms());
         }
-        self.gave_up_waiting
-            .load(Ordering::Relaxed)
-            .then(|| self.now_ms())
+        (majority_known || self.gave_up_waiting.load(Ordering::Relaxed))
+            .then(|| median_clock(wall_clock_ms(), &others))
     }
 
     /// [`ReplicaSetTime::majority_now_ms`], waiting for the readings it lacks for at most
@@ -157,12 +167,7 @@ impl ReplicaSetTime {
     }
 
     fn other_clocks_ms(&self) -> Vec<i64> {
-        let now = Instant::now();
-        self.lock()
-            .by_node
-            .values()
-            .map(|reading| reading.now_ms(now))
-            .collect()
+        self.lock().clocks_ms(Instant::now())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Readings> {
