@@ -1,4 +1,5 @@
-//! The replication transport: hard timeouts against silent peers, garbage on the port, and real
+//! The replication transport: hard timeouts against silent peers, garbage on the port,
+//! pipelined replication sessions (and heartbeats and older peers without them), and real
 //! openraft nodes electing, replicating, sending snapshots and noticing a dead leader over it.
 
 mod support;
@@ -8,9 +9,13 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::{self, Stream, StreamExt};
+use openraft::entry::RaftEntry;
 use openraft::error::{RPCError, ReplicationClosed};
 use openraft::network::{RPCOption, RaftNetworkV2};
-use openraft::raft::{SnapshotResponse, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest,
+};
 use openraft::{Config, Raft};
 use support::memory_log::MemoryLog;
 use support::memory_state_machine::MemoryStateMachine;
@@ -21,7 +26,7 @@ use tandem_cluster::network::{
     LeaderContact, NetworkFactory, PeerClient, TcpPeerListener, TcpTransport, serve,
 };
 use tandem_cluster::types::{
-    Member, NodeId, Proposal, Snapshot, SnapshotFile, SnapshotMeta, TypeConfig, Vote,
+    Entry, Member, NodeId, Proposal, Snapshot, SnapshotFile, SnapshotMeta, TypeConfig, Vote, log_id,
 };
 use tandem_store::Execution;
 use tempfile::TempDir;
@@ -498,4 +503,181 @@ async fn wait_for_metrics(
         .metrics(condition, what)
         .await
         .unwrap_or_else(|error| panic!("waiting for {what}: {error}"))
+}
+
+fn append_request(index: u64) -> AppendEntriesRequest<TypeConfig> {
+    AppendEntriesRequest {
+        vote: Vote::new_committed(1, 1),
+        prev_log_id: (index > 1).then(|| log_id(1, 1, index - 1)),
+        leader_commit: None,
+        entries: vec![Entry::new_blank(log_id(1, 1, index))],
+    }
+}
+
+/// A fake peer's side of one accepted connection.
+struct FakePeerConnection(TcpStream);
+
+impl FakePeerConnection {
+    async fn accept(listener: &TcpListener) -> FakePeerConnection {
+        let (stream, _) = timeout(TEST_WAIT, listener.accept())
+            .await
+            .expect("the client connects")
+            .unwrap();
+        FakePeerConnection(stream)
+    }
+
+    async fn request(&mut self) -> Request {
+        timeout(TEST_WAIT, read_frame(&mut self.0))
+            .await
+            .expect("the client sends a request")
+            .unwrap()
+            .expect("a request, not the end of the connection")
+    }
+
+    async fn answer(&mut self, response: &Response) {
+        write_frame(&mut self.0, response).await.unwrap();
+    }
+
+    async fn appended_index(&mut self) -> u64 {
+        match self.request().await {
+            Request::AppendEntries(rpc) => rpc.entries.last().unwrap().log_id.index,
+            other => panic!("expected AppendEntries, got {other:?}"),
+        }
+    }
+}
+
+/// The next answer of a replication session, within the test's wait.
+async fn next_answer(
+    answers: &mut (
+             impl Stream<Item = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> + Unpin
+         ),
+) -> Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>> {
+    timeout(TEST_WAIT, answers.next())
+        .await
+        .expect("an answer within the test's wait")
+        .expect("the session goes on")
+}
+
+/// Two requests that are there at once, then a session that stays open, as openraft's own.
+fn replication_session() -> impl Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin {
+    stream::iter([append_request(1), append_request(2)]).chain(stream::pending())
+}
+
+#[tokio::test]
+async fn a_replication_session_sends_the_next_append_entries_before_the_first_is_answered() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let peer = tokio::spawn(async move {
+        let mut connection = FakePeerConnection::accept(&listener).await;
+        assert!(matches!(connection.request().await, Request::AppendStream));
+        connection.answer(&Response::AppendStreamOpened).await;
+        // Sent one at a time, the second would only come after the first's answer.
+        let indexes = [
+            connection.appended_index().await,
+            connection.appended_index().await,
+        ];
+        for index in indexes {
+            let answer = Response::Appended(Ok(Some(log_id(1, 1, index))));
+            connection.answer(&answer).await;
+        }
+        connection
+    });
+    let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
+    let option = RPCOption::new(Duration::from_millis(500));
+    let mut answers = timeout(
+        TEST_WAIT,
+        client.stream_append(replication_session(), option),
+    )
+    .await
+    .unwrap()
+    .expect("the session opens");
+    for index in [1, 2] {
+        let answer = next_answer(&mut answers).await;
+        assert_eq!(answer.unwrap(), Ok(Some(log_id(1, 1, index))));
+    }
+    drop(answers);
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_fails_the_session_within_the_replication_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (held_sender, held) = oneshot::channel();
+    let _peer = tokio::spawn(async move {
+        let mut connection = FakePeerConnection::accept(&listener).await;
+        connection.request().await;
+        connection.answer(&Response::AppendStreamOpened).await;
+        connection.appended_index().await;
+        let _ = held_sender.send(connection);
+    });
+    let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
+    let option = RPCOption::new(Duration::from_millis(200));
+    let started = Instant::now();
+    let mut answers = client
+        .stream_append(replication_session(), option)
+        .await
+        .expect("the session opens");
+    let answer = next_answer(&mut answers).await;
+    assert!(matches!(answer, Err(RPCError::Network(_))), "{answer:?}");
+    // The replication timeout (1 s), not the wait of a test that hangs.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(timeout(TEST_WAIT, answers.next()).await.unwrap().is_none());
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_heartbeat_is_one_append_entries_on_the_kept_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let peer = tokio::spawn(async move {
+        let mut connection = FakePeerConnection::accept(&listener).await;
+        for index in [1, 2] {
+            assert_eq!(connection.appended_index().await, index);
+            let answer = Response::AppendEntries(AppendEntriesResponse::Success);
+            connection.answer(&answer).await;
+        }
+    });
+    let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
+    for index in [1, 2] {
+        let option = RPCOption::new(Duration::from_secs(2));
+        let heartbeat = Box::pin(stream::once(async move { append_request(index) }));
+        let mut answers = client.stream_append(heartbeat, option).await.unwrap();
+        let answer = next_answer(&mut answers).await;
+        assert_eq!(answer.unwrap(), Ok(Some(log_id(1, 1, index))));
+        assert!(answers.next().await.is_none());
+    }
+    timeout(TEST_WAIT, peer).await.unwrap().unwrap();
+}
+
+/// A node of an earlier version cannot read the request that opens a session and closes the
+/// connection; the session's requests then go one at a time.
+#[tokio::test]
+async fn a_peer_that_does_not_know_sessions_gets_the_requests_one_at_a_time() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let peer = tokio::spawn(async move {
+        let mut session = FakePeerConnection::accept(&listener).await;
+        assert!(matches!(session.request().await, Request::AppendStream));
+        drop(session);
+        let mut connection = FakePeerConnection::accept(&listener).await;
+        for index in [1, 2] {
+            assert_eq!(connection.appended_index().await, index);
+            let answer = Response::AppendEntries(AppendEntriesResponse::Success);
+            connection.answer(&answer).await;
+        }
+        connection
+    });
+    let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
+    let option = RPCOption::new(Duration::from_secs(2));
+    let mut answers = client
+        .stream_append(replication_session(), option)
+        .await
+        .expect("the requests go one at a time");
+    for index in [1, 2] {
+        let answer = next_answer(&mut answers).await;
+        assert_eq!(answer.unwrap(), Ok(Some(log_id(1, 1, index))));
+    }
+    drop(answers);
+    peer.await.unwrap();
 }

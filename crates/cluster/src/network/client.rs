@@ -1,5 +1,6 @@
 //! The sending side of replication: [`NetworkFactory`] gives openraft one [`PeerClient`] per
-//! target member, which keeps at most one connection to the member's `raft_address`.
+//! target member, which keeps at most one connection to the member's `raft_address` for its
+//! RPCs, and opens one more for each pipelined replication session ([`super::append_stream`]).
 //!
 //! Every RPC is bounded by `RPCOption::soft_ttl()` from connect to answer. A snapshot transfer
 //! is bounded per step instead (connect, header, each chunk, the answer), so its total time
@@ -14,8 +15,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::stream::{self, BoxStream};
+use futures_util::{Stream, StreamExt};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2, stream_append_sequential};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
@@ -30,6 +34,7 @@ use super::messages::{Request, Response};
 use tandem_core::limits::SNAPSHOT_CHUNK_BYTES;
 
 use super::MIN_REPLICATION_TIMEOUT_MS;
+use super::append_stream::{self, Answer, Opening};
 use super::blocking_file::BlockingFile;
 use super::transport::{BoxedConnection, TcpTransport, Transport};
 use crate::codec::{FrameBuffer, read_frame, read_frame_with, write_frame, write_frame_with};
@@ -208,6 +213,33 @@ impl PeerClient {
         )
     }
 
+    /// Opens a replication session on a new connection and pipelines `requests` over it; with
+    /// a peer that does not know sessions, sends them one at a time on the kept connection.
+    async fn pipeline<S>(
+        &mut self,
+        requests: S,
+        option: RPCOption,
+    ) -> Result<BoxStream<'_, Answer>, RPCError<TypeConfig>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        let deadline = Instant::now() + option.soft_ttl();
+        let dialed = timeout_at(deadline, self.transport.connect(&self.address))
+            .await
+            .unwrap_or_else(|_elapsed| Err(timed_out("no connection")));
+        let connection = dialed.map_err(|error| self.fail(Failure::Connect(error)))?;
+        let opened = append_stream::open(connection, deadline).await;
+        match opened.map_err(|error| self.fail(Failure::Exchange(error)))? {
+            Opening::Opened(connection) => Ok(append_stream::pipeline(
+                connection,
+                requests,
+                replication_time_limit(&option),
+                format!("node {} at {}", self.target, self.address),
+            )),
+            Opening::NotUnderstood => stream_append_sequential(self, requests, option).await,
+        }
+    }
+
     /// Sends the header, the file's bytes and waits for the answer, each step within the soft
     /// TTL.
     async fn send_snapshot(
@@ -270,14 +302,37 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let time_limit = if rpc.entries.is_empty() {
             option.soft_ttl()
         } else {
-            option
-                .soft_ttl()
-                .max(Duration::from_millis(MIN_REPLICATION_TIMEOUT_MS))
+            replication_time_limit(&option)
         };
         match self.call(Request::AppendEntries(rpc), time_limit).await? {
             Response::AppendEntries(response) => Ok(response),
             other => Err(self.unexpected(other)),
         }
+    }
+
+    /// A single request (openraft's heartbeats) goes as one AppendEntries on the kept
+    /// connection; a replication session, pipelined on a connection of its own
+    /// ([`append_stream`]).
+    fn stream_append<'s, S>(
+        &'s mut self,
+        mut input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, Answer>, RPCError<TypeConfig>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let Some(first) = input.next().await else {
+                return Ok(stream::empty().boxed());
+            };
+            // `Some(None)`: the input has ended already.
+            let second = input.next().now_or_never();
+            if let Some(None) = second {
+                return stream_append_sequential(self, stream::iter([first]), option).await;
+            }
+            let taken = stream::iter([Some(first), second.flatten()].into_iter().flatten());
+            self.pipeline(taken.chain(input), option).await
+        })
     }
 
     async fn vote(
@@ -332,6 +387,13 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         self.connection = None;
         Err(StreamingError::Closed(cancelled))
     }
+}
+
+/// How long an AppendEntries that carries entries may wait for its answer.
+fn replication_time_limit(option: &RPCOption) -> Duration {
+    option
+        .soft_ttl()
+        .max(Duration::from_millis(MIN_REPLICATION_TIMEOUT_MS))
 }
 
 /// The slowest rate at which a peer is expected to check and install a snapshot it received

@@ -1,9 +1,10 @@
 //! The replication messages as they travel in frames: one [`Request`] from a leader or
-//! candidate, one [`Response`] from the peer.
+//! candidate, one [`Response`] from the peer (in a pipelined replication session, one
+//! [`Response::Appended`] per AppendEntries, in order).
 
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,11 @@ pub enum Request {
         meta: SnapshotMeta,
         total_bytes: u64,
     },
+    /// Opens a pipelined replication session on this connection
+    /// ([`super::append_stream`]): the peer answers [`Response::AppendStreamOpened`], then
+    /// every later frame is a [`Request::AppendEntries`], each answered in order by
+    /// [`Response::Appended`] without waiting for the next.
+    AppendStream,
 }
 
 /// The answer to one [`Request`], of the matching variant, or [`Response::Failed`].
@@ -34,6 +40,8 @@ pub enum Response {
     PreVote(VoteResponse<TypeConfig>),
     TransferLeader(TransferLeaderResponse<TypeConfig>),
     InstallSnapshot(SnapshotResponse<TypeConfig>),
+    AppendStreamOpened,
+    Appended(StreamAppendResult<TypeConfig>),
     /// The peer's Raft could not handle the request: it is shutting down or has stopped.
     Failed {
         reason: String,

@@ -6,6 +6,7 @@
 //! - [`client`]: the sending side: [`NetworkFactory`] hands openraft one [`PeerClient`] per
 //!   target, each with at most one connection.
 //! - [`server`]: the receiving side: [`serve`] answers peers' requests with the local Raft.
+//! - [`append_stream`]: both sides of a pipelined replication session.
 //! - [`blocking_file`]: snapshot files, read and written where the replica's execution
 //!   puts blocking work.
 //! - [`transport`]: how connections are made: TCP in a node, a simulated network in the
@@ -16,10 +17,13 @@
 //! # Wire protocol
 //!
 //! A connection carries one request at a time, each a [`crate::codec`] frame answered by one
-//! response frame. A snapshot is a header frame ([`messages::Request::InstallSnapshot`])
+//! response frame, unless its first request opens a pipelined replication session
+//! ([`messages::Request::AppendStream`]): then it carries only AppendEntries, each sent
+//! without waiting for the answer to the one before, and answered in order. A snapshot is a header frame ([`messages::Request::InstallSnapshot`])
 //! followed by exactly `total_bytes` raw bytes of the snapshot file, then the response frame.
 //! A peer that sends anything else, or stalls, is disconnected without an answer.
 
+pub mod append_stream;
 pub mod blocking_file;
 pub mod client;
 pub mod leader_contact;

@@ -1,5 +1,6 @@
 //! The receiving side of replication: [`serve`] accepts peers' connections and answers each
-//! request with the local Raft, one request at a time per connection.
+//! request with the local Raft, one request at a time per connection, except on a connection
+//! that opens a pipelined replication session ([`super::append_stream`]).
 //!
 //! A received snapshot is written to a new `received-*.snapshot` file in the snapshot
 //! directory, fsynced, and handed to the state machine through
@@ -28,6 +29,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
+use super::append_stream;
 use super::blocking_file::{self, BlockingFile};
 use super::leader_contact::{ConnectionRecord, LeaderContact};
 use super::messages::{Request, Response};
@@ -40,8 +42,9 @@ use crate::types::{SnapshotFile, SnapshotMeta, TypeConfig, Vote};
 const RECEIVED_SNAPSHOT_PREFIX: &str = "received-";
 const RECEIVED_SNAPSHOT_SUFFIX: &str = ".snapshot";
 
-const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_millis(IDLE_CONNECTION_TIMEOUT_MS);
-const STALLED_PEER_TIMEOUT: Duration = Duration::from_millis(STALLED_PEER_TIMEOUT_MS);
+pub(super) const IDLE_CONNECTION_TIMEOUT: Duration =
+    Duration::from_millis(IDLE_CONNECTION_TIMEOUT_MS);
+pub(super) const STALLED_PEER_TIMEOUT: Duration = Duration::from_millis(STALLED_PEER_TIMEOUT_MS);
 
 /// Answers replication requests on `listener` until `shutdown` completes, then closes every
 /// connection. Fails only if the snapshot directory cannot be created or cleaned of
@@ -135,6 +138,9 @@ where
             let Some(request) = request else {
                 return Ok(());
             };
+            if let Request::AppendStream = request {
+                return append_stream::serve(&self.raft, &mut self.record, stream).await;
+            }
             let response = self.answer(request, &mut stream).await?;
             let answered = write_frame_with(&mut stream, &response, &mut frames);
             timeout(STALLED_PEER_TIMEOUT, answered)
@@ -192,6 +198,8 @@ where
                 .await
                 .map(Response::TransferLeader)
                 .map_err(failed),
+            // Taken over by `serve` before it gets here.
+            Request::AppendStream => Err(failed("a replication stream opened mid-connection")),
             Request::InstallSnapshot {
                 vote,
                 meta,
@@ -302,7 +310,7 @@ fn failed(error: impl std::fmt::Display) -> Response {
     }
 }
 
-fn stalled(what: &str) -> io::Error {
+pub(super) fn stalled(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, format!("{what}: peer stalled"))
 }
 
