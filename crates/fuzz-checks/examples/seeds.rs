@@ -303,7 +303,17 @@ async fn replication_frame(seeds: &Seeds) {
     );
     seeds.write(
         "valid-connection",
-        &requests(&[vote_request("PreVote"), heartbeat, append_entries.clone()]).await,
+        &requests(&[
+            vote_request("PreVote"),
+            heartbeat.clone(),
+            append_entries.clone(),
+        ])
+        .await,
+    );
+
+    seeds.write(
+        "valid-append-stream",
+        &requests(&[json!("AppendStream"), heartbeat, append_entries.clone()]).await,
     );
 
     let responses: [Response; 4] = [
@@ -323,6 +333,18 @@ async fn replication_frame(seeds: &Seeds) {
         answers.extend(frame(response).await);
     }
     seeds.write("valid-responses", &answers);
+    let stream_answers: [Response; 4] = [
+        Response::AppendStreamOpened,
+        serde_json::from_value(json!({"Appended": {"Ok": log_id(7)}})).expect("a response"),
+        serde_json::from_value(json!({"Appended": {"Ok": null}})).expect("a response"),
+        serde_json::from_value(json!({"Appended": {"Err": {"Conflict": log_id(8)}}}))
+            .expect("a response"),
+    ];
+    let mut answers = vec![1];
+    for response in &stream_answers {
+        answers.extend(frame(response).await);
+    }
+    seeds.write("valid-append-stream-answers", &answers);
 
     let whole = requests(&[append_entries]).await;
     seeds.write("bad-truncated-frame", &whole[..whole.len() / 2]);
