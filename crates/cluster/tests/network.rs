@@ -514,6 +514,13 @@ fn append_request(index: u64) -> AppendEntriesRequest<TypeConfig> {
     }
 }
 
+/// A listener for a fake peer on a free loopback port, and its address.
+async fn fake_peer() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    (listener, address)
+}
+
 /// A fake peer's side of one accepted connection.
 struct FakePeerConnection(TcpStream);
 
@@ -538,6 +545,15 @@ impl FakePeerConnection {
         write_frame(&mut self.0, response).await.unwrap();
     }
 
+    /// Answers an AppendEntries of each of `indexes` as a plain call, each before the next.
+    async fn answer_one_at_a_time(&mut self, indexes: [u64; 2]) {
+        for index in indexes {
+            assert_eq!(self.appended_index().await, index);
+            let answer = Response::AppendEntries(AppendEntriesResponse::Success);
+            self.answer(&answer).await;
+        }
+    }
+
     async fn appended_index(&mut self) -> u64 {
         match self.request().await {
             Request::AppendEntries(rpc) => rpc.entries.last().unwrap().log_id.index,
@@ -558,6 +574,24 @@ async fn next_answer(
         .expect("the session goes on")
 }
 
+/// Runs a replication session of two requests to `address` and checks that both are
+/// acknowledged, in order.
+async fn assert_both_appended(address: String) {
+    let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
+    let option = RPCOption::new(Duration::from_millis(500));
+    let mut answers = timeout(
+        TEST_WAIT,
+        client.stream_append(replication_session(), option),
+    )
+    .await
+    .unwrap()
+    .expect("the session opens");
+    for index in [1, 2] {
+        let answer = next_answer(&mut answers).await;
+        assert_eq!(answer.unwrap(), Ok(Some(log_id(1, 1, index))));
+    }
+}
+
 /// Two requests that are there at once, then a session that stays open, as openraft's own.
 fn replication_session() -> impl Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin {
     stream::iter([append_request(1), append_request(2)]).chain(stream::pending())
@@ -565,8 +599,7 @@ fn replication_session() -> impl Stream<Item = AppendEntriesRequest<TypeConfig>>
 
 #[tokio::test]
 async fn a_replication_session_sends_the_next_append_entries_before_the_first_is_answered() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
+    let (listener, address) = fake_peer().await;
     let peer = tokio::spawn(async move {
         let mut connection = FakePeerConnection::accept(&listener).await;
         assert!(matches!(connection.request().await, Request::AppendStream));
@@ -582,27 +615,13 @@ async fn a_replication_session_sends_the_next_append_entries_before_the_first_is
         }
         connection
     });
-    let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
-    let option = RPCOption::new(Duration::from_millis(500));
-    let mut answers = timeout(
-        TEST_WAIT,
-        client.stream_append(replication_session(), option),
-    )
-    .await
-    .unwrap()
-    .expect("the session opens");
-    for index in [1, 2] {
-        let answer = next_answer(&mut answers).await;
-        assert_eq!(answer.unwrap(), Ok(Some(log_id(1, 1, index))));
-    }
-    drop(answers);
+    assert_both_appended(address).await;
     peer.await.unwrap();
 }
 
 #[tokio::test]
 async fn a_peer_that_stops_answering_fails_the_session_within_the_replication_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
+    let (listener, address) = fake_peer().await;
     let (held_sender, held) = oneshot::channel();
     let _peer = tokio::spawn(async move {
         let mut connection = FakePeerConnection::accept(&listener).await;
@@ -628,15 +647,10 @@ async fn a_peer_that_stops_answering_fails_the_session_within_the_replication_ti
 
 #[tokio::test]
 async fn a_heartbeat_is_one_append_entries_on_the_kept_connection() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
+    let (listener, address) = fake_peer().await;
     let peer = tokio::spawn(async move {
         let mut connection = FakePeerConnection::accept(&listener).await;
-        for index in [1, 2] {
-            assert_eq!(connection.appended_index().await, index);
-            let answer = Response::AppendEntries(AppendEntriesResponse::Success);
-            connection.answer(&answer).await;
-        }
+        connection.answer_one_at_a_time([1, 2]).await;
     });
     let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
     for index in [1, 2] {
@@ -654,30 +668,15 @@ async fn a_heartbeat_is_one_append_entries_on_the_kept_connection() {
 /// connection; the session's requests then go one at a time.
 #[tokio::test]
 async fn a_peer_that_does_not_know_sessions_gets_the_requests_one_at_a_time() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
+    let (listener, address) = fake_peer().await;
     let peer = tokio::spawn(async move {
         let mut session = FakePeerConnection::accept(&listener).await;
         assert!(matches!(session.request().await, Request::AppendStream));
         drop(session);
         let mut connection = FakePeerConnection::accept(&listener).await;
-        for index in [1, 2] {
-            assert_eq!(connection.appended_index().await, index);
-            let answer = Response::AppendEntries(AppendEntriesResponse::Success);
-            connection.answer(&answer).await;
-        }
+        connection.answer_one_at_a_time([1, 2]).await;
         connection
     });
-    let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
-    let option = RPCOption::new(Duration::from_secs(2));
-    let mut answers = client
-        .stream_append(replication_session(), option)
-        .await
-        .expect("the requests go one at a time");
-    for index in [1, 2] {
-        let answer = next_answer(&mut answers).await;
-        assert_eq!(answer.unwrap(), Ok(Some(log_id(1, 1, index))));
-    }
-    drop(answers);
+    assert_both_appended(address).await;
     peer.await.unwrap();
 }
