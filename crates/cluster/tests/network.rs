@@ -1,5 +1,5 @@
 //! The replication transport: hard timeouts against silent peers, garbage on the port,
-//! pipelined replication sessions (and heartbeats and older peers without them), and real
+//! pipelined replication sessions (bounded, and heartbeats and older peers without them), and real
 //! openraft nodes electing, replicating, sending snapshots and noticing a dead leader over it.
 
 mod support;
@@ -28,6 +28,7 @@ use tandem_cluster::network::{
 use tandem_cluster::types::{
     Entry, Member, NodeId, Proposal, Snapshot, SnapshotFile, SnapshotMeta, TypeConfig, Vote, log_id,
 };
+use tandem_core::limits::MAX_APPEND_ENTRIES_IN_FLIGHT;
 use tandem_store::Execution;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -616,6 +617,42 @@ async fn a_replication_session_sends_the_next_append_entries_before_the_first_is
         connection
     });
     assert_both_appended(address).await;
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_keeps_a_bounded_number_of_append_entries_unanswered() {
+    let (listener, address) = fake_peer().await;
+    let (sent_sender, sent) = oneshot::channel();
+    let peer = tokio::spawn(async move {
+        let mut connection = FakePeerConnection::accept(&listener).await;
+        assert!(matches!(connection.request().await, Request::AppendStream));
+        connection.answer(&Response::AppendStreamOpened).await;
+        for index in 1..=MAX_APPEND_ENTRIES_IN_FLIGHT as u64 {
+            assert_eq!(connection.appended_index().await, index);
+        }
+        let mut more = [0u8; 1];
+        let early = timeout(Duration::from_millis(300), connection.0.peek(&mut more)).await;
+        assert!(early.is_err(), "a request past the bound was sent");
+        let answer = Response::Appended(Ok(Some(log_id(1, 1, 1))));
+        connection.answer(&answer).await;
+        let next = connection.appended_index().await;
+        let _ = sent_sender.send(next);
+        connection
+    });
+    let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
+    let endless = stream::iter(1..).map(append_request);
+    let option = RPCOption::new(Duration::from_secs(5));
+    let mut answers = client.stream_append(endless, option).await.unwrap();
+    let answer = next_answer(&mut answers).await;
+    assert_eq!(answer.unwrap(), Ok(Some(log_id(1, 1, 1))));
+    let next = timeout(TEST_WAIT, sent).await.unwrap().unwrap();
+    assert_eq!(
+        next,
+        MAX_APPEND_ENTRIES_IN_FLIGHT as u64 + 1,
+        "one answer makes room for one"
+    );
+    drop(answers);
     peer.await.unwrap();
 }
 

@@ -101,6 +101,10 @@ pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
 pub const PROPOSAL_QUEUE_CAPACITY: usize = 16_384;
 /// Log entries the active has proposed and not yet seen committed, at most.
 pub const MAX_PROPOSALS_IN_FLIGHT: usize = 16;
+/// AppendEntries a pipelined replication session keeps unanswered at most: enough to keep
+/// the link busy while the passive writes and fsyncs, few enough that a passive catching up
+/// holds a few requests (each up to `max_payload_entries` entries) in memory, not hundreds.
+pub const MAX_APPEND_ENTRIES_IN_FLIGHT: usize = 4;
 /// Writes waiting for the Raft log's writer thread at most; `append` waits for room beyond.
 pub const RAFT_LOG_WRITE_QUEUE_CAPACITY: usize = 4096;
 /// Entry bytes the Raft log's writer deletes at most in one step of a purge (at least one

@@ -12,14 +12,17 @@
 //! connection: the leader when openraft drops the session, the peer after an answer that ends
 //! it (a conflict, a higher vote, or its Raft stopped).
 //!
-//! The oldest unanswered AppendEntries must be answered within the replication timeout, or
-//! the session fails and openraft opens another. A peer that does not know the session (a
+//! At most `MAX_APPEND_ENTRIES_IN_FLIGHT` AppendEntries are unanswered at a time, so that a
+//! passive catching up does not take in the log faster than it writes it. The oldest
+//! unanswered one must be answered within the replication timeout, or the session fails and
+//! openraft opens another. A peer that does not know the session (a
 //! node of an earlier version, which closes a connection on a request it cannot read) gets
 //! the session's requests one at a time instead.
 
 use std::collections::VecDeque;
 use std::io;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{self, BoxStream};
@@ -29,8 +32,9 @@ use openraft::error::{NetworkError, RPCError, Unreachable};
 use openraft::raft::{AppendEntriesRequest, StreamAppendError, StreamAppendResult};
 use openraft::storage::RaftStateMachine;
 use openraft::vote::RaftLeaderId;
+use tandem_core::limits;
 use tokio::io::{AsyncBufReadExt, BufReader, BufStream, BufWriter, ReadHalf, WriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
 
@@ -101,9 +105,11 @@ where
 {
     let (reader, writer) = tokio::io::split(connection);
     let (sent, sent_receiver) = mpsc::unbounded_channel();
+    let room = Arc::new(Semaphore::new(limits::MAX_APPEND_ENTRIES_IN_FLIGHT));
     let sender = AbortOnDrop(tokio::spawn(send_requests(
         BufWriter::new(writer),
         requests,
+        Arc::clone(&room),
         sent,
         answer_within,
     )));
@@ -112,6 +118,7 @@ where
         frames: FrameBuffer::default(),
         sent: sent_receiver,
         unanswered: VecDeque::new(),
+        room,
         answer_within,
         peer,
         _sender: sender,
@@ -130,16 +137,26 @@ enum Sent {
     Failed(io::Error),
 }
 
+/// Sends each request once fewer than `MAX_APPEND_ENTRIES_IN_FLIGHT` are unanswered (a
+/// permit of `room` each, given back by the reading side with the answer).
 async fn send_requests<S>(
     mut writer: BufWriter<WriteHalf<BoxedConnection>>,
     mut requests: S,
+    room: Arc<Semaphore>,
     sent: mpsc::UnboundedSender<Sent>,
     write_within: Duration,
 ) where
     S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin,
 {
     let mut frames = FrameBuffer::default();
-    while let Some(rpc) = requests.next().await {
+    loop {
+        let Ok(permit) = room.acquire().await else {
+            return;
+        };
+        permit.forget();
+        let Some(rpc) = requests.next().await else {
+            return;
+        };
         // Announced before it is written, so that its answer is awaited from now on.
         if sent.send(Sent::Request(Instant::now())).is_err() {
             return;
@@ -165,6 +182,8 @@ struct Answers {
     sent: mpsc::UnboundedReceiver<Sent>,
     /// When each request not yet answered was sent, oldest first.
     unanswered: VecDeque<Instant>,
+    /// Permits for requests to send; one goes back with each answer.
+    room: Arc<Semaphore>,
     answer_within: Duration,
     peer: String,
     _sender: AbortOnDrop,
@@ -197,6 +216,7 @@ impl Answers {
         let answer = match read {
             Ok(Ok(Some(Response::Appended(result)))) => {
                 self.unanswered.pop_front();
+                self.room.add_permits(1);
                 let goes_on = result.is_ok();
                 return Some((Ok(result), goes_on.then_some(self)));
             }
