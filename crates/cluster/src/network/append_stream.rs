@@ -15,9 +15,9 @@
 //! At most `MAX_APPEND_ENTRIES_IN_FLIGHT` AppendEntries are unanswered at a time, so that a
 //! passive catching up does not take in the log faster than it writes it. The oldest
 //! unanswered one must be answered within the replication timeout, or the session fails and
-//! openraft opens another. A peer that does not know the session (a
-//! node of an earlier version, which closes a connection on a request it cannot read) gets
-//! the session's requests one at a time instead.
+//! openraft opens another. A peer that does not know sessions (a node of an earlier version,
+//! which closes a connection on a request it cannot read) gets the session's requests one at
+//! a time instead.
 
 use std::collections::VecDeque;
 use std::io;
@@ -66,14 +66,14 @@ pub async fn open(connection: BoxedConnection, deadline: Instant) -> io::Result<
         read_frame_with(&mut connection, &mut frames).await
     })
     .await
-    .map_err(|_elapsed| timed_out("no answer to the opening of a replication stream"))?;
+    .map_err(|_elapsed| timed_out("no answer to the opening of a replication session"))?;
     match answered {
         // Nothing follows the answer until a request is sent: no buffered byte is lost.
         Ok(Some(Response::AppendStreamOpened)) => Ok(Opening::Opened(connection.into_inner())),
         Ok(Some(Response::Failed { reason })) => Err(io::Error::other(reason)),
         Ok(Some(other)) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("unexpected answer {other:?} to the opening of a replication stream"),
+            format!("unexpected answer {other:?} to the opening of a replication session"),
         )),
         Ok(None) => Ok(Opening::NotUnderstood),
         Err(error) if closed_by_peer(&error) => Ok(Opening::NotUnderstood),
@@ -225,11 +225,11 @@ impl Answers {
             }
             Ok(Ok(Some(other))) => self.network_error(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("unexpected response {other:?} in a replication stream"),
+                format!("unexpected response {other:?} in a replication session"),
             )),
             Ok(Ok(None)) => self.network_error(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                "the peer closed the replication stream before answering",
+                "the peer closed the replication session before answering",
             )),
             Ok(Err(error)) => self.network_error(error),
             Err(_elapsed) => self.network_error(timed_out("no answer to an AppendEntries")),
@@ -280,7 +280,8 @@ where
         .map_err(|_elapsed| stalled("unread response"))??;
     // The peer sends nothing more until it reads the answer: no buffered byte is lost.
     let (reader, writer) = tokio::io::split(connection.into_inner());
-    let (requests, request_receiver) = mpsc::channel(RECEIVED_REQUESTS_QUEUED);
+    // A session keeps no more unanswered than this; beyond it, the peer waits on the socket.
+    let (requests, request_receiver) = mpsc::channel(limits::MAX_APPEND_ENTRIES_IN_FLIGHT);
     let (leaders, mut leader_receiver) = mpsc::unbounded_channel();
     let _receiver = AbortOnDrop(tokio::spawn(receive_requests(
         BufReader::new(reader),
@@ -317,9 +318,6 @@ where
     }
     Ok(())
 }
-
-/// AppendEntries read from the connection but not yet taken by the Raft.
-const RECEIVED_REQUESTS_QUEUED: usize = 64;
 
 /// Reads AppendEntries from the connection and hands each to the Raft, and its leader and
 /// term to the answering side, until the peer closes the connection, stalls, or sends
