@@ -546,9 +546,22 @@ impl FakePeerConnection {
         write_frame(&mut self.0, response).await.unwrap();
     }
 
+    /// Answers, in a session, that the entries up to `index` are appended.
+    async fn answer_appended(&mut self, index: u64) {
+        let answer = Response::Appended(Ok(Some(log_id(1, 1, index))));
+        self.answer(&answer).await;
+    }
+
+    /// Checks that nothing more arrives for a while (300 ms).
+    async fn sends_nothing_more(&mut self) {
+        let mut next_byte = [0u8; 1];
+        let arrived = timeout(Duration::from_millis(300), self.0.peek(&mut next_byte)).await;
+        assert!(arrived.is_err(), "a request came that should have waited");
+    }
+
     /// Answers an AppendEntries of each of `indexes` as a plain call, each before the next.
-    async fn answer_one_at_a_time(&mut self, indexes: [u64; 2]) {
-        for index in indexes {
+    async fn answer_one_at_a_time(&mut self, indexes: &[u64]) {
+        for &index in indexes {
             assert_eq!(self.appended_index().await, index);
             let answer = Response::AppendEntries(AppendEntriesResponse::Success);
             self.answer(&answer).await;
@@ -575,9 +588,9 @@ async fn next_answer(
         .expect("the session goes on")
 }
 
-/// Runs a replication session of two requests to `address` and checks that both are
+/// Runs a replication session of three requests to `address` and checks that all are
 /// acknowledged, in order.
-async fn assert_both_appended(address: String) {
+async fn assert_all_appended(address: String) {
     let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
     let option = RPCOption::new(Duration::from_millis(500));
     let mut answers = timeout(
@@ -587,36 +600,48 @@ async fn assert_both_appended(address: String) {
     .await
     .unwrap()
     .expect("the session opens");
-    for index in [1, 2] {
+    for index in SESSION_INDEXES {
         let answer = next_answer(&mut answers).await;
         assert_eq!(answer.unwrap(), Ok(Some(log_id(1, 1, index))));
     }
 }
 
-/// Two requests that are there at once, then a session that stays open, as openraft's own.
+/// The log indexes of the requests of [`replication_session`].
+const SESSION_INDEXES: [u64; 3] = [1, 2, 3];
+
+/// Three requests that are there at once, then a session that stays open, as openraft's own.
 fn replication_session() -> impl Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin {
-    stream::iter([append_request(1), append_request(2)]).chain(stream::pending())
+    stream::iter(SESSION_INDEXES.map(append_request)).chain(stream::pending())
+}
+
+/// Accepts a session on `listener` and answers its opening.
+async fn opened_session(listener: &TcpListener) -> FakePeerConnection {
+    let mut connection = FakePeerConnection::accept(listener).await;
+    assert!(matches!(connection.request().await, Request::AppendStream));
+    connection.answer(&Response::AppendStreamOpened).await;
+    connection
 }
 
 #[tokio::test]
-async fn a_replication_session_sends_the_next_append_entries_before_the_first_is_answered() {
+async fn a_session_sends_its_first_append_entries_alone_then_the_next_before_their_answers() {
     let (listener, address) = fake_peer().await;
     let peer = tokio::spawn(async move {
-        let mut connection = FakePeerConnection::accept(&listener).await;
-        assert!(matches!(connection.request().await, Request::AppendStream));
-        connection.answer(&Response::AppendStreamOpened).await;
-        // Sent one at a time, the second would only come after the first's answer.
+        let mut connection = opened_session(&listener).await;
+        assert_eq!(connection.appended_index().await, 1);
+        connection.sends_nothing_more().await;
+        connection.answer_appended(1).await;
+        // Sent one at a time, the third would only come after the second's answer.
         let indexes = [
             connection.appended_index().await,
             connection.appended_index().await,
         ];
+        assert_eq!(indexes, [2, 3]);
         for index in indexes {
-            let answer = Response::Appended(Ok(Some(log_id(1, 1, index))));
-            connection.answer(&answer).await;
+            connection.answer_appended(index).await;
         }
         connection
     });
-    assert_both_appended(address).await;
+    assert_all_appended(address).await;
     peer.await.unwrap();
 }
 
@@ -624,18 +649,16 @@ async fn a_replication_session_sends_the_next_append_entries_before_the_first_is
 async fn a_session_keeps_a_bounded_number_of_append_entries_unanswered() {
     let (listener, address) = fake_peer().await;
     let (sent_sender, sent) = oneshot::channel();
+    let bound = MAX_APPEND_ENTRIES_IN_FLIGHT as u64;
     let peer = tokio::spawn(async move {
-        let mut connection = FakePeerConnection::accept(&listener).await;
-        assert!(matches!(connection.request().await, Request::AppendStream));
-        connection.answer(&Response::AppendStreamOpened).await;
-        for index in 1..=MAX_APPEND_ENTRIES_IN_FLIGHT as u64 {
+        let mut connection = opened_session(&listener).await;
+        assert_eq!(connection.appended_index().await, 1);
+        connection.answer_appended(1).await;
+        for index in 2..=bound + 1 {
             assert_eq!(connection.appended_index().await, index);
         }
-        let mut more = [0u8; 1];
-        let early = timeout(Duration::from_millis(300), connection.0.peek(&mut more)).await;
-        assert!(early.is_err(), "a request past the bound was sent");
-        let answer = Response::Appended(Ok(Some(log_id(1, 1, 1))));
-        connection.answer(&answer).await;
+        connection.sends_nothing_more().await;
+        connection.answer_appended(2).await;
         let next = connection.appended_index().await;
         let _ = sent_sender.send(next);
         connection
@@ -644,14 +667,12 @@ async fn a_session_keeps_a_bounded_number_of_append_entries_unanswered() {
     let endless = stream::iter(1..).map(append_request);
     let option = RPCOption::new(Duration::from_secs(5));
     let mut answers = client.stream_append(endless, option).await.unwrap();
-    let answer = next_answer(&mut answers).await;
-    assert_eq!(answer.unwrap(), Ok(Some(log_id(1, 1, 1))));
+    for index in [1, 2] {
+        let answer = next_answer(&mut answers).await;
+        assert_eq!(answer.unwrap(), Ok(Some(log_id(1, 1, index))));
+    }
     let next = timeout(TEST_WAIT, sent).await.unwrap().unwrap();
-    assert_eq!(
-        next,
-        MAX_APPEND_ENTRIES_IN_FLIGHT as u64 + 1,
-        "one answer makes room for one"
-    );
+    assert_eq!(next, bound + 2, "one answer makes room for one");
     drop(answers);
     peer.await.unwrap();
 }
@@ -661,9 +682,7 @@ async fn a_peer_that_stops_answering_fails_the_session_within_the_replication_ti
     let (listener, address) = fake_peer().await;
     let (held_sender, held) = oneshot::channel();
     let _peer = tokio::spawn(async move {
-        let mut connection = FakePeerConnection::accept(&listener).await;
-        connection.request().await;
-        connection.answer(&Response::AppendStreamOpened).await;
+        let mut connection = opened_session(&listener).await;
         connection.appended_index().await;
         let _ = held_sender.send(connection);
     });
@@ -687,7 +706,7 @@ async fn a_heartbeat_is_one_append_entries_on_the_kept_connection() {
     let (listener, address) = fake_peer().await;
     let peer = tokio::spawn(async move {
         let mut connection = FakePeerConnection::accept(&listener).await;
-        connection.answer_one_at_a_time([1, 2]).await;
+        connection.answer_one_at_a_time(&[1, 2]).await;
     });
     let mut client = PeerClient::new(2, address, Arc::new(TcpTransport), Execution::Threads);
     for index in [1, 2] {
@@ -711,9 +730,9 @@ async fn a_peer_that_does_not_know_sessions_gets_the_requests_one_at_a_time() {
         assert!(matches!(session.request().await, Request::AppendStream));
         drop(session);
         let mut connection = FakePeerConnection::accept(&listener).await;
-        connection.answer_one_at_a_time([1, 2]).await;
+        connection.answer_one_at_a_time(&SESSION_INDEXES).await;
         connection
     });
-    assert_both_appended(address).await;
+    assert_all_appended(address).await;
     peer.await.unwrap();
 }

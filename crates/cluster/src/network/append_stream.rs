@@ -12,8 +12,11 @@
 //! connection: the leader when openraft drops the session, the peer after an answer that ends
 //! it (a conflict, a higher vote, or its Raft stopped).
 //!
-//! At most `MAX_APPEND_ENTRIES_IN_FLIGHT` AppendEntries are unanswered at a time, so that a
-//! passive catching up does not take in the log faster than it writes it. The oldest
+//! The first AppendEntries of a session goes alone: it is the one a passive whose log
+//! differs refuses (a conflict ends the session), and openraft backs off before the next
+//! session when requests it sent are left unanswered by one that made no progress. Once it is
+//! accepted, at most `MAX_APPEND_ENTRIES_IN_FLIGHT` AppendEntries are unanswered at a time,
+//! so that a passive catching up does not take in the log faster than it writes it. The oldest
 //! unanswered one must be answered within the replication timeout, or the session fails and
 //! openraft opens another. A peer that does not know sessions (a node of an earlier version,
 //! which closes a connection on a request it cannot read) gets the session's requests one at
@@ -105,7 +108,7 @@ where
 {
     let (reader, writer) = tokio::io::split(connection);
     let (sent, sent_receiver) = mpsc::unbounded_channel();
-    let room = Arc::new(Semaphore::new(limits::MAX_APPEND_ENTRIES_IN_FLIGHT));
+    let room = Arc::new(Semaphore::new(1));
     let sender = AbortOnDrop(tokio::spawn(send_requests(
         BufWriter::new(writer),
         requests,
@@ -119,6 +122,7 @@ where
         sent: sent_receiver,
         unanswered: VecDeque::new(),
         room,
+        accepted_once: false,
         answer_within,
         peer,
         _sender: sender,
@@ -137,8 +141,7 @@ enum Sent {
     Failed(io::Error),
 }
 
-/// Sends each request once fewer than `MAX_APPEND_ENTRIES_IN_FLIGHT` are unanswered (a
-/// permit of `room` each, given back by the reading side with the answer).
+/// Sends each request once `room` has a permit for it (see [`Answers::room`]).
 async fn send_requests<S>(
     mut writer: BufWriter<WriteHalf<BoxedConnection>>,
     mut requests: S,
@@ -182,8 +185,10 @@ struct Answers {
     sent: mpsc::UnboundedReceiver<Sent>,
     /// When each request not yet answered was sent, oldest first.
     unanswered: VecDeque<Instant>,
-    /// Permits for requests to send; one goes back with each answer.
+    /// Permits for requests to send: one at first; once the peer accepted a request, one goes
+    /// back with each answer, up to `MAX_APPEND_ENTRIES_IN_FLIGHT` in all.
     room: Arc<Semaphore>,
+    accepted_once: bool,
     answer_within: Duration,
     peer: String,
     _sender: AbortOnDrop,
@@ -216,8 +221,13 @@ impl Answers {
         let answer = match read {
             Ok(Ok(Some(Response::Appended(result)))) => {
                 self.unanswered.pop_front();
-                self.room.add_permits(1);
                 let goes_on = result.is_ok();
+                if goes_on && !self.accepted_once {
+                    self.accepted_once = true;
+                    self.room.add_permits(limits::MAX_APPEND_ENTRIES_IN_FLIGHT);
+                } else {
+                    self.room.add_permits(1);
+                }
                 return Some((Ok(result), goes_on.then_some(self)));
             }
             Ok(Ok(Some(Response::Failed { reason }))) => {
