@@ -198,8 +198,8 @@ where
                 .await
                 .map(Response::TransferLeader)
                 .map_err(failed),
-            // Taken over by `serve` before it gets here.
-            Request::AppendStream => Err(failed("a replication stream opened mid-connection")),
+            // `serve` hands a connection that opens a session to `append_stream` first.
+            Request::AppendStream => Err(failed("a replication session is not answered here")),
             Request::InstallSnapshot {
                 vote,
                 meta,
