@@ -143,40 +143,58 @@ pub async fn record_failovers(
             continue;
         }
         recorded_term = term;
-        let record = describe(
+        let takeover = describe(
             snapshot.id,
             term,
-            time.now_ms(),
             &contact,
             fast_election.started_recently(),
             election_timeout_min_ms,
         );
         eprintln!(
             "tandem: node {} is the active in term {term} ({}; writes were unavailable for {} ms)",
-            record.to, record.reason, record.unavailable_ms
+            takeover.to, takeover.reason, takeover.unavailable_ms
         );
         let (raft, time) = (raft.clone(), time.clone());
         tokio::spawn(async move {
             // Its time becomes the state machine's: stamped as every entry is, once the
             // voters' clocks are known (a set restarted a moment ago has no readings yet).
-            let record = FailoverRecord {
-                at_ms: time.stamp_ms().await,
-                ..record
-            };
+            let record = takeover.recorded_at(time.stamp_ms().await);
             // A leader change before this commits loses the record, not any data.
             let _ = raft.client_write(Proposal::Failover(record)).await;
         });
     }
 }
 
+/// A failover as this node saw it when it became the active: a [`FailoverRecord`] but for
+/// its time, which is stamped as every entry's is.
+struct Takeover {
+    term: u64,
+    from: Option<NodeId>,
+    to: NodeId,
+    reason: String,
+    unavailable_ms: u64,
+}
+
+impl Takeover {
+    fn recorded_at(self, at_ms: i64) -> FailoverRecord {
+        FailoverRecord {
+            term: self.term,
+            at_ms,
+            from: self.from,
+            to: self.to,
+            reason: self.reason,
+            unavailable_ms: self.unavailable_ms,
+        }
+    }
+}
+
 fn describe(
     this_node: NodeId,
     term: u64,
-    at_ms: i64,
     contact: &LeaderContact,
     fast_election: bool,
     election_timeout_min_ms: u64,
-) -> FailoverRecord {
+) -> Takeover {
     let previous = contact
         .last_contact()
         .filter(|contact| contact.leader_id != this_node);
@@ -206,9 +224,8 @@ fn describe(
             previous.leader_id
         ),
     };
-    FailoverRecord {
+    Takeover {
         term,
-        at_ms,
         from: previous.map(|contact| contact.leader_id),
         to: this_node,
         reason,
