@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use tandem_core::byte_size::format_bytes;
+use tandem_core::condition::Change;
 use tandem_core::limits;
 use tandem_store::StoreHandle;
 use tandem_store::free_space::filesystem_free_bytes;
@@ -161,13 +162,6 @@ struct SnapshotRoom {
     waiting: bool,
 }
 
-/// What the node says when a snapshot starts or stops waiting for room.
-#[derive(Debug, PartialEq, Eq)]
-enum RoomChange {
-    StartsWaiting,
-    StopsWaiting,
-}
-
 impl SnapshotRoom {
     /// True when the disk holding the store has room for a snapshot of `store_bytes`, or when
     /// its free space cannot be measured (the snapshot is then tried).
@@ -177,7 +171,7 @@ impl SnapshotRoom {
         };
         let (fits, change) = self.weigh(free_bytes, store_bytes);
         match change {
-            Some(RoomChange::StartsWaiting) => eprintln!(
+            Some(Change::Starts) => eprintln!(
                 "tandem: a snapshot is due but waits for room: it takes about {} and the disk \
                  under {} has {} free ({} kept spare); the log grows until then: drain \
                  messages, purge tracking or give the disk more space",
@@ -186,7 +180,7 @@ impl SnapshotRoom {
                 format_bytes(free_bytes),
                 format_bytes(limits::SNAPSHOT_SPARE_BYTES)
             ),
-            Some(RoomChange::StopsWaiting) => {
+            Some(Change::Ends) => {
                 eprintln!("tandem: the disk has room for the snapshot that was waiting; taking it")
             }
             None => {}
@@ -194,15 +188,11 @@ impl SnapshotRoom {
         fits
     }
 
-    /// Whether a snapshot of `store_bytes` fits in `free_bytes`, and whether that changes
-    /// what the last call found.
-    fn weigh(&mut self, free_bytes: u64, store_bytes: u64) -> (bool, Option<RoomChange>) {
+    /// Whether a snapshot of `store_bytes` fits in `free_bytes`, and how waiting for room
+    /// changed since the last call.
+    fn weigh(&mut self, free_bytes: u64, store_bytes: u64) -> (bool, Option<Change>) {
         let fits = snapshot_fits(free_bytes, store_bytes);
-        let change = match (self.waiting, fits) {
-            (false, false) => Some(RoomChange::StartsWaiting),
-            (true, true) => Some(RoomChange::StopsWaiting),
-            _ => None,
-        };
+        let change = Change::between(self.waiting, !fits);
         self.waiting = !fits;
         (fits, change)
     }
@@ -311,13 +301,10 @@ mod tests {
         assert_eq!(room.weigh(enough, store_bytes), (true, None));
         assert_eq!(
             room.weigh(short, store_bytes),
-            (false, Some(RoomChange::StartsWaiting))
+            (false, Some(Change::Starts))
         );
         assert_eq!(room.weigh(short, store_bytes), (false, None));
-        assert_eq!(
-            room.weigh(enough, store_bytes),
-            (true, Some(RoomChange::StopsWaiting))
-        );
+        assert_eq!(room.weigh(enough, store_bytes), (true, Some(Change::Ends)));
         assert_eq!(room.weigh(enough, store_bytes), (true, None));
     }
 

@@ -17,7 +17,8 @@
 //! - [`ids`], [`message`], [`host`], [`subscription`], [`instance`], [`tracking`]: vocabulary.
 //! - [`settings`]: replicated settings that `apply` depends on.
 //! - [`command`] and [`outcome`]: what `apply` takes and answers.
-//! - [`error`]: error codes with messages a person understands.
+//! - [`error`]: error codes with messages a person understands; [`condition`]: conditions
+//!   an operator is told about once when they start and once when they end.
 //! - [`limits`]: every limit and default, named.
 //! - [`validate`]: input checks shared by the commands.
 //! - [`tables`]: the storage interface; [`memory_tables`]: its in-memory reference.
@@ -25,6 +26,7 @@
 
 pub mod byte_size;
 pub mod command;
+pub mod condition;
 pub mod context;
 pub mod duration;
 pub mod error;

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tandem_cluster::{NodeId, ReplicaSetTime};
+use tandem_core::condition::Change;
 use tandem_core::duration::format_approximately;
 use tandem_core::limits;
 use tandem_protocol::v1;
@@ -142,16 +143,18 @@ impl ClockWarning {
             return;
         };
         let off = offset_ms.unsigned_abs() > limits::CLOCK_OFFSET_WARNING_MS;
-        if off && !self.warned {
-            eprintln!(
+        match Change::between(self.warned, off) {
+            Some(Change::Starts) => eprintln!(
                 "tandem: this node's clock is {} {} the replica set's time (the median of its \
                  voters' clocks); entries are stamped with the replica set's time, but fix \
                  this machine's clock (NTP)",
                 format_approximately(offset_ms.unsigned_abs()),
                 if offset_ms > 0 { "ahead of" } else { "behind" },
-            );
-        } else if !off && self.warned {
-            eprintln!("tandem: this node's clock agrees with the replica set's time again");
+            ),
+            Some(Change::Ends) => {
+                eprintln!("tandem: this node's clock agrees with the replica set's time again")
+            }
+            None => {}
         }
         self.warned = off;
     }

@@ -21,6 +21,7 @@ use openraft::raft::{AppendEntriesResponse, VoteRequest};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::vote::RaftLeaderId;
 use tandem_core::byte_size::format_bytes;
+use tandem_core::condition::Change;
 use tandem_core::limits;
 use tandem_store::Execution;
 use tandem_store::free_space::filesystem_free_bytes;
@@ -283,9 +284,9 @@ fn room_for_received_snapshot(directory: &Path, total_bytes: u64) -> io::Result<
         return Ok(());
     };
     let fits = received_snapshot_fits(free_bytes, total_bytes);
-    let was_refusing = REFUSING_SNAPSHOTS.swap(!fits, Ordering::Relaxed);
+    let refusal = Change::between(REFUSING_SNAPSHOTS.swap(!fits, Ordering::Relaxed), !fits);
     if fits {
-        if was_refusing {
+        if refusal == Some(Change::Ends) {
             eprintln!("tandem: the disk has room for the active's snapshot again; taking it");
         }
         return Ok(());
@@ -298,7 +299,7 @@ fn room_for_received_snapshot(directory: &Path, total_bytes: u64) -> io::Result<
         directory.display(),
         format_bytes(free_bytes)
     );
-    if !was_refusing {
+    if refusal == Some(Change::Starts) {
         eprintln!("tandem: {reason}; refusing it until there is room");
     }
     Err(io::Error::new(io::ErrorKind::StorageFull, reason))
