@@ -1,8 +1,6 @@
 //! Durations as people type them on the command line and in configuration files:
 //! `500ms`, `30s`, `5m`, `2h`, `7d`, or plain milliseconds (`1500`).
 
-use crate::largest_unit::in_largest_unit;
-
 const UNITS_IN_MILLISECONDS: [(&str, u64); 5] = [
     ("ms", 1),
     ("s", 1000),
@@ -66,7 +64,14 @@ pub fn format_approximately(milliseconds: u64) -> String {
         ("min", 60 * 1000),
         ("s", 1000),
     ];
-    in_largest_unit(milliseconds, &SPANS, "ms")
+    let tenths_of =
+        |span: u64| (u128::from(milliseconds) * 10 + u128::from(span / 2)) / u128::from(span);
+    SPANS
+        .iter()
+        .map(|(name, span)| (name, tenths_of(*span)))
+        .find(|(_, tenths)| *tenths >= 10)
+        .map(|(name, tenths)| format!("{}.{} {name}", tenths / 10, tenths % 10))
+        .unwrap_or_else(|| format!("{milliseconds} ms"))
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@
 //! - [`value`]: typed property values and typed comparison.
 //! - [`timestamp`]: RFC 3339 <-> epoch milliseconds, pure arithmetic.
 //! - [`duration`]: durations as people write them (`500ms`, `30s`, `5m`), for the CLI and
-//!   configuration files, and measured spans as people read them; [`byte_size`]: byte
-//!   counts as people read them (both rounded to a tenth of their largest unit).
+//!   configuration files; [`byte_size`]: byte counts as people read them.
 //! - [`context`]: a message's promoted and written properties.
 //! - [`filter`]: the subscription filter language (parser, evaluator) and the routing index.
 //! - [`ids`], [`message`], [`host`], [`subscription`], [`instance`], [`tracking`]: vocabulary.
@@ -34,7 +33,6 @@ pub mod filter;
 pub mod host;
 pub mod ids;
 pub mod instance;
-mod largest_unit;
 pub mod limits;
 pub mod machine;
 pub mod memory_tables;
