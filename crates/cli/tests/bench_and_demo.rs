@@ -60,6 +60,8 @@ fn assert_measured(report: &Json) {
         "{report}"
     );
     assert_eq!(count(report, "messages"), MESSAGES, "{report}");
+    // Present whether or not the active refused any call for a moment.
+    count(report, "calls_retried");
 }
 
 /// The CPU account names the processes in order (the active, the passives, the clients),

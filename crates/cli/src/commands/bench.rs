@@ -3,7 +3,8 @@
 //! replica set, through `tandem up`) on loopback in a temporary data directory and stops it
 //! afterwards; `--failover` kills the active halfway (see `bench_failover`). `--runs N`
 //! repeats the whole measurement, each run on a freshly started node, and reports the median
-//! of every figure with the spread. Benchmarks print figures; they assert nothing.
+//! of every figure with the spread. A call the active answers `unavailable` is sent again,
+//! as the client library does, and counted. Benchmarks print figures; they assert nothing.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -28,6 +29,12 @@ const LEASE_WAIT_MS: u64 = 200;
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a phase still running says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How long a call answered `unavailable` is sent again, as the client library's default
+/// retry policy does: under a load that starves the machine, the active may refuse writes
+/// for a moment while a majority's confirmation of it comes late.
+const UNAVAILABLE_RETRY_WINDOW: Duration = Duration::from_secs(5);
+/// The pause before a call answered `unavailable` is sent again.
+const UNAVAILABLE_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -88,6 +95,8 @@ pub struct BenchReport {
     pub ack_latency_p50_ms: f64,
     pub ack_latency_p99_ms: f64,
     pub end_to_end_messages_per_second: f64,
+    /// Calls answered `unavailable` and sent again (of several runs: in all of them).
+    pub calls_retried: usize,
     /// CPU time per message of each node process started for the run and of the clients
     /// (`bench_cpu`); empty for a `--target` node and where it cannot be read.
     pub cpu: Vec<CpuPerMessage>,
@@ -196,10 +205,11 @@ async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
         args.batch,
         if args.random_ids { "random" } else { "ordered" }
     );
+    let retried = Arc::new(AtomicUsize::new(0));
     let cpu_at_start = cpu_account.read();
-    let (publish_rate, latencies) = publish_phase(&target, args, &run_id).await?;
+    let (publish_rate, latencies) = publish_phase(&target, args, &run_id, &retried).await?;
     let cpu_after_publish = cpu_account.read();
-    let end_to_end_rate = end_to_end_phase(&target, args, &run_id).await?;
+    let end_to_end_rate = end_to_end_phase(&target, args, &run_id, &retried).await?;
     let cpu_after_end_to_end = cpu_account.read();
     let cpu = cpu_account.per_message(
         [&cpu_at_start, &cpu_after_publish, &cpu_after_end_to_end],
@@ -216,6 +226,7 @@ async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
         ack_latency_p50_ms: percentile_ms(&latencies, 0.50),
         ack_latency_p99_ms: percentile_ms(&latencies, 0.99),
         end_to_end_messages_per_second: end_to_end_rate,
+        calls_retried: retried.load(Ordering::Relaxed),
         cpu,
     })
 }
@@ -258,12 +269,13 @@ async fn publish_phase(
     target: &str,
     args: &BenchArgs,
     run_id: &str,
+    retried: &Arc<AtomicUsize>,
 ) -> Result<(f64, Vec<Duration>), String> {
     eprintln!("  durable publish ...");
     let started = Instant::now();
     let acknowledged = Arc::new(AtomicUsize::new(0));
     let _progress = ProgressReport::start("acknowledged", acknowledged.clone(), args.messages);
-    let plan = PublishPlan::new(args, run_id, "publish", acknowledged);
+    let plan = PublishPlan::new(args, run_id, "publish", acknowledged, retried);
     let latencies = publish_all(target, plan, args.clients).await?;
     Ok((
         args.messages as f64 / started.elapsed().as_secs_f64(),
@@ -273,7 +285,12 @@ async fn publish_phase(
 
 /// Publishers and consumers at once: publish → route → lease → complete for every message
 /// (each leased batch completed with one `Settle` call).
-async fn end_to_end_phase(target: &str, args: &BenchArgs, run_id: &str) -> Result<f64, String> {
+async fn end_to_end_phase(
+    target: &str,
+    args: &BenchArgs,
+    run_id: &str,
+    retried: &Arc<AtomicUsize>,
+) -> Result<f64, String> {
     eprintln!("  end to end (publish -> lease -> complete) ...");
     let consumers = args.clients.div_ceil(2);
     let publishers = (args.clients - consumers).max(1);
@@ -286,17 +303,17 @@ async fn end_to_end_phase(target: &str, args: &BenchArgs, run_id: &str) -> Resul
             .await
             .map_err(connect_error)?;
         let host = format!("bench-e2e-{run_id}");
-        let (completed, total, batch) = (completed.clone(), args.messages, args.batch);
-        consumer_tasks.spawn(consume(
-            client,
+        let consumer = Consumer {
             host,
-            format!("bench-{consumer}"),
-            batch,
-            completed,
-            total,
-        ));
+            holder: format!("bench-{consumer}"),
+            batch: args.batch,
+            completed: completed.clone(),
+            total: args.messages,
+            retried: retried.clone(),
+        };
+        consumer_tasks.spawn(consumer.run(client));
     }
-    let plan = PublishPlan::new(args, run_id, "e2e", Arc::new(AtomicUsize::new(0)));
+    let plan = PublishPlan::new(args, run_id, "e2e", Arc::new(AtomicUsize::new(0)), retried);
     publish_all(target, plan, publishers).await?;
     while let Some(result) = consumer_tasks.join_next().await {
         result.map_err(|error| format!("consumer task failed: {error}"))??;
@@ -330,6 +347,7 @@ async fn publish_all(
 struct PublishPlan {
     next: Arc<AtomicUsize>,
     acknowledged: Arc<AtomicUsize>,
+    retried: Arc<AtomicUsize>,
     total: usize,
     batch: usize,
     body: Arc<Vec<u8>>,
@@ -344,10 +362,12 @@ impl PublishPlan {
         run_id: &str,
         phase: &str,
         acknowledged: Arc<AtomicUsize>,
+        retried: &Arc<AtomicUsize>,
     ) -> PublishPlan {
         PublishPlan {
             next: Arc::new(AtomicUsize::new(0)),
             acknowledged,
+            retried: retried.clone(),
             total: args.messages,
             batch: args.batch,
             body: Arc::new(vec![b'x'; args.body_bytes]),
@@ -392,19 +412,24 @@ async fn publish_worker(
         if first >= plan.total {
             return Ok(latencies);
         }
-        let messages = (first..(first + plan.batch).min(plan.total))
-            .map(|index| bench_message(&plan, index))
-            .collect();
-        let request = v1::PublishRequest {
+        let indexes = first..(first + plan.batch).min(plan.total);
+        let build_request = || v1::PublishRequest {
             publisher: "bench".into(),
-            messages,
+            messages: indexes
+                .clone()
+                .map(|index| bench_message(&plan, index))
+                .collect(),
         };
+        let mut request = build_request();
         let started = Instant::now();
-        let response = client
-            .publish(request)
-            .await
-            .map_err(status_error)?
-            .into_inner();
+        let mut refusals = Refusals::new(&plan.retried);
+        let response = loop {
+            match client.publish(request).await {
+                Ok(response) => break response.into_inner(),
+                Err(status) => refusals.wait_to_retry(status).await?,
+            }
+            request = build_request();
+        };
         latencies.push(started.elapsed());
         if let Some(error) = response
             .results
@@ -467,57 +492,81 @@ pub fn bench_property(name: &str, value: &str) -> v1::Property {
     }
 }
 
-async fn consume(
-    mut client: MessageBoxClient<Channel>,
+/// A consumer of the end-to-end phase: leases up to `batch` messages of `host` at a time and
+/// completes them, until `total` messages are completed in all.
+struct Consumer {
     host: String,
     holder: String,
     batch: usize,
     completed: Arc<AtomicUsize>,
     total: usize,
-) -> Result<(), String> {
-    let mut last_progress = Instant::now();
-    while completed.load(Ordering::Relaxed) < total {
-        if last_progress.elapsed() > STALL_TIMEOUT {
-            return Err(format!(
-                "no message completed for {STALL_TIMEOUT:?}; giving up"
-            ));
+    retried: Arc<AtomicUsize>,
+}
+
+impl Consumer {
+    async fn run(self, mut client: MessageBoxClient<Channel>) -> Result<(), String> {
+        let mut last_progress = Instant::now();
+        while self.completed.load(Ordering::Relaxed) < self.total {
+            if last_progress.elapsed() > STALL_TIMEOUT {
+                return Err(format!(
+                    "no message completed for {STALL_TIMEOUT:?}; giving up"
+                ));
+            }
+            let leased = self.lease(&mut client).await?;
+            if leased.is_empty() {
+                continue;
+            }
+            let count = leased.len();
+            self.settle_all(&mut client, leased).await?;
+            self.completed.fetch_add(count, Ordering::Relaxed);
+            last_progress = Instant::now();
         }
+        Ok(())
+    }
+
+    async fn lease(
+        &self,
+        client: &mut MessageBoxClient<Channel>,
+    ) -> Result<Vec<v1::LeasedMessage>, String> {
         let request = v1::LeaseRequest {
-            host: host.clone(),
-            holder: holder.clone(),
-            max_messages: batch as u32,
+            host: self.host.clone(),
+            holder: self.holder.clone(),
+            max_messages: self.batch as u32,
             lease_duration_ms: 30_000,
             wait_ms: LEASE_WAIT_MS,
         };
-        let leased = client
-            .lease(request)
-            .await
-            .map_err(status_error)?
-            .into_inner()
-            .messages;
-        if leased.is_empty() {
-            continue;
+        let mut refusals = Refusals::new(&self.retried);
+        loop {
+            match client.lease(request.clone()).await {
+                Ok(response) => return Ok(response.into_inner().messages),
+                Err(status) => refusals.wait_to_retry(status).await?,
+            }
         }
-        let count = leased.len();
-        settle_all(&mut client, leased).await?;
-        completed.fetch_add(count, Ordering::Relaxed);
-        last_progress = Instant::now();
     }
-    Ok(())
+
+    /// Completes a leased batch with one `Settle` call; any refused settlement fails the run.
+    async fn settle_all(
+        &self,
+        client: &mut MessageBoxClient<Channel>,
+        leased: Vec<v1::LeasedMessage>,
+    ) -> Result<(), String> {
+        let count = leased.len();
+        let request = v1::SettleBatchRequest {
+            settlements: completions(&leased),
+        };
+        let mut refusals = Refusals::new(&self.retried);
+        let response = loop {
+            match client.settle(request.clone()).await {
+                Ok(response) => break response.into_inner(),
+                Err(status) => refusals.wait_to_retry(status).await?,
+            }
+        };
+        check_settled(&response, count)
+    }
 }
 
-/// Completes a leased batch with one `Settle` call; any refused settlement fails the run.
-async fn settle_all(
-    client: &mut MessageBoxClient<Channel>,
-    leased: Vec<v1::LeasedMessage>,
-) -> Result<(), String> {
-    let count = leased.len();
-    let settlements = completions(&leased);
-    let response = client
-        .settle(v1::SettleBatchRequest { settlements })
-        .await
-        .map_err(status_error)?
-        .into_inner();
+/// Fails the run unless every one of `count` settlements was accepted.
+fn check_settled(response: &v1::SettleBatchResponse, count: usize) -> Result<(), String> {
     if response.results.len() != count {
         return Err(format!(
             "settle answered {} results for {count} settlements",
@@ -534,6 +583,32 @@ async fn settle_all(
             error.code, error.message
         )),
         None => Ok(()),
+    }
+}
+
+/// The `unavailable` answers to one call: each is counted in `retried` and waited out, for
+/// up to [`UNAVAILABLE_RETRY_WINDOW`] from the first; any other failure ends the run.
+struct Refusals<'a> {
+    retried: &'a AtomicUsize,
+    deadline: Instant,
+}
+
+impl Refusals<'_> {
+    fn new(retried: &AtomicUsize) -> Refusals<'_> {
+        Refusals {
+            retried,
+            deadline: Instant::now() + UNAVAILABLE_RETRY_WINDOW,
+        }
+    }
+
+    /// Waits before the call is sent again, or fails with `status`.
+    async fn wait_to_retry(&mut self, status: tonic::Status) -> Result<(), String> {
+        if status.code() != tonic::Code::Unavailable || Instant::now() >= self.deadline {
+            return Err(status_error(status));
+        }
+        self.retried.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(UNAVAILABLE_RETRY_PAUSE).await;
+        Ok(())
     }
 }
 
@@ -587,6 +662,13 @@ fn print_report(report: &BenchReport, json: bool) {
     for line in cpu_lines(&report.cpu) {
         println!("{line}");
     }
+    if report.calls_retried > 0 {
+        println!(
+            "calls retried   : {} answered `unavailable` and were sent again (as the client \
+             library does)",
+            report.calls_retried
+        );
+    }
 }
 
 /// One line for each run of several, as it finishes.
@@ -633,6 +715,7 @@ fn median_report(reports: &[BenchReport]) -> BenchReport {
         ack_latency_p50_ms: figure(|report| report.ack_latency_p50_ms),
         ack_latency_p99_ms: figure(|report| report.ack_latency_p99_ms),
         end_to_end_messages_per_second: figure(|report| report.end_to_end_messages_per_second),
+        calls_retried: reports.iter().map(|report| report.calls_retried).sum(),
         cpu: median_cpu(
             &reports
                 .iter()
@@ -751,8 +834,40 @@ impl Drop for StartedNode {
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
 
-    use super::random_message_id;
+    use super::{Refusals, random_message_id};
+
+    #[tokio::test]
+    async fn an_unavailable_answer_is_counted_and_retried_until_the_window_closes() {
+        let retried = AtomicUsize::new(0);
+        let mut refusals = Refusals::new(&retried);
+        let refused = || tonic::Status::unavailable("no majority has confirmed the active");
+        assert_eq!(refusals.wait_to_retry(refused()).await, Ok(()));
+        assert_eq!(refusals.wait_to_retry(refused()).await, Ok(()));
+        assert_eq!(retried.load(Ordering::Relaxed), 2);
+        refusals.deadline = Instant::now();
+        let error = refusals.wait_to_retry(refused()).await.unwrap_err();
+        assert!(error.contains("no majority has confirmed"), "{error}");
+        assert_eq!(
+            retried.load(Ordering::Relaxed),
+            2,
+            "a refusal past the window is not retried"
+        );
+    }
+
+    #[tokio::test]
+    async fn any_other_failure_ends_the_run_at_once() {
+        let retried = AtomicUsize::new(0);
+        let mut refusals = Refusals::new(&retried);
+        let error = refusals
+            .wait_to_retry(tonic::Status::failed_precondition("lease expired"))
+            .await
+            .unwrap_err();
+        assert!(error.contains("lease expired"), "{error}");
+        assert_eq!(retried.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn random_ids_are_guid_shaped_distinct_and_unordered() {
