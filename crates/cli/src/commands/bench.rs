@@ -528,7 +528,7 @@ impl Consumer {
         &self,
         client: &mut MessageBoxClient<Channel>,
     ) -> Result<Vec<v1::LeasedMessage>, String> {
-        let request = v1::LeaseRequest {
+        let build_request = || v1::LeaseRequest {
             host: self.host.clone(),
             holder: self.holder.clone(),
             max_messages: self.batch as u32,
@@ -537,7 +537,7 @@ impl Consumer {
         };
         let mut refusals = Refusals::new(&self.retried);
         loop {
-            match client.lease(request.clone()).await {
+            match client.lease(build_request()).await {
                 Ok(response) => return Ok(response.into_inner().messages),
                 Err(status) => refusals.wait_to_retry(status).await?,
             }
@@ -551,12 +551,12 @@ impl Consumer {
         leased: Vec<v1::LeasedMessage>,
     ) -> Result<(), String> {
         let count = leased.len();
-        let request = v1::SettleBatchRequest {
+        let build_request = || v1::SettleBatchRequest {
             settlements: completions(&leased),
         };
         let mut refusals = Refusals::new(&self.retried);
         let response = loop {
-            match client.settle(request.clone()).await {
+            match client.settle(build_request()).await {
                 Ok(response) => break response.into_inner(),
                 Err(status) => refusals.wait_to_retry(status).await?,
             }
