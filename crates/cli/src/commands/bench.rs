@@ -18,7 +18,7 @@ use tandem_protocol::v1::admin_client::AdminClient;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
 use tonic::transport::Channel;
 
-use crate::commands::bench_cpu::{CpuAccount, CpuPerMessage, cpu_lines, median_cpu};
+use crate::commands::bench_usage::{UsageAccount, UsagePerMessage, median_usage, usage_lines};
 use crate::commands::local_replica_set::LocalReplicaSet;
 
 /// How long the started node may take to become ready.
@@ -97,9 +97,10 @@ pub struct BenchReport {
     pub end_to_end_messages_per_second: f64,
     /// Calls answered `unavailable` and sent again (of several runs: in all of them).
     pub calls_retried: usize,
-    /// CPU time per message of each node process started for the run and of the clients
-    /// (`bench_cpu`); empty for a `--target` node and where it cannot be read.
-    pub cpu: Vec<CpuPerMessage>,
+    /// CPU time and bytes written per message of each node process started for the run and
+    /// of the clients (`bench_usage`); empty for a `--target` node and where it cannot be
+    /// read.
+    pub usage: Vec<UsagePerMessage>,
 }
 
 /// Several runs of one benchmark: every run's figures and their medians (`--runs`).
@@ -174,24 +175,24 @@ where
 /// One run: both phases against the target, or against a node (or replica set) started for
 /// it and stopped afterwards.
 async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
-    let (started, target, cpu_account) = match &args.target {
-        Some(target) => (Started::Nothing, normalize(target), CpuAccount::nothing()),
+    let (started, target, usage_account) = match &args.target {
+        Some(target) => (Started::Nothing, normalize(target), UsageAccount::nothing()),
         None if args.nodes > 1 => {
             let replica_set = LocalReplicaSet::start(args.nodes)?;
             let target = replica_set.active_target();
             let active = replica_set.active().pid;
             let passives = replica_set.nodes.iter().map(|node| node.pid);
-            let cpu_account = CpuAccount::new(active, passives.filter(|&pid| pid != active));
+            let usage_account = UsageAccount::new(active, passives.filter(|&pid| pid != active));
             let started = Started::ReplicaSet {
                 _replica_set: replica_set,
             };
-            (started, target, cpu_account)
+            (started, target, usage_account)
         }
         None => {
             let node = StartedNode::start(args.data_dir.clone())?;
             let target = format!("http://{}", node.grpc_address);
-            let cpu_account = CpuAccount::new(node.child.id(), []);
-            (Started::Node { _node: node }, target, cpu_account)
+            let usage_account = UsageAccount::new(node.child.id(), []);
+            (Started::Node { _node: node }, target, usage_account)
         }
     };
     // Unique per run, so that runs against one --target declare routes of their own.
@@ -206,13 +207,17 @@ async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
         if args.random_ids { "random" } else { "ordered" }
     );
     let retried = Arc::new(AtomicUsize::new(0));
-    let cpu_at_start = cpu_account.read();
+    let usage_at_start = usage_account.read();
     let (publish_rate, latencies) = publish_phase(&target, args, &run_id, &retried).await?;
-    let cpu_after_publish = cpu_account.read();
+    let usage_after_publish = usage_account.read();
     let end_to_end_rate = end_to_end_phase(&target, args, &run_id, &retried).await?;
-    let cpu_after_end_to_end = cpu_account.read();
-    let cpu = cpu_account.per_message(
-        [&cpu_at_start, &cpu_after_publish, &cpu_after_end_to_end],
+    let usage_after_end_to_end = usage_account.read();
+    let usage = usage_account.per_message(
+        [
+            &usage_at_start,
+            &usage_after_publish,
+            &usage_after_end_to_end,
+        ],
         args.messages,
     );
     drop(started);
@@ -227,7 +232,7 @@ async fn measure(args: &BenchArgs, run: u64) -> Result<BenchReport, String> {
         ack_latency_p99_ms: percentile_ms(&latencies, 0.99),
         end_to_end_messages_per_second: end_to_end_rate,
         calls_retried: retried.load(Ordering::Relaxed),
-        cpu,
+        usage,
     })
 }
 
@@ -659,7 +664,7 @@ fn print_report(report: &BenchReport, json: bool) {
         "end to end      : {:>10.0} msgs/s   publish -> route -> lease -> complete",
         report.end_to_end_messages_per_second
     );
-    for line in cpu_lines(&report.cpu) {
+    for line in usage_lines(&report.usage) {
         println!("{line}");
     }
     if report.calls_retried > 0 {
@@ -716,10 +721,10 @@ fn median_report(reports: &[BenchReport]) -> BenchReport {
         ack_latency_p99_ms: figure(|report| report.ack_latency_p99_ms),
         end_to_end_messages_per_second: figure(|report| report.end_to_end_messages_per_second),
         calls_retried: reports.iter().map(|report| report.calls_retried).sum(),
-        cpu: median_cpu(
+        usage: median_usage(
             &reports
                 .iter()
-                .map(|report| report.cpu.as_slice())
+                .map(|report| report.usage.as_slice())
                 .collect::<Vec<_>>(),
         ),
     }

@@ -1,8 +1,8 @@
 //! One module per command group; each exposes its clap arguments and a `run` function.
 
 pub mod bench;
-pub mod bench_cpu;
 pub mod bench_failover;
+pub mod bench_usage;
 pub mod bindings;
 pub mod chaos;
 pub mod cluster;
