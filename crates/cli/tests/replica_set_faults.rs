@@ -1,6 +1,7 @@
 //! A replica set of three real `tandem` nodes under concurrent publish and consume load,
 //! through the faults an active must survive: kill -9 (ten times in a row), a pause longer
-//! than the election timeout, a network partition, planned switchover and failback, a stop
+//! than the election timeout, a paused passive (which the active must report as silent), a
+//! network partition, planned switchover and failback, a stop
 //! of every node, a passive that missed many entries, a passive whose disk fills, one short
 //! of disk room, a wiped data directory, the loss of a majority, a majority acknowledging
 //! later than the active's lease, passives whose clocks are an hour off, and a whole set
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use support::check_data_dir;
 use support::history::{self, History, HistoryReport, PublishOutcome, now_ms};
 use support::replica_set::{
-    ActiveNode, ElectionTiming, ReplicaSet, ReplicaSetOptions, node_status,
+    ActiveNode, ElectionTiming, ReplicaSet, ReplicaSetOptions, describe_statuses, node_status,
 };
 use support::workload::{
     CALL_TIMEOUT, CallFailure, HOST, Workload, WorkloadShape, declare_route, publish_once,
@@ -883,6 +884,100 @@ async fn a_paused_active_is_replaced_and_never_acknowledges_in_its_old_term() {
         paused.node_id,
         rejoined.term,
         paused.term
+    );
+}
+
+/// How long ago the active last heard from `node_id`, as the active reports it.
+fn acknowledged_ms_ago(active: &v1::NodeStatusResponse, node_id: u64) -> Option<u64> {
+    let member = active
+        .members
+        .iter()
+        .find(|member| member.node_id == node_id);
+    member.and_then(|member| member.acknowledged_ms_ago)
+}
+
+/// Waits until the active's status (whichever node is active at the time) satisfies
+/// `condition`; panics with `what` if it does not within `timeout`.
+async fn wait_for_active_status(
+    set: &ReplicaSet,
+    what: &str,
+    timeout: Duration,
+    condition: impl Fn(&v1::NodeStatusResponse) -> bool,
+) -> v1::NodeStatusResponse {
+    let deadline = Instant::now() + timeout;
+    let mut last_seen = Vec::new();
+    while Instant::now() < deadline {
+        last_seen = set.statuses().await;
+        if let Some(active) = last_seen.iter().find(|status| status.role == "active")
+            && condition(active)
+        {
+            return active.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "{what} not seen on the active within {timeout:?}; last statuses: {}",
+        describe_statuses(&last_seen)
+    );
+}
+
+/// What an operator reads when writes stall: the active reports how lately each member
+/// answered and how lately a majority confirmed it. A paused passive's silence grows there
+/// while the other passive keeps the majority, and writes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_passive_shows_as_silent_on_the_active_while_writes_go_on() {
+    let (mut set, workload) =
+        loaded_replica_set(ReplicaSetOptions::default(), &shape("quiet")).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let others = set.others(active.node_id);
+    let (paused, answering) = (others[0], others[1]);
+    let silent_ms = PAUSE.as_millis() as u64 / 2;
+    set.pause(paused);
+    let paused_at_ms = now_ms();
+    let seen = wait_for_active_status(
+        &set,
+        "the paused passive silent, the other answering, a majority confirming",
+        PAUSE * 2,
+        |status| {
+            acknowledged_ms_ago(status, paused).is_some_and(|ago| ago >= silent_ms)
+                && acknowledged_ms_ago(status, answering).is_some_and(|ago| ago < silent_ms)
+                && status
+                    .quorum_acknowledged_ms_ago
+                    .is_some_and(|ago| ago < silent_ms)
+        },
+    )
+    .await;
+    let writes_meanwhile = workload
+        .history
+        .publishes()
+        .into_iter()
+        .filter(|attempt| {
+            matches!(attempt.outcome, PublishOutcome::Acknowledged { .. })
+                && attempt.answered_at_ms.is_some_and(|at| at > paused_at_ms)
+        })
+        .count();
+    set.resume(paused);
+    wait_for_active_status(
+        &set,
+        "the resumed passive answering again",
+        CATCH_UP_TIMEOUT,
+        |status| acknowledged_ms_ago(status, paused).is_some_and(|ago| ago < silent_ms),
+    )
+    .await;
+    tokio::time::sleep(LOAD_BETWEEN_FAULTS).await;
+    finish(&set, workload, "paused passive").await;
+    assert!(
+        writes_meanwhile > 0,
+        "publishes were acknowledged while a passive was paused"
+    );
+    eprintln!(
+        "[paused passive] node {paused} paused: the active saw it silent for {:?} ms, node \
+         {answering} {:?} ms, a majority {:?} ms; {writes_meanwhile} publishes acknowledged \
+         meanwhile",
+        acknowledged_ms_ago(&seen, paused),
+        acknowledged_ms_ago(&seen, answering),
+        seen.quorum_acknowledged_ms_ago
     );
 }
 

@@ -1,6 +1,6 @@
 //! [`ReplicaStatus`]: what one node knows about the replica set, from openraft's metrics:
 //! its role, term, log and applied indexes, the active, and (on the active) how far each
-//! member has replicated.
+//! member has replicated and how lately it answered.
 
 use openraft::async_runtime::{Instant as _, WatchReceiver};
 use serde::Serialize;
@@ -65,6 +65,10 @@ pub struct MemberStatus {
     pub matched_index: Option<u64>,
     /// On the active: entries the member is behind the active's log.
     pub lag: Option<u64>,
+    /// On the active, for the other members: how long ago the member last acknowledged a
+    /// heartbeat or an append. A member answers only once its log is flushed, so a slow
+    /// disk shows here first; a majority's answers keep the active's lease.
+    pub acknowledged_ms_ago: Option<u64>,
 }
 
 impl ReplicaStatus {
@@ -88,12 +92,19 @@ impl ReplicaStatus {
                     .as_ref()
                     .and_then(|replication| replication.get(node_id).cloned())
                     .map(|matched| matched.map(|id| id.index).unwrap_or(0));
+                let acknowledged_ms_ago = metrics
+                    .heartbeat
+                    .as_ref()
+                    .filter(|_| *node_id != metrics.id)
+                    .and_then(|heartbeats| heartbeats.get(node_id).cloned().flatten())
+                    .map(|acknowledged| acknowledged.elapsed().as_millis() as u64);
                 MemberStatus {
                     node_id: *node_id,
                     member: member.clone(),
                     voter: voters.contains(node_id),
                     matched_index,
                     lag: matched_index.map(|matched| last_log_index.saturating_sub(matched)),
+                    acknowledged_ms_ago,
                 }
             })
             .collect::<Vec<_>>();

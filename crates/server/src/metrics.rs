@@ -90,7 +90,8 @@ fn render_clock_offset(text: &mut String, offset_ms: Option<i64>) {
 }
 
 /// The replica set as this node sees it: its role, term and indexes, and (on the active)
-/// each member's replication lag.
+/// the age of its majority's confirmation and each member's replication lag and latest
+/// acknowledgement.
 fn render_replica(text: &mut String, status: &ReplicaStatus) {
     let role = "tandem_replica_role";
     header(
@@ -137,16 +138,48 @@ fn render_replica(text: &mut String, status: &ReplicaStatus) {
             },
         );
     }
-    let lag = "tandem_replica_member_lag_entries";
-    header(
+    if let Some(ago_ms) = status.quorum_acknowledged_ms_ago {
+        render_series(
+            text,
+            &Series {
+                name: "tandem_replica_quorum_acknowledged_age_seconds",
+                kind: GAUGE,
+                help: "On the active: how long ago a majority of voters last confirmed it; past the maximum election timeout it refuses writes.",
+                value: ago_ms as f64 / 1000.0,
+            },
+        );
+    }
+    render_by_member(
         text,
-        lag,
-        GAUGE,
+        "tandem_replica_member_lag_entries",
         "On the active: log entries each member is behind the active.",
+        status
+            .members
+            .iter()
+            .map(|member| (member.node_id, member.lag.map(|lag| lag as f64))),
     );
-    for member in &status.members {
-        if let Some(entries) = member.lag {
-            let _ = writeln!(text, "{lag}{{node=\"{}\"}} {entries}", member.node_id);
+    render_by_member(
+        text,
+        "tandem_replica_member_acknowledged_age_seconds",
+        "On the active: how long ago each other member last acknowledged a heartbeat or an append (a member answers once its log is flushed).",
+        status.members.iter().map(|member| {
+            let ago_ms = member.acknowledged_ms_ago;
+            (member.node_id, ago_ms.map(|ago| ago as f64 / 1000.0))
+        }),
+    );
+}
+
+/// A gauge labelled by member, with a sample for each member that has a value.
+fn render_by_member(
+    text: &mut String,
+    name: &str,
+    help: &str,
+    values: impl Iterator<Item = (u64, Option<f64>)>,
+) {
+    header(text, name, GAUGE, help);
+    for (node_id, value) in values {
+        if let Some(value) = value {
+            let _ = writeln!(text, "{name}{{node=\"{node_id}\"}} {value}");
         }
     }
 }

@@ -360,6 +360,10 @@ pub fn describe_addresses(member: &v1::Member) -> String {
 
 // ----- status -----
 
+/// What the active reports of each member (how far behind it is, how lately it answered),
+/// by node id; empty when no active answered.
+type SeenByActive = BTreeMap<u64, v1::Member>;
+
 /// One member's row: its own answer, or why it did not answer.
 struct MemberView {
     member: v1::Member,
@@ -380,31 +384,33 @@ async fn status(context: &CommandContext) -> Result<(), CommandError> {
         .filter_map(|view| view.answer.as_ref().ok())
         .find(|answer| answer.role == ACTIVE_ROLE);
     let failovers = active_view.unwrap_or(&asked).failovers.clone();
-    let lags: BTreeMap<u64, u64> = active_view
+    let seen: SeenByActive = active_view
         .map(|active| {
             active
                 .members
                 .iter()
-                .filter_map(|member| Some((member.node_id, member.lag?)))
+                .map(|member| (member.node_id, member.clone()))
                 .collect()
         })
         .unwrap_or_default();
     let active_id = active_view.map(node_id_of).or(asked.active_node);
+    let confirmed_ms_ago = active_view.and_then(|active| active.quorum_acknowledged_ms_ago);
     if context.output.is_json() {
-        let nodes: Vec<Json> = views.iter().map(|view| member_json(view, &lags)).collect();
+        let nodes: Vec<Json> = views.iter().map(|view| member_json(view, &seen)).collect();
         let failovers: Vec<Json> = failovers.iter().map(failover_json).collect();
         context.output.print_json(&json!({
             "asked_node": asked_id,
             "initialized": asked.initialized,
             "active_node": active_id,
+            "quorum_acknowledged_ms_ago": confirmed_ms_ago,
             "nodes": nodes,
             "failovers": failovers,
         }));
         return Ok(());
     }
-    print_headline(&asked, active_id, views.len());
+    print_headline(&asked, active_id, confirmed_ms_ago, views.len());
     println!();
-    member_table(&views, &lags).print();
+    member_table(&views, &seen).print();
     println!();
     print_failovers(&failovers);
     Ok(())
@@ -437,7 +443,12 @@ async fn ask_members(members: &[v1::Member], asked: &v1::NodeStatusResponse) -> 
     views
 }
 
-fn print_headline(asked: &v1::NodeStatusResponse, active_id: Option<u64>, members: usize) {
+fn print_headline(
+    asked: &v1::NodeStatusResponse,
+    active_id: Option<u64>,
+    confirmed_ms_ago: Option<u64>,
+    members: usize,
+) {
     if !asked.initialized {
         println!(
             "node {} belongs to no replica set yet: form one with `tandem cluster init`, or \
@@ -448,8 +459,11 @@ fn print_headline(asked: &v1::NodeStatusResponse, active_id: Option<u64>, member
     }
     match active_id {
         Some(active) => println!(
-            "replica set of {members} member(s); the active is node {active} (term {})",
-            asked.term
+            "replica set of {members} member(s); the active is node {active} (term {}){}",
+            asked.term,
+            confirmed_ms_ago.map_or(String::new(), |ago| format!(
+                ", confirmed by a majority {ago} ms ago"
+            ))
         ),
         None => println!(
             "replica set of {members} member(s); no active is known (an election may be under \
@@ -458,7 +472,7 @@ fn print_headline(asked: &v1::NodeStatusResponse, active_id: Option<u64>, member
     }
 }
 
-fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
+fn member_table(views: &[MemberView], seen: &SeenByActive) -> Table {
     let mut table = Table::new(vec![
         "NODE",
         "ROLE",
@@ -467,15 +481,20 @@ fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
         "LAST LOG",
         "APPLIED",
         "LAG",
+        "ACKED",
         "DISK ROOM",
         "CLOCK",
         "GRPC",
     ]);
     for view in views {
-        let health = health_of(view, lags.get(&view.member.node_id).copied());
-        let lag = lags
-            .get(&view.member.node_id)
-            .map_or("-".to_string(), u64::to_string);
+        let by_active = seen.get(&view.member.node_id);
+        let health = health_of(view, by_active.and_then(|member| member.lag));
+        let lag = by_active
+            .and_then(|member| member.lag)
+            .map_or("-".to_string(), |lag| lag.to_string());
+        let acknowledged = by_active
+            .and_then(|member| member.acknowledged_ms_ago)
+            .map_or("-".to_string(), |ago| format!("{ago} ms ago"));
         let row = match &view.answer {
             Ok(answer) => vec![
                 view.member.node_id.to_string(),
@@ -485,6 +504,7 @@ fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
                 answer.last_log_index.to_string(),
                 answer.applied_index.to_string(),
                 lag,
+                acknowledged,
                 disk_room_of(answer),
                 clock_offset_of(answer),
                 view.member.grpc_address.clone(),
@@ -497,6 +517,7 @@ fn member_table(views: &[MemberView], lags: &BTreeMap<u64, u64>) -> Table {
                 "-".into(),
                 "-".into(),
                 lag,
+                acknowledged,
                 "-".into(),
                 "-".into(),
                 view.member.grpc_address.clone(),
@@ -582,16 +603,19 @@ fn print_failovers(failovers: &[v1::FailoverEvent]) {
     table.print();
 }
 
-fn member_json(view: &MemberView, lags: &BTreeMap<u64, u64>) -> Json {
+fn member_json(view: &MemberView, seen: &SeenByActive) -> Json {
     let member = &view.member;
+    let by_active = seen.get(&member.node_id);
+    let lag = by_active.and_then(|member| member.lag);
     let mut document = json!({
         "node_id": member.node_id,
         "grpc_address": member.grpc_address,
         "http_address": member.http_address,
         "raft_address": member.raft_address,
         "voter": member.voter,
-        "lag": lags.get(&member.node_id),
-        "health": health_of(view, lags.get(&member.node_id).copied()),
+        "lag": lag,
+        "acknowledged_ms_ago": by_active.and_then(|member| member.acknowledged_ms_ago),
+        "health": health_of(view, lag),
     });
     match &view.answer {
         Ok(answer) => {
@@ -807,7 +831,7 @@ mod tests {
     }
 
     #[test]
-    fn down_members_show_as_down_with_the_active_lag() {
+    fn down_members_show_as_down_with_what_the_active_last_saw_of_them() {
         let member = |node_id| v1::Member {
             node_id,
             grpc_address: format!("127.0.0.1:74{node_id}0"),
@@ -831,8 +855,16 @@ mod tests {
                 answer: Err(ClientError::new("unavailable", "gone")),
             },
         ];
-        let lags = BTreeMap::from([(1, 0), (2, 7)]);
-        let text = member_table(&views, &lags).render();
+        let seen_member = |node_id, lag, acknowledged_ms_ago| v1::Member {
+            lag: Some(lag),
+            acknowledged_ms_ago,
+            ..member(node_id)
+        };
+        let seen = BTreeMap::from([
+            (1, seen_member(1, 0, None)),
+            (2, seen_member(2, 7, Some(1250))),
+        ]);
+        let text = member_table(&views, &seen).render();
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[1].starts_with("1     active  serving      3"),
@@ -841,5 +873,9 @@ mod tests {
         assert!(lines[2].contains("down"), "{text}");
         assert!(lines[2].contains("unreachable"), "{text}");
         assert!(lines[2].contains(" 7 "), "{text}");
+        assert!(
+            lines[2].contains("1250 ms ago"),
+            "how lately the active heard from it: {text}"
+        );
     }
 }

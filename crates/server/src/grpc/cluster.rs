@@ -49,6 +49,7 @@ impl Cluster for ClusterService {
                 .any(|member| member.node_id == view.status.node_id && member.voter),
             matched_index: None,
             lag: None,
+            acknowledged_ms_ago: None,
         };
         Ok(Response::new(node_status(
             &view.status,
@@ -162,6 +163,7 @@ fn node_status(
         min_free_disk_bytes: disk.min_free_bytes(),
         disk_low: disk.is_low(),
         clock_offset_ms,
+        quorum_acknowledged_ms_ago: status.quorum_acknowledged_ms_ago,
     }
 }
 
@@ -174,6 +176,7 @@ fn member_to_wire(member: &MemberStatus) -> v1::Member {
         voter: member.voter,
         matched_index: member.matched_index,
         lag: member.lag,
+        acknowledged_ms_ago: member.acknowledged_ms_ago,
     }
 }
 

@@ -87,5 +87,6 @@ fn cluster_json(view: &ClusterView, disk: &DiskGuard, clock_offset_ms: Option<i6
         "min_free_disk_bytes": disk.min_free_bytes(),
         "disk_low": disk.is_low(),
         "clock_offset_ms": clock_offset_ms,
+        "quorum_acknowledged_ms_ago": status.quorum_acknowledged_ms_ago,
     })
 }

@@ -1,6 +1,6 @@
 //! The same journey over HTTP/JSON, plus `/health` and `/metrics`.
 
-use serde_json::json;
+use serde_json::{Value as Json, json};
 
 use crate::support::{TestNode, bounded, http_request};
 
@@ -95,6 +95,19 @@ async fn publish_lease_complete_over_http() {
         assert!(cluster["disk_room_bytes"].as_u64().is_some(), "{cluster}");
         assert_eq!(status["disk_low"], false, "{status}");
         assert_eq!(cluster["members"].as_array().map(Vec::len), Some(1));
+        // Its own majority: confirmed all the time, and no other member to hear from.
+        assert!(
+            cluster["quorum_acknowledged_ms_ago"].as_u64().is_some(),
+            "{cluster}"
+        );
+        assert_eq!(cluster["members"][0]["acknowledged_ms_ago"], Json::Null);
+        let metrics = http_request(address, "GET", "/metrics", "").await.body;
+        for series in [
+            "tandem_replica_quorum_acknowledged_age_seconds ",
+            "# TYPE tandem_replica_member_acknowledged_age_seconds gauge",
+        ] {
+            assert!(metrics.contains(series), "missing {series:?} in\n{metrics}");
+        }
         assert_eq!(cluster["failovers"][0]["to"], 1, "{cluster}");
     })
     .await;
