@@ -46,6 +46,9 @@ pub struct Environment {
     /// How this node dials its peers.
     pub transport: Arc<dyn Transport>,
     pub execution: Execution,
+    /// Whether the server reads the other voters' clocks (its member probe), so that the
+    /// active stamps the replica set's time (`replica_set_time`); the simulation does not.
+    pub clocks_are_read: bool,
 }
 
 impl Environment {
@@ -54,6 +57,7 @@ impl Environment {
             listener: Box::new(TcpPeerListener(listener)),
             transport: Arc::new(TcpTransport),
             execution: Execution::Threads,
+            clocks_are_read: true,
         }
     }
 }
@@ -112,7 +116,11 @@ impl Replica {
         let (stop, stopped) = watch::channel(false);
         let contact = LeaderContact::new();
         let fast_election = Arc::new(FastElection::default());
-        let time = Arc::new(ReplicaSetTime::new());
+        let time = Arc::new(if environment.clocks_are_read {
+            ReplicaSetTime::with_clock_readings()
+        } else {
+            ReplicaSetTime::without_clock_readings()
+        });
         let (proposals, pending) = mpsc::channel(limits::PROPOSAL_QUEUE_CAPACITY);
         let timeouts = ProposerTimeouts {
             write_timeout: Duration::from_millis(settings.write_timeout_ms),

@@ -23,7 +23,10 @@
 //! readings, for at most [`limits::CLOCK_READINGS_WAIT_MS`]: a set whose other voters do not
 //! answer the probe (an older version during a rolling upgrade) is stamped with what this
 //! node knows, as before the readings existed, and waits no more until a majority has been
-//! read again. Where nobody probes (the simulation, a store used on its own), the voters are never
+//! read again. The voters count only once a probe has counted them from the membership: a
+//! node just restarted knows its membership a moment after its Raft starts, and counting
+//! none then had let an active elected at once stamp its own clock. Where nobody probes (the
+//! simulation), the time is [`ReplicaSetTime::without_clock_readings`]: its voters are never
 //! counted and nothing waits.
 
 use std::collections::BTreeMap;
@@ -54,9 +57,12 @@ impl Reading {
 }
 
 /// The replica set's time on this node: its own clock and its readings of the other voters'.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReplicaSetTime {
     readings: Mutex<Readings>,
+    /// Something reads the other voters' clocks (the server's member probe), so a stamp
+    /// waits for a majority of them; without, this node's own clock is stamped.
+    clocks_are_read: bool,
     /// The proposer waited [`limits::CLOCK_READINGS_WAIT_MS`] for a majority of clocks in
     /// vain: it stamps without waiting until a majority is known again.
     gave_up_waiting: AtomicBool,
@@ -81,8 +87,22 @@ impl Readings {
 }
 
 impl ReplicaSetTime {
-    pub fn new() -> ReplicaSetTime {
-        ReplicaSetTime::default()
+    /// The time of a node whose server reads the other voters' clocks: stamps wait until a
+    /// majority of the voters' clocks is known (or waiting failed once).
+    pub fn with_clock_readings() -> ReplicaSetTime {
+        ReplicaSetTime {
+            readings: Mutex::default(),
+            clocks_are_read: true,
+            gave_up_waiting: AtomicBool::new(false),
+        }
+    }
+
+    /// The time of a node nobody reads clocks for (the simulation): its own clock.
+    pub fn without_clock_readings() -> ReplicaSetTime {
+        ReplicaSetTime {
+            clocks_are_read: false,
+            ..ReplicaSetTime::with_clock_readings()
+        }
     }
 
     /// Records that voter `node` answered `wall_clock_ms` to a question asked `round_trip`
@@ -97,8 +117,12 @@ impl ReplicaSetTime {
     }
 
     /// Counts `voters` (this node among them) and forgets the readings of nodes that are not
-    /// among them (removed members, learners).
+    /// among them (removed members, learners). No voters at all is a membership not known
+    /// yet (a node's Raft reports it a moment after it starts), not a set of none: ignored.
     pub fn keep_voters(&self, voters: &[NodeId]) {
+        if voters.is_empty() {
+            return;
+        }
         let mut readings = self.lock();
         readings.voters = Some(voters.len());
         readings.by_node.retain(|node, _| voters.contains(node));
@@ -111,14 +135,15 @@ impl ReplicaSetTime {
     }
 
     /// The time to stamp into an entry: [`ReplicaSetTime::now_ms`] once the clocks of a
-    /// majority of the voters are known (or the voters were never counted, or waiting for
-    /// them already failed once); `None` while they are not.
+    /// majority of the voters are known (or nobody reads them, or waiting for them already
+    /// failed once); `None` while they are not, the voters not yet counted included.
     pub fn majority_now_ms(&self) -> Option<i64> {
         let (others, majority_known) = {
             let readings = self.lock();
-            let majority_known = readings
-                .voters
-                .is_none_or(|voters| readings.by_node.len() >= voters / 2);
+            let majority_known = match readings.voters {
+                Some(voters) => readings.by_node.len() >= voters / 2,
+                None => !self.clocks_are_read,
+            };
             (readings.clocks_ms(Instant::now()), majority_known)
         };
         if majority_known && self.gave_up_waiting.load(Ordering::Relaxed) {
@@ -222,7 +247,7 @@ mod tests {
 
     #[test]
     fn a_reading_ages_with_the_monotonic_clock_and_counts_half_the_round_trip() {
-        let time = ReplicaSetTime::new();
+        let time = ReplicaSetTime::with_clock_readings();
         time.record_reading(2, NOW, Duration::from_millis(10));
         std::thread::sleep(Duration::from_millis(100));
         let [aged] = time.other_clocks_ms()[..] else {
@@ -234,7 +259,7 @@ mod tests {
 
     #[test]
     fn a_node_whose_clock_is_an_hour_ahead_stamps_the_others_time_and_knows_its_offset() {
-        let time = ReplicaSetTime::new();
+        let time = ReplicaSetTime::with_clock_readings();
         let own = wall_clock_ms();
         time.record_reading(2, own - HOUR_MS, Duration::ZERO);
         time.record_reading(3, own - HOUR_MS + 2, Duration::ZERO);
@@ -250,11 +275,23 @@ mod tests {
     }
 
     #[test]
-    fn a_time_is_stamped_once_the_clocks_of_a_majority_of_the_voters_are_known() {
-        let time = ReplicaSetTime::new();
+    fn without_clock_readings_a_node_stamps_at_once() {
+        let time = ReplicaSetTime::without_clock_readings();
         assert!(
             time.majority_now_ms().is_some(),
             "voters never counted: no wait"
+        );
+    }
+
+    #[test]
+    fn a_time_is_stamped_once_the_clocks_of_a_majority_of_the_voters_are_known() {
+        let time = ReplicaSetTime::with_clock_readings();
+        assert_eq!(time.majority_now_ms(), None, "the voters not counted yet");
+        time.keep_voters(&[]);
+        assert_eq!(
+            time.majority_now_ms(),
+            None,
+            "a membership not known yet counts no voters"
         );
         time.keep_voters(&[1, 2, 3]);
         assert_eq!(time.majority_now_ms(), None, "only its own clock of three");
@@ -270,7 +307,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stamp_waits_for_a_majority_of_clocks_then_gives_up_until_one_is_known() {
-        let time = Arc::new(ReplicaSetTime::new());
+        let time = Arc::new(ReplicaSetTime::with_clock_readings());
         time.keep_voters(&[1, 2, 3]);
         let own = wall_clock_ms();
         let reader = time.clone();
@@ -307,7 +344,7 @@ mod tests {
 
     #[test]
     fn readings_of_nodes_no_longer_voters_are_forgotten() {
-        let time = ReplicaSetTime::new();
+        let time = ReplicaSetTime::with_clock_readings();
         assert_eq!(time.own_offset_ms(), None);
         time.record_reading(2, NOW, Duration::ZERO);
         time.record_reading(3, NOW, Duration::ZERO);

@@ -65,6 +65,7 @@ pub async fn run(plan: NodePlan) -> turmoil::Result {
         )),
         transport: Arc::new(SimTransport),
         execution: Execution::Inline,
+        clocks_are_read: false,
     };
     let replica =
         Rc::new(Replica::start_in(environment, settings, &plan.data_dir, handle.clone()).await?);
