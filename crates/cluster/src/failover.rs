@@ -158,7 +158,8 @@ pub async fn record_failovers(
         tokio::spawn(async move {
             // Its time becomes the state machine's: stamped as every entry is, once the
             // voters' clocks are known (a set restarted a moment ago has no readings yet).
-            let record = takeover.recorded_at(time.stamp_ms().await);
+            let voters = crate::status::voter_count(&raft);
+            let record = takeover.recorded_at(time.stamp_ms(voters).await);
             // A leader change before this commits loses the record, not any data.
             let _ = raft.client_write(Proposal::Failover(record)).await;
         });

@@ -109,7 +109,7 @@ async fn propose(
     let deadline = Instant::now() + timeouts.write_timeout;
     loop {
         let proposal = Proposal::Commands {
-            timestamp_ms: time.stamp_ms().await,
+            timestamp_ms: time.stamp_ms(crate::status::voter_count(raft)).await,
             commands: commands.clone(),
         };
         let written = tokio::time::timeout_at(deadline, raft.client_write(proposal)).await;

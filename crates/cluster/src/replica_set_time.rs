@@ -23,11 +23,11 @@
 //! readings, for at most [`limits::CLOCK_READINGS_WAIT_MS`]: a set whose other voters do not
 //! answer the probe (an older version during a rolling upgrade) is stamped with what this
 //! node knows, as before the readings existed, and waits no more until a majority has been
-//! read again. The voters count only once a probe has counted them from the membership: a
-//! node just restarted knows its membership a moment after its Raft starts, and counting
-//! none then had let an active elected at once stamp its own clock. Where nobody probes (the
-//! simulation), the time is [`ReplicaSetTime::without_clock_readings`]: its voters are never
-//! counted and nothing waits.
+//! read again. The stamper says how many voters there are, from the membership the active
+//! holds when it stamps (a probe that counted them had run too late, or counted none while a
+//! restarted node's Raft had not yet reported its membership, and the active then stamped
+//! its own clock). Where nobody probes (the simulation), the time is
+//! [`ReplicaSetTime::without_clock_readings`]: nothing waits.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -72,8 +72,6 @@ pub struct ReplicaSetTime {
 struct Readings {
     /// The other voters' clocks.
     by_node: BTreeMap<NodeId, Reading>,
-    /// How many voters there are (this node among them), once a probe has said.
-    voters: Option<usize>,
 }
 
 impl Readings {
@@ -116,16 +114,14 @@ impl ReplicaSetTime {
         self.lock().by_node.insert(node, reading);
     }
 
-    /// Counts `voters` (this node among them) and forgets the readings of nodes that are not
-    /// among them (removed members, learners). No voters at all is a membership not known
-    /// yet (a node's Raft reports it a moment after it starts), not a set of none: ignored.
+    /// Forgets the readings of nodes that are not among `voters` (removed members,
+    /// learners). No voters at all is a membership not known yet (a node's Raft reports it
+    /// a moment after it starts), not a set of none: ignored.
     pub fn keep_voters(&self, voters: &[NodeId]) {
         if voters.is_empty() {
             return;
         }
-        let mut readings = self.lock();
-        readings.voters = Some(voters.len());
-        readings.by_node.retain(|node, _| voters.contains(node));
+        self.lock().by_node.retain(|node, _| voters.contains(node));
     }
 
     /// The median of this node's clock and the other voters' readings, whether or not a
@@ -134,16 +130,14 @@ impl ReplicaSetTime {
         median_clock(wall_clock_ms(), &self.other_clocks_ms())
     }
 
-    /// The time to stamp into an entry: [`ReplicaSetTime::now_ms`] once the clocks of a
-    /// majority of the voters are known (or nobody reads them, or waiting for them already
-    /// failed once); `None` while they are not, the voters not yet counted included.
-    pub fn majority_now_ms(&self) -> Option<i64> {
+    /// The time to stamp into an entry of a set of `voters` voters (this node among them):
+    /// [`ReplicaSetTime::now_ms`] once the clocks of a majority of them are known (or nobody
+    /// reads them, or waiting for them already failed once); `None` while they are not.
+    pub fn majority_now_ms(&self, voters: usize) -> Option<i64> {
         let (others, majority_known) = {
             let readings = self.lock();
-            let majority_known = match readings.voters {
-                Some(voters) => readings.by_node.len() >= voters / 2,
-                None => !self.clocks_are_read,
-            };
+            let majority_known =
+                !self.clocks_are_read || (voters > 0 && readings.by_node.len() >= voters / 2);
             (readings.clocks_ms(Instant::now()), majority_known)
         };
         if majority_known && self.gave_up_waiting.load(Ordering::Relaxed) {
@@ -155,15 +149,15 @@ impl ReplicaSetTime {
 
     /// [`ReplicaSetTime::majority_now_ms`], waiting for the readings it lacks for at most
     /// [`limits::CLOCK_READINGS_WAIT_MS`]; past that, the median of what is known.
-    pub async fn stamp_ms(&self) -> i64 {
+    pub async fn stamp_ms(&self, voters: usize) -> i64 {
         let give_up = Instant::now() + Duration::from_millis(limits::CLOCK_READINGS_WAIT_MS);
         loop {
-            if let Some(now_ms) = self.majority_now_ms() {
+            if let Some(now_ms) = self.majority_now_ms(voters) {
                 return now_ms;
             }
             if Instant::now() >= give_up {
                 if !self.gave_up_waiting.swap(true, Ordering::Relaxed) {
-                    self.say_given_up();
+                    self.say_given_up(voters);
                 }
                 return self.now_ms();
             }
@@ -179,7 +173,7 @@ impl ReplicaSetTime {
         (!others.is_empty()).then(|| own.saturating_sub(median_clock(own, &others)))
     }
 
-    fn say_given_up(&self) {
+    fn say_given_up(&self, voters: usize) {
         let readings = self.lock();
         eprintln!(
             "tandem: after {} ms this node has read the clocks of {} of the {} other voters, \
@@ -187,7 +181,7 @@ impl ReplicaSetTime {
              (its own among them) until a majority answers the member probe",
             limits::CLOCK_READINGS_WAIT_MS,
             readings.by_node.len(),
-            readings.voters.unwrap_or(1).saturating_sub(1),
+            voters.saturating_sub(1),
         );
     }
 
@@ -278,44 +272,39 @@ mod tests {
     fn without_clock_readings_a_node_stamps_at_once() {
         let time = ReplicaSetTime::without_clock_readings();
         assert!(
-            time.majority_now_ms().is_some(),
-            "voters never counted: no wait"
+            time.majority_now_ms(3).is_some(),
+            "nobody reads clocks: no wait"
         );
     }
 
     #[test]
     fn a_time_is_stamped_once_the_clocks_of_a_majority_of_the_voters_are_known() {
         let time = ReplicaSetTime::with_clock_readings();
-        assert_eq!(time.majority_now_ms(), None, "the voters not counted yet");
-        time.keep_voters(&[]);
         assert_eq!(
-            time.majority_now_ms(),
+            time.majority_now_ms(0),
             None,
-            "a membership not known yet counts no voters"
+            "a membership not known yet: no majority"
         );
-        time.keep_voters(&[1, 2, 3]);
-        assert_eq!(time.majority_now_ms(), None, "only its own clock of three");
+        assert!(time.majority_now_ms(1).is_some(), "a set of one");
+        assert_eq!(time.majority_now_ms(3), None, "only its own clock of three");
+        time.keep_voters(&[]);
         time.record_reading(3, NOW, Duration::ZERO);
-        assert!(time.majority_now_ms().is_some(), "two clocks of three");
-        time.keep_voters(&[1, 2, 3, 4, 5]);
-        assert_eq!(time.majority_now_ms(), None, "two clocks of five");
+        assert!(time.majority_now_ms(3).is_some(), "two clocks of three");
+        assert_eq!(time.majority_now_ms(5), None, "two clocks of five");
         time.record_reading(2, NOW, Duration::ZERO);
-        assert!(time.majority_now_ms().is_some(), "three clocks of five");
-        time.keep_voters(&[1]);
-        assert!(time.majority_now_ms().is_some(), "a set of one");
+        assert!(time.majority_now_ms(5).is_some(), "three clocks of five");
     }
 
     #[tokio::test]
     async fn a_stamp_waits_for_a_majority_of_clocks_then_gives_up_until_one_is_known() {
         let time = Arc::new(ReplicaSetTime::with_clock_readings());
-        time.keep_voters(&[1, 2, 3]);
         let own = wall_clock_ms();
         let reader = time.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             reader.record_reading(2, own - HOUR_MS, Duration::ZERO);
         });
-        let stamped = time.stamp_ms().await;
+        let stamped = time.stamp_ms(3).await;
         assert!(
             (own - HOUR_MS..own - HOUR_MS + 1_000).contains(&stamped),
             "waited for node 2's clock (the earlier of two): {stamped} against {own}"
@@ -324,19 +313,19 @@ mod tests {
         // No other voter answers (say, older versions during a rolling upgrade).
         time.keep_voters(&[1, 4, 5]);
         let asked = std::time::Instant::now();
-        let stamped = time.stamp_ms().await;
+        let stamped = time.stamp_ms(3).await;
         let waited = asked.elapsed();
         assert!(
             waited >= Duration::from_millis(limits::CLOCK_READINGS_WAIT_MS),
             "{waited:?}"
         );
         assert!((own..own + 10_000).contains(&stamped), "its own clock");
-        assert!(time.majority_now_ms().is_some(), "no wait after giving up");
+        assert!(time.majority_now_ms(3).is_some(), "no wait after giving up");
         time.record_reading(4, NOW, Duration::ZERO);
-        assert!(time.majority_now_ms().is_some());
+        assert!(time.majority_now_ms(3).is_some());
         time.keep_voters(&[1, 5, 6]);
         assert_eq!(
-            time.majority_now_ms(),
+            time.majority_now_ms(3),
             None,
             "waits again once a majority was known"
         );

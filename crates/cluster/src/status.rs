@@ -71,6 +71,13 @@ pub struct MemberStatus {
     pub acknowledged_ms_ago: Option<u64>,
 }
 
+/// How many voters the membership this node holds has (0 before it knows one).
+pub(crate) fn voter_count(raft: &Raft) -> usize {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow_watched();
+    metrics.membership_config.membership().voter_ids().count()
+}
+
 impl ReplicaStatus {
     pub fn of(raft: &Raft) -> ReplicaStatus {
         let metrics = raft.metrics().borrow_watched().clone();
