@@ -234,8 +234,9 @@ impl Drop for LocalNodes {
     }
 }
 
-/// `tandem --json cluster status` through `server`, until one node is active and the
-/// others passive; returns the status document.
+/// `tandem --json cluster status` through `server`, until one node is active, the others
+/// passive, and the election recorded in the failover history (the active stamps that
+/// record once it has read another voter's clock); returns the status document.
 fn settled_status(server: &str) -> Json {
     let started = Instant::now();
     loop {
@@ -250,7 +251,10 @@ fn settled_status(server: &str) -> Json {
             .collect();
         let active = roles.iter().filter(|role| **role == "active").count();
         let passive = roles.iter().filter(|role| **role == "passive").count();
-        if active == 1 && passive == roles.len() - 1 {
+        let recorded = document["failovers"]
+            .as_array()
+            .is_some_and(|failovers| !failovers.is_empty());
+        if active == 1 && passive == roles.len() - 1 && recorded {
             return document;
         }
         assert!(
