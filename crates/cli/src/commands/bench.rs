@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tandem_client::RetryPolicy;
+use tandem_client::retry::Backoff;
 use tandem_protocol::v1;
 use tandem_protocol::v1::admin_client::AdminClient;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
@@ -33,7 +35,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// retry policy does: under a load that starves the machine, the active may refuse writes
 /// for a moment while a majority's confirmation of it comes late.
 const UNAVAILABLE_RETRY_WINDOW: Duration = Duration::from_secs(5);
-/// The pause before a call answered `unavailable` is sent again.
+/// The pause before a call answered `unavailable` is sent again (jittered down to half).
 const UNAVAILABLE_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 #[derive(clap::Args, Debug)]
@@ -591,28 +593,34 @@ fn check_settled(response: &v1::SettleBatchResponse, count: usize) -> Result<(),
     }
 }
 
-/// The `unavailable` answers to one call: each is counted in `retried` and waited out, for
-/// up to [`UNAVAILABLE_RETRY_WINDOW`] from the first; any other failure ends the run.
+/// The `unavailable` answers to one call: each is counted in `retried` and waited out with
+/// the client library's [`Backoff`], for up to [`UNAVAILABLE_RETRY_WINDOW`] from the first;
+/// any other failure ends the run.
 struct Refusals<'a> {
     retried: &'a AtomicUsize,
-    deadline: Instant,
+    backoff: Backoff,
 }
 
 impl Refusals<'_> {
     fn new(retried: &AtomicUsize) -> Refusals<'_> {
+        Refusals::within(retried, UNAVAILABLE_RETRY_WINDOW)
+    }
+
+    fn within(retried: &AtomicUsize, window: Duration) -> Refusals<'_> {
+        let policy = RetryPolicy::until(window)
+            .with_pauses(UNAVAILABLE_RETRY_PAUSE, UNAVAILABLE_RETRY_PAUSE);
         Refusals {
             retried,
-            deadline: Instant::now() + UNAVAILABLE_RETRY_WINDOW,
+            backoff: Backoff::new(&policy),
         }
     }
 
     /// Waits before the call is sent again, or fails with `status`.
     async fn wait_to_retry(&mut self, status: tonic::Status) -> Result<(), String> {
-        if status.code() != tonic::Code::Unavailable || Instant::now() >= self.deadline {
+        if status.code() != tonic::Code::Unavailable || !self.backoff.pause().await {
             return Err(status_error(status));
         }
         self.retried.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(UNAVAILABLE_RETRY_PAUSE).await;
         Ok(())
     }
 }
@@ -840,7 +848,7 @@ impl Drop for StartedNode {
 mod tests {
     use std::collections::HashSet;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Instant;
+    use std::time::Duration;
 
     use super::{Refusals, random_message_id};
 
@@ -852,8 +860,8 @@ mod tests {
         assert_eq!(refusals.wait_to_retry(refused()).await, Ok(()));
         assert_eq!(refusals.wait_to_retry(refused()).await, Ok(()));
         assert_eq!(retried.load(Ordering::Relaxed), 2);
-        refusals.deadline = Instant::now();
-        let error = refusals.wait_to_retry(refused()).await.unwrap_err();
+        let mut closed = Refusals::within(&retried, Duration::ZERO);
+        let error = closed.wait_to_retry(refused()).await.unwrap_err();
         assert!(error.contains("no majority has confirmed"), "{error}");
         assert_eq!(
             retried.load(Ordering::Relaxed),
