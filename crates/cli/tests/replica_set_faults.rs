@@ -675,6 +675,8 @@ async fn a_set_restarted_whole_under_an_active_an_hour_ahead_keeps_its_leases() 
 }
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
+/// A majority's confirmation this recent is a few heartbeats old (50 ms each by default).
+const FRESHLY_CONFIRMED_MS: u64 = 150;
 /// Kills of the active under load in the clock test.
 const CLOCK_KILL_ROUNDS: usize = 3;
 /// A lease that must last through the switchover (the default lease duration).
@@ -1126,10 +1128,25 @@ async fn switch_over(set: &ReplicaSet, from: ActiveNode, target: u64) -> Switch 
         "after a switchover to node {target}, node {} is the active",
         active.node_id
     );
+    let active_seen_ms = now_ms() - requested_at_ms;
+    // Just elected, it answers `unavailable` (retry in a moment) until a majority has
+    // confirmed it: the calls that follow are single attempts.
+    set.wait_for_status(
+        target,
+        "the new active confirmed by a majority",
+        ACTIVE_WAIT_TIMEOUT,
+        |status| {
+            status.role == "active"
+                && status
+                    .quorum_acknowledged_ms_ago
+                    .is_some_and(|ago| ago < FRESHLY_CONFIRMED_MS)
+        },
+    )
+    .await;
     Switch {
         active,
         requested_at_ms,
-        active_seen_ms: now_ms() - requested_at_ms,
+        active_seen_ms,
     }
 }
 
