@@ -4,7 +4,8 @@
 //! network partition, planned switchover and failback, a stop
 //! of every node, a passive that missed many entries, a passive whose disk fills, one short
 //! of disk room, a wiped data directory, the loss of a majority, a majority acknowledging
-//! later than the active's lease, passives whose clocks are an hour off, and a whole set
+//! later than the active's lease, a just-elected active whose first acknowledgement comes
+//! late, passives whose clocks are an hour off, and a whole set
 //! restarted under an active whose clock is an hour ahead. A lease
 //! stream must follow the active through a kill -9, and one more test checks when nodes
 //! snapshot a large store.
@@ -675,8 +676,6 @@ async fn a_set_restarted_whole_under_an_active_an_hour_ahead_keeps_its_leases() 
 }
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
-/// A majority's confirmation this recent is a few heartbeats old (50 ms each by default).
-const FRESHLY_CONFIRMED_MS: u64 = 150;
 /// Kills of the active under load in the clock test.
 const CLOCK_KILL_ROUNDS: usize = 3;
 /// A lease that must last through the switchover (the default lease duration).
@@ -1128,25 +1127,12 @@ async fn switch_over(set: &ReplicaSet, from: ActiveNode, target: u64) -> Switch 
         "after a switchover to node {target}, node {} is the active",
         active.node_id
     );
-    let active_seen_ms = now_ms() - requested_at_ms;
-    // Just elected, it answers `unavailable` (retry in a moment) until a majority has
-    // confirmed it: the calls that follow are single attempts.
-    set.wait_for_status(
-        target,
-        "the new active confirmed by a majority",
-        ACTIVE_WAIT_TIMEOUT,
-        |status| {
-            status.role == "active"
-                && status
-                    .quorum_acknowledged_ms_ago
-                    .is_some_and(|ago| ago < FRESHLY_CONFIRMED_MS)
-        },
-    )
-    .await;
+    // The calls that follow may be single attempts: a just-elected active holds them until
+    // a majority has confirmed it.
     Switch {
         active,
         requested_at_ms,
-        active_seen_ms,
+        active_seen_ms: now_ms() - requested_at_ms,
     }
 }
 
@@ -1387,6 +1373,79 @@ async fn a_write_waits_for_a_late_majority_acknowledgement_instead_of_failing() 
                 if *term == active.term && *node_id == active.node_id
         ),
         "the publish must wait for the passives and be acknowledged by the same active: \
+         {outcomes:?}"
+    );
+}
+
+/// How long the just-elected active's links hold each request and each answer: its first
+/// majority confirmation comes at least one round trip after it is elected, a window the
+/// test's polls cannot miss. The round trip must stay within [`SLOW_HEARTBEATS`]: openraft
+/// gives every AppendEntries three quarters of a heartbeat interval to be answered.
+const SLOW_LINK_DELAY: Duration = Duration::from_millis(100);
+const SLOW_HEARTBEATS: ElectionTiming = ElectionTiming {
+    heartbeat_interval: Duration::from_millis(400),
+    election_timeout_min: Duration::from_millis(2_000),
+    election_timeout_max: Duration::from_millis(3_000),
+};
+
+/// A just-elected active holds a write until a majority has confirmed it, instead of
+/// refusing it with `unavailable`: a client that sends a single call the moment a node
+/// reports itself active gets an acknowledgement from that node in its new term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_just_elected_active_holds_its_first_write_until_a_majority_confirms_it() {
+    let options = ReplicaSetOptions {
+        proxied: true,
+        timing: Some(SLOW_HEARTBEATS),
+        ..ReplicaSetOptions::default()
+    };
+    let set = ReplicaSet::start(options).await;
+    declare_route(&set.addresses()).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let target = set.others(active.node_id)[0];
+    set.slow_links_from(target, SLOW_LINK_DELAY);
+    let mut cluster = ClusterClient::connect(set.grpc_url(active.node_id))
+        .await
+        .expect("connect to the active");
+    tokio::time::timeout(
+        CALL_TIMEOUT,
+        cluster.switchover(v1::SwitchoverRequest {
+            to_node: Some(target),
+        }),
+    )
+    .await
+    .expect("switchover answers in time")
+    .expect("switchover accepted");
+    let elected = set
+        .wait_for_active_after(active.term, ACTIVE_WAIT_TIMEOUT)
+        .await;
+    assert_eq!(
+        elected.node_id, target,
+        "the switchover elected another node"
+    );
+    let before = set.status(target).await.expect("the new active answers");
+
+    let history = History::default();
+    let message_ids = ["just-elected-1".to_string()];
+    let started = Instant::now();
+    let answer = publish_once(set.address(target), &message_ids, &history).await;
+    let answered_ms = started.elapsed().as_millis();
+    eprintln!(
+        "[just elected] confirmed {:?} ms ago when the publish was sent; answered {answer:?} \
+         after {answered_ms} ms",
+        before.quorum_acknowledged_ms_ago
+    );
+    assert_eq!(
+        before.quorum_acknowledged_ms_ago, None,
+        "the publish must be sent before a majority confirmed the new active"
+    );
+    let outcomes = answer.expect("the publish is answered");
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [PublishOutcome::Acknowledged { term, node_id, .. }]
+                if *term == elected.term && *node_id == target
+        ),
+        "the new active must hold the publish until it is confirmed, then acknowledge it: \
          {outcomes:?}"
     );
 }

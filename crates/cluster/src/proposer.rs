@@ -11,6 +11,9 @@
 //! (the last acknowledgement is younger than the lease plus the minimum election timeout),
 //! the proposer proposes the refused entry again, until the write timeout. Past that, the
 //! active may be cut off and a new one elected: the caller is told at once, to look for it.
+//! A just-elected active, which no majority has acknowledged yet, holds a refused entry the
+//! same way, for as long counted from when the entry was first proposed: its first
+//! acknowledgement is one round trip away, and a client should not be sent away meanwhile.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,7 +109,8 @@ async fn propose(
     timeouts: ProposerTimeouts,
 ) -> Result<Committed> {
     let commands = Arc::new(commands);
-    let deadline = Instant::now() + timeouts.write_timeout;
+    let first_proposed = Instant::now();
+    let deadline = first_proposed + timeouts.write_timeout;
     loop {
         let proposal = Proposal::Commands {
             timestamp_ms: time.stamp_ms(crate::status::voter_count(raft)).await,
@@ -122,7 +126,14 @@ async fn propose(
                 });
             }
             // Nothing was appended: proposing the entry again cannot duplicate it.
-            Ok(Err(error)) if awaits_confirmation(raft, &error, timeouts.unconfirmed_grace) => {
+            Ok(Err(error))
+                if awaits_confirmation(
+                    raft,
+                    &error,
+                    first_proposed.elapsed(),
+                    timeouts.unconfirmed_grace,
+                ) =>
+            {
                 if Instant::now() + LEASE_RETRY_INTERVAL >= deadline {
                     return Err(no_quorum(timeouts.write_timeout));
                 }
@@ -134,11 +145,14 @@ async fn propose(
     }
 }
 
-/// True when openraft refused the write only because the active's lease expired, and the
-/// last majority acknowledgement is recent enough that no other node can have been elected.
+/// True when openraft refused the write only because the active's lease expired (or has not
+/// begun), and the last majority acknowledgement is recent enough that no other node can
+/// have been elected; an active never acknowledged yet (just elected) waits as long from
+/// when the write was first proposed, `waited` ago.
 fn awaits_confirmation(
     raft: &Raft,
     error: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+    waited: Duration,
     unconfirmed_grace: Duration,
 ) -> bool {
     let RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) = error else {
@@ -148,10 +162,10 @@ fn awaits_confirmation(
         return false;
     }
     let status = crate::status::ReplicaStatus::of(raft);
-    status.role == crate::status::Role::Active
-        && status
-            .quorum_acknowledged_ms_ago
-            .is_some_and(|age| u128::from(age) < unconfirmed_grace.as_millis())
+    let unconfirmed_for = status
+        .quorum_acknowledged_ms_ago
+        .map_or(waited, Duration::from_millis);
+    status.role == crate::status::Role::Active && unconfirmed_for < unconfirmed_grace
 }
 
 fn no_quorum(write_timeout: Duration) -> Error {

@@ -452,6 +452,18 @@ impl ReplicaSet {
         }
     }
 
+    /// Holds everything sent on the node's own links to the others `delay` long, both
+    /// ways (a proxied replica set only): its requests and their answers come that late.
+    pub fn slow_links_from(&self, node_id: u64, delay: Duration) {
+        assert!(
+            self.options.proxied,
+            "slowing a node's links needs a proxied set"
+        );
+        for link in self.links.iter().filter(|link| link.from == node_id) {
+            link.proxy.delay(delay);
+        }
+    }
+
     /// Heals every link.
     pub fn heal(&self) {
         for link in &self.links {
