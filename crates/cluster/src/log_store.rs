@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex};
 use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tandem_core::limits;
@@ -703,7 +703,7 @@ impl Writer {
         };
         let stepped = self
             .connection
-            .transaction()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(Failure::from)
             .and_then(|transaction| {
                 let more = delete_purged_step(&transaction, through)?;
@@ -751,9 +751,13 @@ impl Writer {
     /// Applies `writes` in order in one transaction, after a step of a purge if one is under
     /// way; a failure rolls all of them back.
     fn write_all(&mut self, writes: &mut [Write]) -> io::Result<()> {
+        // Immediate: the write lock is taken (or waited for) first. A deferred transaction
+        // that reads (a purge step) and then writes fails at once, without waiting, when
+        // another connection committed in between: the writer of this log just dropped in
+        // this process, finishing a step of its own.
         let transaction = self
             .connection
-            .transaction()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|error| describe(&self.path, "begin a transaction", error.into()))?;
         let deleting_after = match self.deleting_through {
             Some(through) => {
