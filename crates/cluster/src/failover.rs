@@ -4,7 +4,10 @@
 //! A passive that sees every replication connection of the active close (a killed process
 //! closes its sockets) waits one heartbeat interval per rank (the lowest-numbered voter goes
 //! first, so two passives do not split the vote), and if the active is still gone it starts
-//! an election without waiting for the election timeout. The other passive, having seen the
+//! an election without waiting for the election timeout. The wait tells a dead process from
+//! a live active that dropped its connections after a timeout and reconnects with its next
+//! heartbeat; the first in rank skips it when the active's replication port refuses a
+//! connection, which proves its process gone. The other passive, having seen the
 //! same, grants its vote despite its lease on the old active (see `network::server`). A paused
 //! or cut-off active keeps its connections open: then openraft's timer elects a new active
 //! (with a pre-vote) once the passives' lease on it (the maximum election timeout) and their
@@ -23,7 +26,7 @@ use openraft::async_runtime::WatchReceiver;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::network::LeaderContact;
+use crate::network::{LeaderContact, NetworkFactory};
 use crate::replica_set_time::ReplicaSetTime;
 use crate::types::{FailoverRecord, NodeId, Proposal, Raft};
 
@@ -35,27 +38,39 @@ pub fn from_json(text: &str) -> Option<FailoverRecord> {
     serde_json::from_str(text).ok()
 }
 
-/// An election this node started because the active's process was gone, and when.
+/// An election this node started because the active's process was gone: when, and whether
+/// its port refused a connection (then the election started without a wait).
 #[derive(Debug, Default)]
 pub struct FastElection {
-    started_at: Mutex<Option<Instant>>,
+    started: Mutex<Option<(Instant, GoneBecause)>>,
+}
+
+/// What showed the active's process gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GoneBecause {
+    /// Its replication connections closed and stayed closed for the wait.
+    ConnectionsClosed,
+    /// Its replication connections closed and its replication port refused a connection.
+    PortRefused,
 }
 
 /// How recent a fast election must be to explain the failover that followed it.
 const FAST_ELECTION_EXPLAINS_MS: u64 = 5_000;
 
 impl FastElection {
-    fn start(&self) {
-        *self.lock() = Some(Instant::now());
+    fn start(&self, because: GoneBecause) {
+        *self.lock() = Some((Instant::now(), because));
     }
 
-    fn started_recently(&self) -> bool {
+    /// Why the active was gone, if a fast election started recently.
+    fn started_recently(&self) -> Option<GoneBecause> {
         self.lock()
-            .is_some_and(|at| at.elapsed() < Duration::from_millis(FAST_ELECTION_EXPLAINS_MS))
+            .filter(|(at, _)| at.elapsed() < Duration::from_millis(FAST_ELECTION_EXPLAINS_MS))
+            .map(|(_, because)| because)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.started_at
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, GoneBecause)>> {
+        self.started
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -64,6 +79,7 @@ impl FastElection {
 /// Starts an election as soon as the active's process is gone (see the module doc).
 pub async fn elect_when_the_active_is_gone(
     raft: Raft,
+    network: NetworkFactory,
     contact: Arc<LeaderContact>,
     fast_election: Arc<FastElection>,
     heartbeat_interval_ms: u64,
@@ -82,22 +98,63 @@ pub async fn elect_when_the_active_is_gone(
         let Some(rank) = election_rank(&raft, lost.leader_id) else {
             continue;
         };
-        let delay = Duration::from_millis(heartbeat_interval_ms * rank);
-        tokio::select! {
+        let heartbeat_interval = Duration::from_millis(heartbeat_interval_ms);
+        let waited = wait_for_rank(&raft, &network, lost.leader_id, rank, heartbeat_interval);
+        let because = tokio::select! {
             biased;
             _ = stopped.changed() => return,
-            () = tokio::time::sleep(delay) => {}
-        }
+            because = waited => because,
+        };
         let metrics = raft.metrics().borrow_watched().clone();
         let still_waiting = contact.active_is_gone()
             && metrics.state == ServerState::Follower
             && metrics.current_term == lost.term;
         if still_waiting {
-            fast_election.start();
+            fast_election.start(because);
             // A real vote, not a pre-vote: openraft's pre-vote always respects the lease.
             let _ = raft.trigger().elect(false).await;
         }
     }
+}
+
+/// How often the first in rank tries the lost active's port again while it accepts: a
+/// dying process may close its connections a moment before its listener.
+const PORT_PROBE_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Waits this node's turn to elect after the loss of `lost_active`: one heartbeat interval
+/// per rank, or less for the first in rank once the lost active's replication port refuses
+/// a connection (tried again and again until its turn).
+async fn wait_for_rank(
+    raft: &Raft,
+    network: &NetworkFactory,
+    lost_active: NodeId,
+    rank: u64,
+    heartbeat_interval: Duration,
+) -> GoneBecause {
+    let turn = Instant::now() + heartbeat_interval * rank as u32;
+    let lost_member = raft
+        .metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .get_node(&lost_active)
+        .cloned();
+    if rank == 1
+        && let Some(member) = lost_member
+    {
+        while Instant::now() + PORT_PROBE_INTERVAL < turn {
+            let left = turn - Instant::now();
+            if network
+                .refuses_connections(lost_active, &member, left)
+                .await
+            {
+                return GoneBecause::PortRefused;
+            }
+            tokio::time::sleep(PORT_PROBE_INTERVAL).await;
+        }
+    }
+    tokio::time::sleep_until(turn).await;
+    GoneBecause::ConnectionsClosed
 }
 
 /// 1 for the lowest-numbered voter other than the lost active, 2 for the next, …; `None`
@@ -193,7 +250,7 @@ fn describe(
     this_node: NodeId,
     term: u64,
     contact: &LeaderContact,
-    fast_election: bool,
+    fast_election: Option<GoneBecause>,
     election_timeout_min_ms: u64,
 ) -> Takeover {
     let previous = contact
@@ -209,9 +266,14 @@ fn describe(
     let reason = match previous {
         None if term <= 1 => "replica set formed: first active elected".to_string(),
         None => "replica set (re)started: no active was known to this node".to_string(),
-        Some(previous) if fast_election => format!(
+        Some(previous) if fast_election == Some(GoneBecause::ConnectionsClosed) => format!(
             "node {}'s process went away (its replication connections closed); elected \
              without waiting for the election timeout",
+            previous.leader_id
+        ),
+        Some(previous) if fast_election == Some(GoneBecause::PortRefused) => format!(
+            "node {}'s process went away (its replication connections closed and its port \
+             refused a connection); elected at once",
             previous.leader_id
         ),
         Some(previous) if unavailable_ms < election_timeout_min_ms => {

@@ -100,14 +100,15 @@ impl Replica {
             .map_err(|error| ClusterError::Storage(format!("state machine: {error}")))?;
         let config = settings.raft_config()?;
         let recorded_term = last_recorded_term(&store).await?;
+        let network = NetworkFactory::new(
+            settings.peer_routes.clone(),
+            environment.transport,
+            environment.execution,
+        );
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
-            NetworkFactory::new(
-                settings.peer_routes.clone(),
-                environment.transport,
-                environment.execution,
-            ),
+            network.clone(),
             log_store,
             state_machine,
         )
@@ -133,6 +134,7 @@ impl Replica {
             raft.clone(),
             snapshot_directory,
             contact.clone(),
+            Duration::from_millis(settings.heartbeat_interval_ms),
             environment.execution,
             wait_for_stop(stopped.clone()),
         ));
@@ -149,6 +151,7 @@ impl Replica {
             )),
             tokio::spawn(elect_when_the_active_is_gone(
                 raft.clone(),
+                network,
                 contact,
                 fast_election,
                 settings.heartbeat_interval_ms,

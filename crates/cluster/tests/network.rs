@@ -150,6 +150,38 @@ async fn a_closed_port_is_unreachable() {
     );
 }
 
+/// A closed port proves a peer's process gone; a listening one, or a route that leads
+/// elsewhere (a tunnel, a proxy), proves nothing.
+#[tokio::test]
+async fn only_a_port_that_refuses_connections_counts_as_a_dead_process() {
+    let listening = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let member_at = |address: String| Member {
+        raft_address: address,
+        grpc_address: String::new(),
+        http_address: String::new(),
+    };
+    let live = member_at(listening.local_addr().unwrap().to_string());
+    let dead = member_at(closed.local_addr().unwrap().to_string());
+    drop(closed);
+    let direct = NetworkFactory::default();
+    let routed_to_the_live_port = NetworkFactory::new(
+        BTreeMap::from([(2, live.raft_address.clone())]),
+        Arc::new(TcpTransport),
+        Execution::Threads,
+    );
+    let within = Duration::from_millis(500);
+
+    assert!(direct.refuses_connections(2, &dead, within).await);
+    assert!(!direct.refuses_connections(2, &live, within).await);
+    assert!(
+        !routed_to_the_live_port
+            .refuses_connections(2, &dead, within)
+            .await,
+        "the route override is what is dialled"
+    );
+}
+
 #[tokio::test]
 async fn garbage_on_the_port_closes_only_that_connection() {
     let node = TestNode::start(1, &test_config()).await;
@@ -418,6 +450,7 @@ impl TestNode {
             raft.clone(),
             snapshot_directory.path().to_path_buf(),
             Arc::clone(&contact),
+            Duration::from_millis(config.heartbeat_interval),
             Execution::Threads,
             async {
                 let _ = stopped.await;

@@ -65,6 +65,33 @@ impl NetworkFactory {
     }
 }
 
+impl NetworkFactory {
+    /// The address this node dials to reach `target`: its route override, or the
+    /// membership's.
+    fn address_of<'a>(&'a self, target: NodeId, member: &'a Member) -> &'a str {
+        self.route_overrides
+            .get(&target)
+            .unwrap_or(&member.raft_address)
+    }
+
+    /// Whether `target`'s replication address refuses a connection within `within`: its
+    /// host answers but nothing listens on the port, as at once after its process died.
+    /// Anything else (accepted, timed out, unreachable) proves nothing, and answers false.
+    /// An accepted connection is closed again at once.
+    pub async fn refuses_connections(
+        &self,
+        target: NodeId,
+        member: &Member,
+        within: Duration,
+    ) -> bool {
+        let address = self.address_of(target, member);
+        matches!(
+            timeout(within, self.transport.connect(address)).await,
+            Ok(Err(error)) if error.kind() == io::ErrorKind::ConnectionRefused
+        )
+    }
+}
+
 impl Default for NetworkFactory {
     fn default() -> NetworkFactory {
         NetworkFactory::new(BTreeMap::new(), Arc::new(TcpTransport), Execution::Threads)
@@ -75,16 +102,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
-        let address = self
-            .route_overrides
-            .get(&target)
-            .unwrap_or(&node.raft_address);
-        PeerClient::new(
-            target,
-            address.clone(),
-            self.transport.clone(),
-            self.execution,
-        )
+        let address = self.address_of(target, node).to_string();
+        PeerClient::new(target, address, self.transport.clone(), self.execution)
     }
 }
 

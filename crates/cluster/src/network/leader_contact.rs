@@ -9,6 +9,7 @@
 //! heartbeat connection stays open.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -68,6 +69,24 @@ impl LeaderContact {
     /// every connection at once).
     pub fn active_is_gone(&self) -> bool {
         self.lock().leader_connections_lost
+    }
+
+    /// [`Self::active_is_gone`], waiting up to `wait` for it when the active was heard from
+    /// within twice `wait`: a peer that saw the active's process die may ask for this node's
+    /// vote before this node has read the end of its own connections from the same process.
+    /// An active heard from longer ago is silent, not gone, and is answered for at once.
+    pub async fn active_is_gone_within(&self, wait: Duration) -> bool {
+        let mut losses = self.subscribe_to_losses();
+        if self.active_is_gone() {
+            return true;
+        }
+        let heard_lately = self
+            .last_contact()
+            .is_some_and(|contact| contact.received_at.elapsed() < wait * 2);
+        if heard_lately {
+            let _ = tokio::time::timeout(wait, losses.changed()).await;
+        }
+        self.active_is_gone()
     }
 
     /// A counter that goes up each time the last open connection carrying the current leader's
@@ -137,8 +156,9 @@ pub(crate) struct ConnectionRecord {
 }
 
 impl ConnectionRecord {
-    pub(crate) fn active_is_gone(&self) -> bool {
-        self.contact.active_is_gone()
+    /// See [`LeaderContact::active_is_gone_within`].
+    pub(crate) async fn active_is_gone_within(&self, wait: Duration) -> bool {
+        self.contact.active_is_gone_within(wait).await
     }
 
     /// Records an AppendEntries the local Raft accepted from `leader_id` in `term`.
@@ -182,6 +202,37 @@ mod tests {
         let mut reconnected = contact.connection_record();
         reconnected.append_entries_accepted(1, 3);
         assert!(!contact.active_is_gone(), "heard from the active again");
+    }
+
+    /// How long the tests below let a vote wait for a loss to show.
+    const LOSS_WAIT: Duration = Duration::from_millis(200);
+
+    #[tokio::test]
+    async fn a_vote_waits_for_the_loss_of_an_active_heard_from_a_moment_ago() {
+        let contact = LeaderContact::new();
+        let mut heartbeats = contact.connection_record();
+        heartbeats.append_entries_accepted(1, 3);
+        let closing = tokio::spawn(async move {
+            tokio::time::sleep(LOSS_WAIT / 4).await;
+            drop(heartbeats);
+        });
+        assert!(contact.active_is_gone_within(LOSS_WAIT).await);
+        closing.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_vote_waits_a_while_for_a_loss_that_does_not_come() {
+        let contact = LeaderContact::new();
+        let mut heartbeats = contact.connection_record();
+        heartbeats.append_entries_accepted(1, 3);
+        let asked = Instant::now();
+        assert!(!contact.active_is_gone_within(LOSS_WAIT).await);
+        assert!(
+            asked.elapsed() >= LOSS_WAIT,
+            "it waited for the loss to show"
+        );
+        drop(heartbeats);
+        assert!(contact.active_is_gone_within(LOSS_WAIT).await);
     }
 
     #[test]

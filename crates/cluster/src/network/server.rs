@@ -49,12 +49,14 @@ pub(super) const STALLED_PEER_TIMEOUT: Duration = Duration::from_millis(STALLED_
 
 /// Answers replication requests on `listener` until `shutdown` completes, then closes every
 /// connection. Fails only if the snapshot directory cannot be created or cleaned of
-/// interrupted transfers.
+/// interrupted transfers. A vote waits up to `loss_wait` (a heartbeat interval) for the
+/// active's loss to show (see `Connection::authorized_by_loss`).
 pub async fn serve<SM>(
     mut listener: Box<dyn Listener>,
     raft: Raft<TypeConfig, SM>,
     snapshot_directory: PathBuf,
     contact: Arc<LeaderContact>,
+    loss_wait: Duration,
     execution: Execution,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()>
@@ -92,6 +94,7 @@ where
             snapshot_directory: Arc::clone(&snapshot_directory),
             execution,
             record: contact.connection_record(),
+            loss_wait,
         };
         connections.spawn(async move {
             // A failed or garbled connection is closed without an answer; the peer reconnects.
@@ -113,6 +116,8 @@ where
     /// Where writing a received snapshot file runs.
     execution: Execution,
     record: ConnectionRecord,
+    /// How long a vote waits for the active's loss to show.
+    loss_wait: Duration,
 }
 
 impl<SM> Connection<SM>
@@ -157,8 +162,15 @@ where
     /// active is elected at once instead of after the lease. Only liveness depends on this,
     /// never safety: a vote still needs an up-to-date log and a newer term, and an
     /// acknowledgement still needs a majority.
-    fn authorized_by_loss(&self, mut rpc: VoteRequest<TypeConfig>) -> VoteRequest<TypeConfig> {
-        if self.record.active_is_gone() {
+    ///
+    /// The peer that noticed first may ask before this node has read the end of its own
+    /// connections from the dead process, so while the active was heard from a moment ago
+    /// the vote waits up to a heartbeat interval for that end to show.
+    async fn authorized_by_loss(
+        &self,
+        mut rpc: VoteRequest<TypeConfig>,
+    ) -> VoteRequest<TypeConfig> {
+        if self.record.active_is_gone_within(self.loss_wait).await {
             rpc.leadership_transfer = true;
         }
         rpc
@@ -183,13 +195,13 @@ where
             }
             Request::Vote(rpc) => self
                 .raft
-                .vote(self.authorized_by_loss(rpc))
+                .vote(self.authorized_by_loss(rpc).await)
                 .await
                 .map(Response::Vote)
                 .map_err(failed),
             Request::PreVote(rpc) => self
                 .raft
-                .pre_vote(self.authorized_by_loss(rpc))
+                .pre_vote(self.authorized_by_loss(rpc).await)
                 .await
                 .map(Response::PreVote)
                 .map_err(failed),
