@@ -8,7 +8,8 @@
 //! a live active that dropped its connections after a timeout and reconnects with its next
 //! heartbeat; the first in rank skips it when the active's replication port refuses a
 //! connection, which proves its process gone. The other passive, having seen the
-//! same, grants its vote despite its lease on the old active (see `network::server`). A paused
+//! same, grants its vote despite its lease on the old active (see `network::server`), or,
+//! when the candidate's log is behind its own, refuses it and elects itself at once. A paused
 //! or cut-off active keeps its connections open: then openraft's timer elects a new active
 //! (with a pre-vote) once the passives' lease on it (the maximum election timeout) and their
 //! election timeout have run out.
@@ -26,7 +27,7 @@ use openraft::async_runtime::WatchReceiver;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::network::{LeaderContact, NetworkFactory};
+use crate::network::{Contact, LeaderContact, NetworkFactory};
 use crate::replica_set_time::ReplicaSetTime;
 use crate::types::{FailoverRecord, NodeId, Proposal, Raft};
 
@@ -52,6 +53,9 @@ enum GoneBecause {
     ConnectionsClosed,
     /// Its replication connections closed and its replication port refused a connection.
     PortRefused,
+    /// Its replication connections closed, and this node refused its vote to a candidate
+    /// whose log was behind its own (then it need not wait its turn).
+    CandidateBehind,
 }
 
 /// How recent a fast election must be to explain the failover that followed it.
@@ -98,23 +102,37 @@ pub async fn elect_when_the_active_is_gone(
         let Some(rank) = election_rank(&raft, lost.leader_id) else {
             continue;
         };
+        let mut candidates_behind = contact.subscribe_to_candidates_behind();
         let heartbeat_interval = Duration::from_millis(heartbeat_interval_ms);
         let waited = wait_for_rank(&raft, &network, lost.leader_id, rank, heartbeat_interval);
         let because = tokio::select! {
             biased;
             _ = stopped.changed() => return,
+            _ = candidates_behind.changed() => GoneBecause::CandidateBehind,
             because = waited => because,
         };
-        let metrics = raft.metrics().borrow_watched().clone();
-        let still_waiting = contact.active_is_gone()
-            && metrics.state == ServerState::Follower
-            && metrics.current_term == lost.term;
-        if still_waiting {
+        if may_elect(&raft, &contact, &lost, because) {
             fast_election.start(because);
             // A real vote, not a pre-vote: openraft's pre-vote always respects the lease.
             let _ = raft.trigger().elect(false).await;
         }
     }
+}
+
+/// Whether this node may still elect itself once its wait is over: the active is still
+/// gone, and no election has begun since it was lost (unless this node has just refused a
+/// candidate whose log was behind: then no other node may have become the active).
+fn may_elect(raft: &Raft, contact: &LeaderContact, lost: &Contact, because: GoneBecause) -> bool {
+    let metrics = raft.metrics().borrow_watched().clone();
+    let no_rival = match because {
+        GoneBecause::CandidateBehind => metrics
+            .current_leader
+            .is_none_or(|leader| leader == lost.leader_id),
+        GoneBecause::ConnectionsClosed | GoneBecause::PortRefused => {
+            metrics.current_term == lost.term
+        }
+    };
+    contact.active_is_gone() && metrics.state == ServerState::Follower && no_rival
 }
 
 /// How often the first in rank tries the lost active's port again while it accepts: a
@@ -274,6 +292,11 @@ fn describe(
         Some(previous) if fast_election == Some(GoneBecause::PortRefused) => format!(
             "node {}'s process went away (its replication connections closed and its port \
              refused a connection); elected at once",
+            previous.leader_id
+        ),
+        Some(previous) if fast_election == Some(GoneBecause::CandidateBehind) => format!(
+            "node {}'s process went away (its replication connections closed); elected at \
+             once after refusing a candidate whose log was behind this node's",
             previous.leader_id
         ),
         Some(previous) if unavailable_ms < election_timeout_min_ms => {

@@ -32,6 +32,9 @@ pub struct Contact {
 pub struct LeaderContact {
     state: Mutex<ContactState>,
     losses: watch::Sender<u64>,
+    /// Counts the candidates this node refused, after the active was gone, for a log behind
+    /// its own.
+    candidates_behind: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +54,7 @@ impl Default for LeaderContact {
         Self {
             state: Mutex::default(),
             losses: watch::Sender::new(0),
+            candidates_behind: watch::Sender::new(0),
         }
     }
 }
@@ -98,6 +102,13 @@ impl LeaderContact {
     /// [`Self::last_contact`] has not moved past the moment of the loss.
     pub fn subscribe_to_losses(&self) -> watch::Receiver<u64> {
         self.losses.subscribe()
+    }
+
+    /// A counter that goes up each time this node refuses its vote, once the active is gone,
+    /// to a candidate whose log is behind its own: that candidate cannot win, and this node
+    /// may, at once.
+    pub fn subscribe_to_candidates_behind(&self) -> watch::Receiver<u64> {
+        self.candidates_behind.subscribe()
     }
 
     /// Tracks one accepted connection; dropping the record counts the connection as closed.
@@ -159,6 +170,16 @@ impl ConnectionRecord {
     /// See [`LeaderContact::active_is_gone_within`].
     pub(crate) async fn active_is_gone_within(&self, wait: Duration) -> bool {
         self.contact.active_is_gone_within(wait).await
+    }
+
+    /// Records a vote refused, after the active was gone, to a candidate whose log is
+    /// behind this node's.
+    pub(crate) fn refused_a_candidate_behind(&self) {
+        if self.contact.active_is_gone() {
+            self.contact
+                .candidates_behind
+                .send_modify(|refused| *refused += 1);
+        }
     }
 
     /// Records an AppendEntries the local Raft accepted from `leader_id` in `term`.
@@ -233,6 +254,20 @@ mod tests {
         );
         drop(heartbeats);
         assert!(contact.active_is_gone_within(LOSS_WAIT).await);
+    }
+
+    #[test]
+    fn a_candidate_refused_for_its_log_counts_only_once_the_active_is_gone() {
+        let contact = LeaderContact::new();
+        let refused = contact.subscribe_to_candidates_behind();
+        let mut heartbeats = contact.connection_record();
+        heartbeats.append_entries_accepted(1, 3);
+        let votes = contact.connection_record();
+        votes.refused_a_candidate_behind();
+        assert_eq!(*refused.borrow(), 0, "the active is alive");
+        drop(heartbeats);
+        votes.refused_a_candidate_behind();
+        assert_eq!(*refused.borrow(), 1);
     }
 
     #[test]

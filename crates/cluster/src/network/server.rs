@@ -193,12 +193,17 @@ where
                 }
                 response.map(Response::AppendEntries).map_err(failed)
             }
-            Request::Vote(rpc) => self
-                .raft
-                .vote(self.authorized_by_loss(rpc).await)
-                .await
-                .map(Response::Vote)
-                .map_err(failed),
+            Request::Vote(rpc) => {
+                let candidate_log = rpc.last_log_id;
+                let answer = self.raft.vote(self.authorized_by_loss(rpc).await).await;
+                if let Ok(vote) = &answer
+                    && !vote.vote_granted
+                    && vote.last_log_id > candidate_log
+                {
+                    self.record.refused_a_candidate_behind();
+                }
+                answer.map(Response::Vote).map_err(failed)
+            }
             Request::PreVote(rpc) => self
                 .raft
                 .pre_vote(self.authorized_by_loss(rpc).await)
