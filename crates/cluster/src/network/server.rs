@@ -170,6 +170,10 @@ where
         &self,
         mut rpc: VoteRequest<TypeConfig>,
     ) -> VoteRequest<TypeConfig> {
+        // A switchover's vote is authorized already, and its active is alive: no wait.
+        if rpc.leadership_transfer {
+            return rpc;
+        }
         if self.record.active_is_gone_within(self.loss_wait).await {
             rpc.leadership_transfer = true;
         }
