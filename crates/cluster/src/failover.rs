@@ -39,8 +39,8 @@ pub fn from_json(text: &str) -> Option<FailoverRecord> {
     serde_json::from_str(text).ok()
 }
 
-/// An election this node started because the active's process was gone: when, and whether
-/// its port refused a connection (then the election started without a wait).
+/// An election this node started because the active's process was gone: when, and what
+/// showed it gone.
 #[derive(Debug, Default)]
 pub struct FastElection {
     started: Mutex<Option<(Instant, GoneBecause)>>,
