@@ -19,6 +19,7 @@
 //! - [`position`]: the replicated log position applied so far.
 //! - [`snapshot`]: consistent copies of the store, written and restored.
 //! - [`gradual_flush`]: a snapshot written out to disk as it grows, not in one burst.
+//! - [`btree_kinds`]: every b-tree page of a received snapshot checked to be of its kind.
 //! - [`catalog`]: the read-only catalog view the committer publishes.
 //! - [`reader`]: operator queries on a separate read connection.
 //! - [`store`]: opening a data directory, its lock, and the handle servers use.
@@ -26,6 +27,7 @@
 //! - [`metrics`]: commit counters.
 
 pub mod batch;
+pub mod btree_kinds;
 pub mod catalog;
 pub mod checkpointer;
 pub mod commit_progress;

@@ -8,7 +8,6 @@
 //! load as a Tandem store is refused like any other garbage.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tandem_core::MessageBox;
 
 use crate::StoreError;
+use crate::btree_kinds;
 use crate::gradual_flush::GradualFlush;
 use crate::loader::load_machine;
 use crate::schema;
@@ -148,7 +148,7 @@ pub fn read_position(connection: &Connection) -> Result<Option<Vec<u8>>, StoreEr
 }
 
 /// Opens a snapshot file read-only and refuses anything that is not a Tandem store of this
-/// format version, fails SQLite's quick check, or has a root page of the wrong kind.
+/// format version, fails SQLite's quick check, or has a b-tree page of the wrong kind.
 fn open_checked(path: &Path) -> Result<Connection, StoreError> {
     let connection = open_read_only(path)
         .map_err(|error| StoreError::Corrupt(format!("snapshot {}: {error}", path.display())))?;
@@ -169,69 +169,11 @@ fn open_checked(path: &Path) -> Result<Connection, StoreError> {
             path.display()
         )));
     }
-    check_root_page_kinds(&connection, path)?;
+    // SQLite's checks take each page's word for its kind; a page of the wrong kind fails
+    // only once the snapshot is copied (found by the `snapshot_reader` fuzz target).
+    btree_kinds::check(&connection, path).map_err(|error| match error {
+        StoreError::Corrupt(reason) => StoreError::Corrupt(format!("snapshot {reason}")),
+        other => other,
+    })?;
     Ok(connection)
-}
-
-/// Refuses a snapshot in which the root page of a table or an index is not a b-tree page of
-/// its kind (a table's holds rows by rowid; an index's, or a `WITHOUT ROWID` table's, holds
-/// keys). SQLite's quick check, and its integrity check too, take an empty root page's word
-/// for its kind, while copying the database reads it as the schema says and fails: a
-/// snapshot whose empty index claimed to be a table page passed the check and then could
-/// not be installed (found by the `snapshot_reader` fuzz target).
-fn check_root_page_kinds(connection: &Connection, path: &Path) -> Result<(), StoreError> {
-    let page_size: u64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
-    let mut statement = connection.prepare(
-        "SELECT m.name, m.rootpage, m.type = 'index' OR coalesce(t.wr, 0) = 1 \
-         FROM sqlite_master AS m LEFT JOIN pragma_table_list AS t \
-             ON t.schema = 'main' AND t.name = m.name \
-         WHERE m.rootpage > 0",
-    )?;
-    let roots = statement
-        .query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, u64>(1)?,
-                row.get::<_, bool>(2)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut file = File::open(path)
-        .map_err(|error| StoreError::io(format!("cannot open {}", path.display()), error))?;
-    for (name, root_page, holds_keys) in roots {
-        let kind = root_page_kind(&mut file, root_page, page_size).map_err(|error| {
-            StoreError::Corrupt(format!(
-                "snapshot {}: cannot read the root page {root_page} of '{name}': {error}",
-                path.display()
-            ))
-        })?;
-        let expected = if holds_keys {
-            BTREE_OF_KEYS
-        } else {
-            BTREE_OF_ROWS
-        };
-        if !expected.contains(&kind) {
-            return Err(StoreError::Corrupt(format!(
-                "snapshot {}: the root page {root_page} of '{name}' is not a b-tree page of \
-                 its kind (page type {kind})",
-                path.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The page types (the first byte of a b-tree page's header) of a b-tree of keys (an index
-/// or a `WITHOUT ROWID` table: interior, leaf) and of a b-tree of rows (interior, leaf).
-const BTREE_OF_KEYS: [u8; 2] = [0x02, 0x0a];
-const BTREE_OF_ROWS: [u8; 2] = [0x05, 0x0d];
-
-/// The page type of page `page` (numbered from 1; the first page's header follows the
-/// 100-byte database header).
-fn root_page_kind(file: &mut File, page: u64, page_size: u64) -> std::io::Result<u8> {
-    let header_offset = if page == 1 { 100 } else { 0 };
-    let mut kind = [0u8; 1];
-    file.seek(SeekFrom::Start((page - 1) * page_size + header_offset))?;
-    file.read_exact(&mut kind)?;
-    Ok(kind[0])
 }
