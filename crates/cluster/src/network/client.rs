@@ -1,6 +1,8 @@
 //! The sending side of replication: [`NetworkFactory`] gives openraft one [`PeerClient`] per
 //! target member, which keeps at most one connection to the member's `raft_address` for its
 //! RPCs, and opens one more for each pipelined replication session ([`super::append_stream`]).
+//! The factory also tells failover whether a member's port refuses connections (its
+//! process is gone: [`NetworkFactory::refuses_connections`]).
 //!
 //! Every RPC is bounded by `RPCOption::soft_ttl()` from connect to answer. A snapshot transfer
 //! is bounded per step instead (connect, header, each chunk, the answer), so its total time
@@ -63,9 +65,7 @@ impl NetworkFactory {
             execution,
         }
     }
-}
 
-impl NetworkFactory {
     /// The address this node dials to reach `target`: its route override, or the
     /// membership's.
     fn address_of<'a>(&'a self, target: NodeId, member: &'a Member) -> &'a str {
