@@ -50,7 +50,7 @@ pub fn check(connection: &Connection, path: &Path) -> Result<(), StoreError> {
         file,
         page_size,
         page_count,
-        read: 0,
+        reads: 0,
     };
     for tree in &trees {
         pages.check_tree(tree).map_err(|reason| {
@@ -84,12 +84,13 @@ fn trees(connection: &Connection) -> Result<Vec<Tree>, StoreError> {
     Ok(trees)
 }
 
-/// Reads pages of the file; counts them, so that a b-tree whose pointers loop ends the walk.
+/// Reads pages of the file. A sound walk reads each page once, and an interior page's
+/// children once more; more reads than twice the file's pages mean its pointers loop.
 struct Pages {
     file: File,
     page_size: u64,
     page_count: u64,
-    read: u64,
+    reads: u64,
 }
 
 impl Pages {
@@ -151,8 +152,8 @@ impl Pages {
                 self.page_count
             ));
         }
-        self.read += 1;
-        if self.read > self.page_count * 2 {
+        self.reads += 1;
+        if self.reads > self.page_count * 2 {
             return Err("the b-tree's pointers lead round in a loop".to_string());
         }
         let start = (page - 1) * self.page_size + offset as u64;
@@ -208,7 +209,7 @@ mod tests {
             page_count: connection
                 .query_row("PRAGMA page_count", [], |row| row.get(0))
                 .unwrap(),
-            read: 0,
+            reads: 0,
         };
         let mut waiting = vec![tree.root_page];
         while let Some(page) = waiting.pop() {
