@@ -835,9 +835,10 @@ impl Writer {
 /// [`limits::RAFT_LOG_PURGE_STEP_BYTES`] of them (SQLite reads their lengths without reading
 /// them), and at least one. Answers whether any may remain.
 fn delete_purged_step(connection: &Connection, through: u64) -> Result<bool, Failure> {
+    // `+?2`: with a bare `LIMIT ?2`, SQLite compiles the statement again each time it runs.
     let mut statement = connection.prepare_cached(
         "SELECT log_index, length(entry) FROM log WHERE log_index <= ?1 \
-         ORDER BY log_index LIMIT ?2",
+         ORDER BY log_index LIMIT +?2",
     )?;
     let step_entries = i64::try_from(limits::RAFT_LOG_PURGE_STEP_ENTRIES).unwrap_or(i64::MAX);
     let mut rows = statement.query((sql_index(through)?, step_entries))?;

@@ -67,8 +67,9 @@ impl Reader {
         if query.host.is_some() {
             conditions.push("host_id = ?3".to_string());
         }
+        // `+?2`: see `sqlite_tables` on limits.
         let sql = instance_select(&format!(
-            "WHERE {} ORDER BY id LIMIT ?2",
+            "WHERE {} ORDER BY id LIMIT +?2",
             conditions.join(" AND ")
         ));
         let mut statement = self.connection.prepare_cached(&sql)?;
@@ -118,7 +119,7 @@ impl Reader {
         let limit = limit.clamp(1, limits::MAX_LIST_ROWS) as i64;
         let mut statement = self.connection.prepare_cached(
             "SELECT at_ms, record FROM (SELECT id, at_ms, record FROM cluster_events \
-             ORDER BY id DESC LIMIT ?1) ORDER BY id",
+             ORDER BY id DESC LIMIT +?1) ORDER BY id",
         )?;
         let events = statement
             .query_map([limit], |row| {

@@ -5,6 +5,12 @@
 //! of their SQL text, so that the thousands of statements a batch runs do not each hash
 //! their SQL for the cache. A SQLite error is remembered, the failing call answers empty,
 //! and the committer rolls the batch back.
+//!
+//! A statement's `LIMIT` takes its parameter behind a unary plus (`LIMIT +?2`). SQLite's
+//! planner may use the value of a bare `LIMIT ?2`, so it marks the statement to be compiled
+//! again whenever that parameter is bound, which rusqlite does on every run: each lease
+//! parsed and planned its query anew. The plus makes the limit an expression the planner
+//! does not look into; the plans are the same (see the tests).
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 use tandem_core::host::Host;
@@ -38,6 +44,27 @@ macro_rules! select_instances {
         )
     };
 }
+
+/// A host's ready instances, in delivery order.
+const READY_INSTANCES: &str = select_instances!(
+    "INDEXED BY instances_ready WHERE state = 0 AND host_id = ?1 \
+     ORDER BY priority, id LIMIT +?2",
+);
+/// Leased instances whose lease ran out by a time, oldest first.
+const EXPIRED_LEASES: &str = select_instances!(
+    "WHERE state = 2 AND lease_expires_at_ms <= ?1 \
+     ORDER BY lease_expires_at_ms, id LIMIT +?2",
+);
+/// Delayed instances due by a time, oldest first.
+const DUE_RETRIES: &str = select_instances!(
+    "WHERE state = 1 AND visible_at_ms <= ?1 ORDER BY visible_at_ms, id LIMIT +?2",
+);
+/// Forgets the rows of messages deleted before a time, oldest first.
+const FORGET_DELETED_MESSAGES: &str = "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages \
+     INDEXED BY messages_removed WHERE removed = 1 AND removed_at_ms < ?1 \
+     ORDER BY removed_at_ms, seq LIMIT +?2)";
+/// The oldest tracking events.
+const OLDEST_TRACKING_EVENTS: &str = "SELECT id, at_ms FROM tracking ORDER BY id LIMIT +?1";
 
 macro_rules! select_messages {
     ($condition:literal $(,)?) => {
@@ -272,12 +299,7 @@ impl Tables for SqliteTables<'_> {
     }
 
     fn forget_deleted_messages_before(&mut self, before_ms: i64, limit: usize) -> u64 {
-        self.execute(
-            "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages \
-             INDEXED BY messages_removed WHERE removed = 1 AND removed_at_ms < ?1 \
-             ORDER BY removed_at_ms, seq LIMIT ?2)",
-            params![before_ms, limit as i64],
-        )
+        self.execute(FORGET_DELETED_MESSAGES, params![before_ms, limit as i64])
     }
 
     fn insert_message(&mut self, message: &StoredMessage) {
@@ -366,32 +388,15 @@ impl Tables for SqliteTables<'_> {
     }
 
     fn ready_instances(&mut self, host: HostId, limit: usize) -> Vec<Instance> {
-        self.instances(
-            select_instances!(
-                "INDEXED BY instances_ready WHERE state = 0 AND host_id = ?1 \
-                 ORDER BY priority, id LIMIT ?2",
-            ),
-            params![host, limit as i64],
-        )
+        self.instances(READY_INSTANCES, params![host, limit as i64])
     }
 
     fn expired_leases(&mut self, now_ms: i64, limit: usize) -> Vec<Instance> {
-        self.instances(
-            select_instances!(
-                "WHERE state = 2 AND lease_expires_at_ms <= ?1 \
-                 ORDER BY lease_expires_at_ms, id LIMIT ?2",
-            ),
-            params![now_ms, limit as i64],
-        )
+        self.instances(EXPIRED_LEASES, params![now_ms, limit as i64])
     }
 
     fn due_retries(&mut self, now_ms: i64, limit: usize) -> Vec<Instance> {
-        self.instances(
-            select_instances!(
-                "WHERE state = 1 AND visible_at_ms <= ?1 ORDER BY visible_at_ms, id LIMIT ?2",
-            ),
-            params![now_ms, limit as i64],
-        )
+        self.instances(DUE_RETRIES, params![now_ms, limit as i64])
     }
 
     fn count_instances_of_message(&mut self, seq: MessageSeq) -> u64 {
@@ -421,7 +426,7 @@ impl Tables for SqliteTables<'_> {
     /// event that is recent enough. The cost is the number purged, not the table's size.
     fn purge_tracking_before(&mut self, before_ms: i64, limit: usize) -> u64 {
         let last_old_id = self
-            .statement("SELECT id, at_ms FROM tracking ORDER BY id LIMIT ?1")
+            .statement(OLDEST_TRACKING_EVENTS)
             .and_then(|statement| {
                 let mut rows = statement.query([limit as i64])?;
                 let mut last_old_id = None;
@@ -482,4 +487,72 @@ fn instance_parameters(
         instance.last_error.as_deref(),
         instance.enqueued_at_ms,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+
+    /// The queue sweeps and a lease run their statements many times a second with a new
+    /// limit or time each run: none may be compiled again for it.
+    #[test]
+    fn statements_with_a_limit_are_not_compiled_again_on_every_run() {
+        let mut connection = Connection::open_in_memory().expect("in-memory database");
+        crate::schema::create_or_check(&mut connection).expect("schema");
+        let transaction = connection.transaction().expect("a transaction");
+        {
+            let mut tables = SqliteTables::new(&transaction);
+            for run in 1..=3_i64 {
+                tables.ready_instances(run as u64, run as usize);
+                tables.expired_leases(run, run as usize);
+                tables.due_retries(run, run as usize);
+                tables.forget_deleted_messages_before(run, run as usize);
+                tables.purge_tracking_before(run, run as usize);
+            }
+            assert!(tables.take_failure().is_none());
+        }
+        for sql in [
+            READY_INSTANCES,
+            EXPIRED_LEASES,
+            DUE_RETRIES,
+            FORGET_DELETED_MESSAGES,
+            OLDEST_TRACKING_EVENTS,
+        ] {
+            let statement = transaction.prepare_cached(sql).expect("a cached statement");
+            assert_eq!(statement.get_status(StatementStatus::Run), 3, "{sql}");
+            assert_eq!(
+                statement.get_status(StatementStatus::RePrepare),
+                0,
+                "compiled again on its runs: {sql}"
+            );
+        }
+    }
+
+    /// The plus in front of a limit's parameter keeps each sweep on its partial index, in
+    /// the index's order (no sort).
+    #[test]
+    fn the_sweeps_and_leases_search_their_partial_indexes_without_sorting() {
+        let mut connection = Connection::open_in_memory().expect("in-memory database");
+        crate::schema::create_or_check(&mut connection).expect("schema");
+        for (sql, index) in [
+            (READY_INSTANCES, "instances_ready"),
+            (EXPIRED_LEASES, "instances_leased"),
+            (DUE_RETRIES, "instances_delayed"),
+            (FORGET_DELETED_MESSAGES, "messages_removed"),
+        ] {
+            let mut statement = connection
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("a plan");
+            let plan = statement
+                .query_map([1, 2], |row| row.get::<_, String>(3))
+                .expect("plan")
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .expect("plan steps")
+                .join("\n");
+            assert!(plan.contains(&format!("INDEX {index} (")), "{sql}:\n{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}:\n{plan}");
+        }
+    }
 }
