@@ -11,7 +11,8 @@
 //! append waiting in its queue in one transaction with one fsync (group commit of the log),
 //! then reports each one flushed. The active therefore sends entries to the passives while its
 //! own fsync runs. Votes, truncations and purges wait for their fsync before they return; the
-//! committed log id, a hint for restarts, is queued and not waited for.
+//! committed log id, a hint for restarts, is queued and not waited for, and a transaction that
+//! holds nothing else is committed without an fsync (the next fsync covers it).
 //! Every [`LogReader`] reads the recent entries held in memory (unflushed ones, and the newest
 //! flushed ones up to a byte budget) and only goes to the file, through a second, read-only
 //! connection, for older ones: replication reads never wait behind an fsync, and the state
@@ -145,7 +146,14 @@ enum Write {
         encoded_bytes: Vec<usize>,
         callback: IOFlushed<TypeConfig>,
     },
-    /// Any other change (vote, committed id, truncation), answered once it is fsynced.
+    /// A change no one waits for (the committed log id). A transaction of hints alone is
+    /// committed without an fsync: the WAL only grows, so the next fsync (of an append, say)
+    /// makes it durable too, and a crash before that loses only hints.
+    Hint {
+        operation: String,
+        change: Option<ChangeFn>,
+    },
+    /// Any other change (vote, truncation), answered once it is fsynced.
     Change {
         operation: String,
         change: Option<ChangeFn>,
@@ -298,18 +306,16 @@ impl LogStore {
         .await
     }
 
-    /// Hands `change` to the writer thread, behind the writes already queued, and returns
-    /// without waiting for it.
-    async fn queue_change(
+    /// Hands `change` to the writer thread as a [`Write::Hint`], behind the writes already
+    /// queued, and returns without waiting for it.
+    async fn queue_hint(
         &self,
         operation: &str,
         change: impl FnOnce(&Connection) -> Result<(), Failure> + Send + 'static,
     ) -> io::Result<()> {
-        let (done, _not_awaited) = oneshot::channel();
-        let write = Write::Change {
+        let write = Write::Hint {
             operation: operation.to_string(),
             change: Some(Box::new(change)),
-            done,
         };
         self.send(write, operation).await
     }
@@ -472,7 +478,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// runs ahead of the entries it names: they were queued first, so they are in the same
     /// transaction or an earlier one.
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        self.queue_change("save the committed log id", move |connection| {
+        self.queue_hint("save the committed log id", move |connection| {
             write_meta(connection, COMMITTED_KEY, committed.as_ref())
         })
         .await
@@ -614,6 +620,12 @@ impl RaftLogReader<TypeConfig> for LogReader {
     }
 }
 
+impl Write {
+    fn is_hint(&self) -> bool {
+        matches!(self, Write::Hint { .. })
+    }
+}
+
 /// The writer thread (or task): owns the write connection.
 struct Writer {
     path: PathBuf,
@@ -749,8 +761,27 @@ impl Writer {
     }
 
     /// Applies `writes` in order in one transaction, after a step of a purge if one is under
-    /// way; a failure rolls all of them back.
+    /// way; a failure rolls all of them back. The commit is fsynced unless every write is a
+    /// [`Write::Hint`].
     fn write_all(&mut self, writes: &mut [Write]) -> io::Result<()> {
+        if !writes.iter().all(Write::is_hint) {
+            return self.write_in_one_transaction(writes);
+        }
+        self.set_synchronous("NORMAL")?;
+        let written = self.write_in_one_transaction(writes);
+        self.set_synchronous("FULL")?;
+        written
+    }
+
+    /// SQLite's `synchronous` level for the next commits: `FULL` fsyncs the WAL at every
+    /// commit, `NORMAL` only at checkpoints.
+    fn set_synchronous(&self, level: &str) -> io::Result<()> {
+        self.connection
+            .pragma_update(None, "synchronous", level)
+            .map_err(|error| describe(&self.path, "set the flush level", error.into()))
+    }
+
+    fn write_in_one_transaction(&mut self, writes: &mut [Write]) -> io::Result<()> {
         // Immediate: the write lock is taken (or waited for) first. A deferred transaction
         // that reads (a purge step) and then writes fails at once, without waiting, when
         // another connection committed in between: the writer of this log just dropped in
@@ -779,7 +810,8 @@ impl Writer {
                 }
                 Write::Change {
                     operation, change, ..
-                } => {
+                }
+                | Write::Hint { operation, change } => {
                     if let Some(change) = change.take() {
                         change(&transaction)
                             .map_err(|failure| describe(&self.path, operation, failure))?;
@@ -819,6 +851,7 @@ impl Writer {
                 Write::Change { done, .. } => {
                     let _ = done.send(copy_result(&result));
                 }
+                Write::Hint { .. } => {}
                 Write::Purge { log_id, done } => {
                     if result.is_ok() {
                         let through = self.deleting_through.unwrap_or(0).max(log_id.index());
@@ -1016,5 +1049,72 @@ impl From<rusqlite::Error> for Failure {
 impl From<io::Error> for Failure {
     fn from(error: io::Error) -> Failure {
         Failure::Io(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer_in(directory: &Path) -> Writer {
+        let path = directory.join(LOG_DATABASE_FILE);
+        let mut connection = Connection::open(&path).expect("open the log file");
+        create_or_check_schema(&mut connection).unwrap_or_else(|_| panic!("the log's schema"));
+        Writer {
+            path,
+            connection,
+            recent: Arc::new(RecentEntries::with_budget(0)),
+            growth: LogGrowth::default(),
+            deleting_through: None,
+            failed: None,
+        }
+    }
+
+    /// A change that records the `synchronous` level its transaction commits with.
+    fn recording_level(levels: &Arc<Mutex<Vec<i64>>>) -> Option<ChangeFn> {
+        let levels = Arc::clone(levels);
+        Some(Box::new(move |connection: &Connection| {
+            let level = connection.query_row("PRAGMA synchronous", [], |row| row.get(0))?;
+            levels.lock().unwrap().push(level);
+            Ok(())
+        }))
+    }
+
+    fn hint(levels: &Arc<Mutex<Vec<i64>>>) -> Write {
+        Write::Hint {
+            operation: "record".into(),
+            change: recording_level(levels),
+        }
+    }
+
+    fn change(levels: &Arc<Mutex<Vec<i64>>>) -> Write {
+        Write::Change {
+            operation: "record".into(),
+            change: recording_level(levels),
+            done: oneshot::channel().0,
+        }
+    }
+
+    /// SQLite's levels: `NORMAL` syncs the WAL only at checkpoints, `FULL` at every commit.
+    const NORMAL: i64 = 1;
+    const FULL: i64 = 2;
+
+    /// Hints alone skip the fsync; with anything else, and for every round after them, the
+    /// commit is fsynced.
+    #[test]
+    fn only_a_transaction_of_hints_alone_commits_without_an_fsync() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let mut writer = writer_in(directory.path());
+        let levels = Arc::new(Mutex::new(Vec::new()));
+        writer
+            .write_all(&mut [hint(&levels), hint(&levels)])
+            .expect("hints written");
+        writer
+            .write_all(&mut [hint(&levels), change(&levels)])
+            .expect("a hint and a change written");
+        writer
+            .write_all(&mut [change(&levels)])
+            .expect("a change written");
+        assert_eq!(*levels.lock().unwrap(), [NORMAL, NORMAL, FULL, FULL, FULL]);
     }
 }
