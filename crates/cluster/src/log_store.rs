@@ -147,8 +147,9 @@ enum Write {
         callback: IOFlushed<TypeConfig>,
     },
     /// A change no one waits for (the committed log id). A transaction of hints alone is
-    /// committed without an fsync: the WAL only grows, so the next fsync (of an append, say)
-    /// makes it durable too, and a crash before that loses only hints.
+    /// committed without an fsync: the next fsync of the WAL (an append's, say) covers every
+    /// frame written before it, a checkpoint syncs what it copies, and a crash before either
+    /// loses only hints.
     Hint {
         operation: String,
         change: Option<ChangeFn>,
