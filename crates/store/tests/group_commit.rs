@@ -276,6 +276,75 @@ fn an_early_answer_is_what_the_replay_gives_when_its_transaction_fails() {
     store.close();
 }
 
+/// Replicated batches sent one after the other, each once the one before was answered,
+/// share transactions: the committer keeps a transaction of replicated batches open for a
+/// moment (`COMMIT_LINGER`) instead of committing each alone. Every batch is still readable
+/// once the store has settled, and the store saves the last one's position.
+#[test]
+fn replicated_batches_one_after_the_other_share_a_lingering_transaction() {
+    const BATCHES: usize = 200;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    let handle = store.handle();
+    let runtime = runtime();
+    runtime.block_on(create_catalog(&handle));
+    let before = handle.metrics().snapshot();
+    runtime.block_on(async {
+        for batch in 0..BATCHES {
+            let position = format!("entry {batch}");
+            let publish = publish(&format!("m{batch}"), "a");
+            let outcomes = handle
+                .apply(replicated(publish, &position))
+                .await
+                .expect("applied");
+            assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        }
+        handle.settled().await;
+    });
+    let commits = handle.metrics().snapshot().commits - before.commits;
+    assert!(
+        commits <= (BATCHES / 2) as u64,
+        "{BATCHES} batches, each sent once the one before was answered, took {commits} \
+         commits; a lingering transaction should have taken most of them together"
+    );
+    assert_eq!(
+        saved_position(&handle).as_deref(),
+        Some(format!("entry {}", BATCHES - 1).as_str())
+    );
+    for batch in [0, BATCHES / 2, BATCHES - 1] {
+        let body = runtime
+            .block_on(handle.message_body(format!("m{batch}")))
+            .expect("read");
+        assert!(body.is_some(), "batch {batch} is not readable once settled");
+    }
+    store.close();
+}
+
+/// Closing the store while a transaction lingers commits it: the batch answered just before
+/// is there when the store opens again.
+#[test]
+fn closing_the_store_commits_the_lingering_transaction() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    let handle = store.handle();
+    let runtime = runtime();
+    runtime.block_on(create_catalog(&handle));
+    let outcomes = runtime
+        .block_on(handle.apply(replicated(publish("last", "a"), "entry 1")))
+        .expect("applied");
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    store.close();
+
+    let store = open(dir.path());
+    let handle = store.handle();
+    assert_eq!(saved_position(&handle).as_deref(), Some("entry 1"));
+    let body = runtime
+        .block_on(handle.message_body("last".into()))
+        .expect("read");
+    assert_eq!(body.as_deref(), Some(&b"last"[..]));
+    store.close();
+}
+
 /// A batch from a replicated log at `position` (the store keeps the position opaque).
 fn replicated(command: Command, position: &str) -> Batch {
     Batch {
