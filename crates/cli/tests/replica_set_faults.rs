@@ -1,7 +1,7 @@
 //! A replica set of three real `tandem` nodes under concurrent publish and consume load,
 //! through the faults an active must survive: kill -9 (ten times in a row), a pause longer
 //! than the election timeout, a paused passive (which the active must report as silent), a
-//! network partition, planned switchover and failback, a stop
+//! network partition, links slower than a heartbeat, planned switchover and failback, a stop
 //! of every node, a passive that missed many entries, a passive whose disk fills, one short
 //! of disk room, a wiped data directory, the loss of a majority, a majority acknowledging
 //! later than the active's lease, a just-elected active whose first acknowledgement comes
@@ -1079,6 +1079,56 @@ async fn a_partitioned_active_is_replaced_cannot_acknowledge_and_catches_up_afte
         isolated_status.term,
         rejoined.term,
         rejoined.applied_index
+    );
+}
+
+/// How long the active's links stay slow, and how slow: each way more than a heartbeat
+/// interval (50 ms by default, which is also how long openraft waits for a heartbeat's
+/// answer), but with a round trip well inside the passives' lease on the active (300 ms).
+const SLOW_LINKS_FOR: Duration = Duration::from_secs(4);
+const LINK_SLOWER_THAN_A_HEARTBEAT: Duration = Duration::from_millis(80);
+
+/// An active whose links to the others are slower than a heartbeat interval is slow, not
+/// gone: its heartbeats time out unanswered, but its replication connections stay open and
+/// its writes are acknowledged, so no passive takes over. (Dropping the replication
+/// sessions on the heartbeat's timeout made a passive see every connection of the active
+/// close, and elect itself against a live active, in this test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_on_links_slower_than_a_heartbeat_keeps_its_role_and_acknowledges() {
+    let options = ReplicaSetOptions {
+        proxied: true,
+        ..ReplicaSetOptions::default()
+    };
+    let (set, workload) = loaded_replica_set(options, &shape("slow-links")).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    set.slow_links_from(active.node_id, LINK_SLOWER_THAN_A_HEARTBEAT);
+    let acknowledged_before = acknowledged_count(&workload.history);
+    tokio::time::sleep(SLOW_LINKS_FOR).await;
+    let acknowledged_while_slow = acknowledged_count(&workload.history) - acknowledged_before;
+    set.heal();
+    let finished = finish(&set, workload, "slow links").await;
+    eprintln!(
+        "[slow links] node {} active in term {} with links {} ms slow each way: {} messages \
+         acknowledged in {} s",
+        active.node_id,
+        active.term,
+        LINK_SLOWER_THAN_A_HEARTBEAT.as_millis(),
+        acknowledged_while_slow,
+        SLOW_LINKS_FOR.as_secs()
+    );
+    let takeovers: Vec<&v1::FailoverEvent> = finished
+        .failovers
+        .iter()
+        .filter(|failover| failover.term > active.term)
+        .collect();
+    assert!(
+        takeovers.is_empty(),
+        "a passive took over from a slow but live active: {takeovers:?}"
+    );
+    assert!(
+        acknowledged_while_slow > 0,
+        "the active acknowledged nothing while its links were slow"
     );
 }
 

@@ -39,7 +39,11 @@ pub use transport::{
 };
 
 /// An AppendEntries that carries entries may take at least this long (the peer writes and
-/// fsyncs them before it answers); heartbeats keep openraft's shorter limit.
+/// fsyncs them before it answers); heartbeats keep openraft's shorter limit. It also keeps
+/// a slow link from looking like a dead active: a replication session dropped at the
+/// heartbeat's limit (one heartbeat interval) closed every connection of a live active on
+/// links slower than that, and a passive took over (`failover`; tested by
+/// `an_active_on_links_slower_than_a_heartbeat_keeps_its_role_and_acknowledges`).
 pub const MIN_REPLICATION_TIMEOUT_MS: u64 = 1_000;
 
 /// An inbound connection with no request for this long is closed; the peer reconnects when it
