@@ -1132,6 +1132,62 @@ async fn an_active_on_links_slower_than_a_heartbeat_keeps_its_role_and_acknowled
     );
 }
 
+/// Links slower than this each way give a round trip longer than the active's lease
+/// (300 ms): no majority confirms it in time, so it holds writes back and then refuses them,
+/// while its heartbeats still reach the passives, late but steady.
+const LINK_SLOWER_THAN_THE_LEASE: Duration = Duration::from_millis(250);
+
+/// An active whose links are slower than its lease stalls (a gray failure: every node is up,
+/// no passive takes over), and a switchover to a passive is the way out: writes are
+/// acknowledged again in the new term, and the failover history says it was a switchover
+/// even though the old active was last heard from longer ago than an election timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_away_from_an_active_on_links_slower_than_its_lease_restores_writes() {
+    let options = ReplicaSetOptions {
+        proxied: true,
+        ..ReplicaSetOptions::default()
+    };
+    let (set, workload) = loaded_replica_set(options, &shape("slower-than-lease")).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    set.slow_links_from(active.node_id, LINK_SLOWER_THAN_THE_LEASE);
+    let acknowledged_before = acknowledged_count(&workload.history);
+    tokio::time::sleep(SLOW_LINKS_FOR).await;
+    let acknowledged_while_slow = acknowledged_count(&workload.history) - acknowledged_before;
+    let still_active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    assert_eq!(
+        (still_active.node_id, still_active.term),
+        (active.node_id, active.term),
+        "a passive took over from a live active on slow links"
+    );
+    let target = set.others(active.node_id)[0];
+    let switch = switch_over(&set, active, target).await;
+    let writes_again_ms =
+        wait_for_writes_after(&workload.history, switch.requested_at_ms, active.term).await;
+    set.heal();
+    let finished = finish(&set, workload, "slower than the lease").await;
+    let recorded = failover_to_term(&finished.failovers, switch.active.term)
+        .expect("the switchover is in the failover history");
+    eprintln!(
+        "[slower than the lease] node {} on links {} ms slow each way: {} messages \
+         acknowledged in {} s; switched over to node {} in term {}, writes acknowledged \
+         again {writes_again_ms} ms after the request; recorded: {} ({} ms)",
+        active.node_id,
+        LINK_SLOWER_THAN_THE_LEASE.as_millis(),
+        acknowledged_while_slow,
+        SLOW_LINKS_FOR.as_secs(),
+        target,
+        switch.active.term,
+        recorded.reason,
+        recorded.unavailable_ms
+    );
+    assert!(
+        recorded.reason.starts_with("switchover"),
+        "the switchover is recorded as {:?}",
+        recorded.reason
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_and_failback_under_load_lose_nothing() {
     let (set, workload) = loaded_replica_set(ReplicaSetOptions::default(), &shape("switch")).await;
@@ -1156,6 +1212,12 @@ async fn switchover_and_failback_under_load_lose_nothing() {
                 .first_acknowledgement_after(switch.requested_at_ms, switch.active.term - 1)
                 .unwrap_or(-1),
             recorded.map(|failover| (&failover.reason, failover.unavailable_ms))
+        );
+        let reason = recorded.map(|failover| failover.reason.as_str());
+        assert!(
+            reason.is_some_and(|reason| reason.starts_with("switchover")),
+            "the switchover to node {} is recorded as {reason:?}",
+            switch.active.node_id
         );
     }
 }

@@ -17,7 +17,9 @@
 //! When a node becomes the active and its first entry of the new term commits, it writes a
 //! [`FailoverRecord`] into the log: when, from which node, why, and how long writes were
 //! unavailable (from the last contact with the previous active to that first commit). Every
-//! node applies the record, so every node shows the same history.
+//! node applies the record, so every node shows the same history. Why is what this node saw:
+//! a fast election's cause, a hand-over from the previous active in its term (a switchover,
+//! [`LeaderContact::handed_over_by`]), or else silence longer than the election timeout.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -198,7 +200,6 @@ pub async fn record_failovers(
     contact: Arc<LeaderContact>,
     fast_election: Arc<FastElection>,
     time: Arc<ReplicaSetTime>,
-    election_timeout_min_ms: u64,
     mut recorded_term: u64,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -223,7 +224,6 @@ pub async fn record_failovers(
             term,
             &contact,
             fast_election.started_recently(),
-            election_timeout_min_ms,
         );
         eprintln!(
             "tandem: node {} is the active in term {term} ({}; writes were unavailable for {} ms)",
@@ -269,7 +269,6 @@ fn describe(
     term: u64,
     contact: &LeaderContact,
     fast_election: Option<GoneBecause>,
-    election_timeout_min_ms: u64,
 ) -> Takeover {
     let previous = contact
         .last_contact()
@@ -299,12 +298,10 @@ fn describe(
              once after refusing a candidate whose log was behind this node's",
             previous.leader_id
         ),
-        Some(previous) if unavailable_ms < election_timeout_min_ms => {
-            format!(
-                "switchover: node {} handed over the active role",
-                previous.leader_id
-            )
-        }
+        Some(previous) if contact.handed_over_by(previous.leader_id, previous.term) => format!(
+            "switchover: node {} handed over the active role",
+            previous.leader_id
+        ),
         Some(previous) => format!(
             "node {} stopped answering for longer than the election timeout",
             previous.leader_id
@@ -316,5 +313,59 @@ fn describe(
         to: this_node,
         reason,
         unavailable_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A contact whose last AppendEntries came from node 1 in term 3, `silent_for` ago.
+    async fn heard_from_node_1_in_term_3(silent_for: Duration) -> Arc<LeaderContact> {
+        let contact = LeaderContact::new();
+        contact.connection_record().append_entries_accepted(1, 3);
+        tokio::time::sleep(silent_for).await;
+        contact
+    }
+
+    #[tokio::test]
+    async fn a_hand_over_is_a_switchover_however_long_the_old_active_was_silent() {
+        // Longer than the default minimum election timeout (150 ms), by which the history
+        // once told a switchover from a takeover.
+        let contact = heard_from_node_1_in_term_3(Duration::from_millis(200)).await;
+        contact.connection_record().handed_over(1, 3);
+        let takeover = describe(2, 4, &contact, None);
+        assert_eq!(
+            takeover.reason,
+            "switchover: node 1 handed over the active role"
+        );
+        assert_eq!((takeover.from, takeover.to), (Some(1), 2));
+        assert!(
+            takeover.unavailable_ms >= 200,
+            "{}",
+            takeover.unavailable_ms
+        );
+    }
+
+    #[tokio::test]
+    async fn a_takeover_without_a_hand_over_in_that_term_is_no_switchover() {
+        let contact = heard_from_node_1_in_term_3(Duration::ZERO).await;
+        contact.connection_record().handed_over(1, 2);
+        let takeover = describe(2, 4, &contact, None);
+        assert_eq!(
+            takeover.reason,
+            "node 1 stopped answering for longer than the election timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fast_election_says_what_showed_the_active_gone() {
+        let contact = heard_from_node_1_in_term_3(Duration::ZERO).await;
+        let takeover = describe(2, 4, &contact, Some(GoneBecause::PortRefused));
+        assert!(
+            takeover.reason.contains("its port refused a connection"),
+            "{}",
+            takeover.reason
+        );
     }
 }

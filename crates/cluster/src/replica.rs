@@ -145,7 +145,6 @@ impl Replica {
                 contact.clone(),
                 fast_election.clone(),
                 time.clone(),
-                settings.election_timeout_min_ms,
                 recorded_term,
                 stopped.clone(),
             )),

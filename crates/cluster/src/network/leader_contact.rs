@@ -44,6 +44,9 @@ struct ContactState {
     open_leader_connections: usize,
     /// The last of those connections closed and the leader has not been heard from since.
     leader_connections_lost: bool,
+    /// The last leader that handed the active role over to this node (a switchover), and
+    /// the term it led in.
+    handed_over_by: Option<LeaderTerm>,
 }
 
 /// A leader as a connection saw it: its node id and term.
@@ -91,6 +94,11 @@ impl LeaderContact {
             let _ = tokio::time::timeout(wait, losses.changed()).await;
         }
         self.active_is_gone()
+    }
+
+    /// Whether `leader_id`, leading in `term`, handed the active role over to this node.
+    pub fn handed_over_by(&self, leader_id: NodeId, term: u64) -> bool {
+        self.lock().handed_over_by == Some((leader_id, term))
     }
 
     /// A counter that goes up each time the last open connection carrying the current leader's
@@ -180,6 +188,11 @@ impl ConnectionRecord {
                 .candidates_behind
                 .send_modify(|refused| *refused += 1);
         }
+    }
+
+    /// Records that `leader_id`, leading in `term`, handed the active role over to this node.
+    pub(crate) fn handed_over(&self, leader_id: NodeId, term: u64) {
+        self.contact.lock().handed_over_by = Some((leader_id, term));
     }
 
     /// Records an AppendEntries the local Raft accepted from `leader_id` in `term`.
@@ -284,6 +297,19 @@ mod tests {
         drop(new_leader);
         assert_eq!(*losses.borrow(), 1);
         assert_eq!(contact.last_contact().unwrap().leader_id, 2);
+    }
+
+    #[test]
+    fn a_hand_over_is_known_by_the_leader_and_term_that_made_it() {
+        let contact = LeaderContact::new();
+        assert!(!contact.handed_over_by(1, 3));
+        contact.connection_record().handed_over(1, 3);
+        assert!(contact.handed_over_by(1, 3));
+        assert!(
+            !contact.handed_over_by(1, 4),
+            "another term of the same leader"
+        );
+        assert!(!contact.handed_over_by(2, 3), "another leader");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::Raft;
+use openraft::async_runtime::WatchReceiver;
 use openraft::raft::{AppendEntriesResponse, VoteRequest};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::vote::RaftLeaderId;
@@ -214,12 +215,15 @@ where
                 .await
                 .map(Response::PreVote)
                 .map_err(failed),
-            Request::TransferLeader(request) => self
-                .raft
-                .handle_transfer_leader(request)
-                .await
-                .map(Response::TransferLeader)
-                .map_err(failed),
+            Request::TransferLeader(request) => {
+                let from = *request.from_leader().leader_id();
+                let to_this_node = *request.to_node_id() == self.raft.metrics().borrow_watched().id;
+                let answer = self.raft.handle_transfer_leader(request).await;
+                if to_this_node && matches!(answer, Ok(Ok(()))) {
+                    self.record.handed_over(*from.node_id(), from.term());
+                }
+                answer.map(Response::TransferLeader).map_err(failed)
+            }
             // `serve` hands a connection that opens a session to `append_stream` first.
             Request::AppendStream => Err(failed("a replication session is not answered here")),
             Request::InstallSnapshot {
