@@ -44,11 +44,15 @@ pub struct AppliedFault {
     pub hold_ms: u64,
 }
 
-/// A stretch with no acknowledged publish.
-#[derive(Clone, Copy, Debug)]
+/// A stretch with no acknowledged publish, and the faults held during it.
+#[derive(Clone, Debug)]
 pub struct Window {
+    /// When it began (the last acknowledgement before it), in milliseconds since the fault
+    /// schedule began.
     pub from_ms: i64,
     pub milliseconds: i64,
+    /// The faults whose hold overlapped it, as the schedule described them.
+    pub during: Vec<String>,
 }
 
 pub struct ChaosReport {
@@ -99,6 +103,7 @@ pub async fn run(options: ChaosOptions, progress: impl Fn(&str)) -> Result<Chaos
     let history = Arc::new(History::default());
     let workload = Workload::start(&clients, &shape, history.clone());
     let started = Instant::now();
+    let started_ms = history::now_ms();
     let faults = apply_schedule(&mut cluster, &steps, started, &progress).await;
     nemesis::heal(&mut cluster)?;
     cluster
@@ -120,11 +125,12 @@ pub async fn run(options: ChaosOptions, progress: impl Fn(&str)) -> Result<Chaos
     history
         .write_jsonl(&history_path)
         .map_err(|error| format!("cannot write {}: {error}", history_path.display()))?;
+    let unavailable = unavailability(&history.acknowledgement_times(), started_ms, &faults);
     Ok(ChaosReport {
         seed: options.seed,
         history_path,
         faults,
-        unavailable: unavailability(&history.acknowledgement_times()),
+        unavailable,
         history: report,
     })
 }
@@ -165,16 +171,38 @@ async fn apply_schedule(
     applied
 }
 
-/// The gaps between consecutive acknowledgements longer than [`UNAVAILABLE_AFTER`].
-fn unavailability(acknowledged_at_ms: &[i64]) -> Vec<Window> {
+/// The gaps between consecutive acknowledgements (wall-clock milliseconds) longer than
+/// [`UNAVAILABLE_AFTER`], timed from `schedule_began_ms` (the wall clock when the fault
+/// schedule began), each with the faults held during it.
+fn unavailability(
+    acknowledged_at_ms: &[i64],
+    schedule_began_ms: i64,
+    faults: &[AppliedFault],
+) -> Vec<Window> {
     let limit = UNAVAILABLE_AFTER.as_millis() as i64;
     acknowledged_at_ms
         .windows(2)
         .filter(|pair| pair[1] - pair[0] > limit)
-        .map(|pair| Window {
-            from_ms: pair[0],
-            milliseconds: pair[1] - pair[0],
+        .map(|pair| {
+            let (from_ms, to_ms) = (pair[0] - schedule_began_ms, pair[1] - schedule_began_ms);
+            Window {
+                from_ms,
+                milliseconds: to_ms - from_ms,
+                during: faults_held_between(faults, from_ms, to_ms),
+            }
         })
+        .collect()
+}
+
+/// The descriptions of the faults held at some moment from `from_ms` to `to_ms`.
+fn faults_held_between(faults: &[AppliedFault], from_ms: i64, to_ms: i64) -> Vec<String> {
+    faults
+        .iter()
+        .filter(|fault| {
+            let applied_ms = fault.at_ms as i64;
+            applied_ms < to_ms && applied_ms + fault.hold_ms as i64 > from_ms
+        })
+        .map(|fault| fault.description.clone())
         .collect()
 }
 
@@ -184,12 +212,41 @@ mod tests {
 
     #[test]
     fn only_long_gaps_count_as_unavailable() {
-        let windows = unavailability(&[0, 100, 200, 1_000, 1_100, 3_100]);
+        let windows = unavailability(&[0, 100, 200, 1_000, 1_100, 3_100], 0, &[]);
         let found: Vec<(i64, i64)> = windows
             .iter()
             .map(|window| (window.from_ms, window.milliseconds))
             .collect();
         assert_eq!(found, [(200, 800), (1_100, 2_000)]);
-        assert!(unavailability(&[]).is_empty());
+        assert!(unavailability(&[], 0, &[]).is_empty());
+    }
+
+    fn fault(at_ms: u64, hold_ms: u64, description: &str) -> AppliedFault {
+        AppliedFault {
+            at_ms,
+            description: description.to_string(),
+            hold_ms,
+        }
+    }
+
+    #[test]
+    fn a_window_is_timed_from_the_schedule_and_names_the_faults_held_during_it() {
+        let faults = [
+            fault(100, 300, "kill the active (node 1)"),
+            fault(1_500, 1_000, "partition a passive (node 2)"),
+            fault(2_800, 500, "client-cut the active (node 3)"),
+            fault(4_000, 200, "delay 10 ms on a passive (node 2)"),
+        ];
+        let windows = unavailability(&[10_050, 10_300, 12_900, 13_000], 10_000, &faults);
+        assert_eq!(windows.len(), 1);
+        assert_eq!((windows[0].from_ms, windows[0].milliseconds), (300, 2_600));
+        assert_eq!(
+            windows[0].during,
+            [
+                "kill the active (node 1)",
+                "partition a passive (node 2)",
+                "client-cut the active (node 3)"
+            ]
+        );
     }
 }

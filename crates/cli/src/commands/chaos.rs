@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 use tandem_chaos::nemesis::FAULT_KINDS;
-use tandem_chaos::run::{self, ChaosOptions, ChaosReport};
+use tandem_chaos::run::{self, ChaosOptions, ChaosReport, Window};
 
 use crate::command_context::CommandContext;
 use crate::command_error::CommandError;
@@ -171,9 +171,27 @@ fn print_summary(report: &ChaosReport) {
     for (name, value) in rows {
         println!("  {name:<32} {value}");
     }
+    for window in &report.unavailable {
+        println!("    {}", describe_window(window));
+    }
     println!("  {:<32} {}", "history", report.history_path.display());
     let verdict = if report.passed() { "PASS" } else { "FAIL" };
     println!("{verdict}");
+}
+
+/// When an unavailable window began (seconds into the fault schedule), how long it lasted,
+/// and the faults held during it.
+fn describe_window(window: &Window) -> String {
+    let during = if window.during.is_empty() {
+        "no fault held then".to_string()
+    } else {
+        format!("during: {}", window.during.join("; "))
+    };
+    format!(
+        "at {:.1} s for {} ms, {during}",
+        window.from_ms as f64 / 1000.0,
+        window.milliseconds
+    )
 }
 
 fn report_json(report: &ChaosReport) -> serde_json::Value {
@@ -194,6 +212,9 @@ fn report_json(report: &ChaosReport) -> serde_json::Value {
         "unexpected": history.unexpected.len(),
         "stale": history.stale.len(),
         "unavailable_ms": report.unavailable.iter().map(|window| window.milliseconds).collect::<Vec<_>>(),
+        "unavailable": report.unavailable.iter().map(|window| json!({
+            "from_ms": window.from_ms, "ms": window.milliseconds, "during": window.during,
+        })).collect::<Vec<_>>(),
         "history": report.history_path.display().to_string(),
         "passed": report.passed(),
     })
