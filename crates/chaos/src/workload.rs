@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tandem_protocol::keep_alive::with_keep_alive;
 use tandem_protocol::v1;
 use tandem_protocol::v1::admin_client::AdminClient;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
@@ -31,7 +32,9 @@ const KIND_VALUE: &str = "fault-test";
 const SUBSCRIPTION: &str = "faults-all";
 const BODY_BYTES: usize = 256;
 /// No call may hang a client: a node that does not answer within this is as good as dead.
-/// Longer than the nodes' write timeout, so that `no_quorum` answers are seen.
+/// Longer than the nodes' write timeout, so that `no_quorum` answers are seen. (A silent
+/// node, paused or cut off, is noticed sooner: its connection stops answering pings, see
+/// `tandem_protocol::keep_alive`.)
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -318,10 +321,8 @@ pub async fn publish_once(
 }
 
 fn channel_to(node: NodeAddress) -> Channel {
-    Endpoint::from_shared(format!("http://{}", node.grpc))
-        .expect("node url")
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect_lazy()
+    let endpoint = Endpoint::from_shared(format!("http://{}", node.grpc)).expect("node url");
+    with_keep_alive(endpoint.connect_timeout(CONNECT_TIMEOUT)).connect_lazy()
 }
 
 /// Each message's outcome: acknowledged with the call's acknowledgement unless the node

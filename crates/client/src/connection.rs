@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tandem_protocol::keep_alive::with_keep_alive;
 use tandem_protocol::v1::admin_client::AdminClient;
 use tandem_protocol::v1::cluster_client::ClusterClient;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
@@ -259,7 +260,9 @@ fn endpoint_for(address: &str) -> Result<Endpoint, ClientError> {
             format!("'{address}' is not a node address (expected host:port): {error}"),
         )
     })?;
-    Ok(endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true))
+    Ok(with_keep_alive(
+        endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true),
+    ))
 }
 
 #[cfg(test)]

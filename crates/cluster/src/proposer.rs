@@ -14,6 +14,13 @@
 //! A just-elected active, which no majority has acknowledged yet, holds a refused entry the
 //! same way, for as long counted from when the entry was first proposed: its first
 //! acknowledgement is one round trip away, and a client should not be sent away meanwhile.
+//!
+//! An entry openraft accepted waits for its commit until the write timeout, but no longer
+//! than that same grace: once no majority has acknowledged the active for the lease plus
+//! the minimum election timeout, another node may be the active, and the callers are
+//! answered `no_quorum` (the outcome is unknown: the entry may still commit) so that they
+//! look for it. A cut-off active held its clients for the whole write timeout (5 s by
+//! default) where a new active was serving after half a second.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,7 +123,14 @@ async fn propose(
             timestamp_ms: time.stamp_ms(crate::status::voter_count(raft)).await,
             commands: commands.clone(),
         };
-        let written = tokio::time::timeout_at(deadline, raft.client_write(proposal)).await;
+        let written = tokio::select! {
+            written = tokio::time::timeout_at(deadline, raft.client_write(proposal)) => written,
+            unconfirmed_for = another_active_may_exist(
+                raft,
+                first_proposed,
+                timeouts.unconfirmed_grace,
+            ) => return Err(replaced_while_in_flight(unconfirmed_for)),
+        };
         match written {
             Ok(Ok(response)) => {
                 return Ok(Committed {
@@ -166,6 +180,38 @@ fn awaits_confirmation(
         .quorum_acknowledged_ms_ago
         .map_or(waited, Duration::from_millis);
     status.role == crate::status::Role::Active && unconfirmed_for < unconfirmed_grace
+}
+
+/// Resolves once no majority has acknowledged this active for `unconfirmed_grace` (never
+/// acknowledged: since `first_proposed`), so that another node may have been elected; with
+/// how long it has been unconfirmed.
+async fn another_active_may_exist(
+    raft: &Raft,
+    first_proposed: Instant,
+    unconfirmed_grace: Duration,
+) -> Duration {
+    loop {
+        let unconfirmed_for = crate::status::ReplicaStatus::of(raft)
+            .quorum_acknowledged_ms_ago
+            .map_or_else(|| first_proposed.elapsed(), Duration::from_millis);
+        match unconfirmed_grace.checked_sub(unconfirmed_for) {
+            Some(left) if !left.is_zero() => tokio::time::sleep(left).await,
+            _ => return unconfirmed_for,
+        }
+    }
+}
+
+/// The answer to a write in flight on an active that another node may have replaced.
+fn replaced_while_in_flight(unconfirmed_for: Duration) -> Error {
+    Error::new(
+        ErrorCode::NoQuorum,
+        format!(
+            "no quorum: no majority of voters has acknowledged this active for {} ms, so \
+             another node may be the active now; the outcome is unknown and retrying with the \
+             same message id is safe",
+            unconfirmed_for.as_millis()
+        ),
+    )
 }
 
 fn no_quorum(write_timeout: Duration) -> Error {

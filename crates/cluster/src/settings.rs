@@ -19,7 +19,8 @@ pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 50;
 /// crashed active is noticed at once: see `failover`.)
 pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 150;
 pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 300;
-/// A write that has not reached a majority after this long answers `no_quorum`.
+/// A write that has not reached a majority after this long answers `no_quorum` (sooner when
+/// the active goes unacknowledged long enough for another node to be elected: `proposer`).
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5_000;
 /// A snapshot is taken after at least this many log entries, and the log before it purged.
 pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 5_000;

@@ -8,9 +8,11 @@
 //! - [`v1`]: messages and the `MessageBox`, `Admin` and `Cluster` services (clients and
 //!   servers).
 //! - [`convert`]: wire properties <-> core's typed properties.
+//! - [`keep_alive`]: how a client's channel notices a silent node.
 //! - [`message_id`]: new unique message ids.
 
 pub mod convert;
+pub mod keep_alive;
 pub mod message_id;
 
 #[allow(clippy::all, missing_docs)]
