@@ -1089,6 +1089,27 @@ async fn a_partitioned_active_is_replaced_cannot_acknowledge_and_catches_up_afte
 const SLOW_LINKS_FOR: Duration = Duration::from_secs(4);
 const LINK_SLOWER_THAN_A_HEARTBEAT: Duration = Duration::from_millis(80);
 
+/// A loaded, proxied replica set (message ids `id_prefix-…`) whose active has had its links
+/// slowed by `delay` each way for [`SLOW_LINKS_FOR`], still slowed: with its load, the
+/// active, and the messages acknowledged while the links were slow.
+async fn with_the_actives_links_slowed(
+    id_prefix: &str,
+    delay: Duration,
+) -> (ReplicaSet, Workload, ActiveNode, u64) {
+    let options = ReplicaSetOptions {
+        proxied: true,
+        ..ReplicaSetOptions::default()
+    };
+    let (set, workload) = loaded_replica_set(options, &shape(id_prefix)).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    set.slow_links_from(active.node_id, delay);
+    let acknowledged_before = acknowledged_count(&workload.history);
+    tokio::time::sleep(SLOW_LINKS_FOR).await;
+    let acknowledged_while_slow = acknowledged_count(&workload.history) - acknowledged_before;
+    (set, workload, active, acknowledged_while_slow)
+}
+
 /// An active whose links to the others are slower than a heartbeat interval is slow, not
 /// gone: its heartbeats time out unanswered, but its replication connections stay open and
 /// its writes are acknowledged, so no passive takes over. (Dropping the replication
@@ -1096,17 +1117,8 @@ const LINK_SLOWER_THAN_A_HEARTBEAT: Duration = Duration::from_millis(80);
 /// close, and elect itself against a live active, in this test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_active_on_links_slower_than_a_heartbeat_keeps_its_role_and_acknowledges() {
-    let options = ReplicaSetOptions {
-        proxied: true,
-        ..ReplicaSetOptions::default()
-    };
-    let (set, workload) = loaded_replica_set(options, &shape("slow-links")).await;
-    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
-    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
-    set.slow_links_from(active.node_id, LINK_SLOWER_THAN_A_HEARTBEAT);
-    let acknowledged_before = acknowledged_count(&workload.history);
-    tokio::time::sleep(SLOW_LINKS_FOR).await;
-    let acknowledged_while_slow = acknowledged_count(&workload.history) - acknowledged_before;
+    let (set, workload, active, acknowledged_while_slow) =
+        with_the_actives_links_slowed("slow-links", LINK_SLOWER_THAN_A_HEARTBEAT).await;
     set.heal();
     let finished = finish(&set, workload, "slow links").await;
     eprintln!(
@@ -1144,17 +1156,8 @@ const LINK_SLOWER_THAN_THE_LEASE: Duration = Duration::from_millis(250);
 /// even though the old active was last heard from longer ago than an election timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switchover_away_from_an_active_on_links_slower_than_its_lease_restores_writes() {
-    let options = ReplicaSetOptions {
-        proxied: true,
-        ..ReplicaSetOptions::default()
-    };
-    let (set, workload) = loaded_replica_set(options, &shape("slower-than-lease")).await;
-    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
-    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
-    set.slow_links_from(active.node_id, LINK_SLOWER_THAN_THE_LEASE);
-    let acknowledged_before = acknowledged_count(&workload.history);
-    tokio::time::sleep(SLOW_LINKS_FOR).await;
-    let acknowledged_while_slow = acknowledged_count(&workload.history) - acknowledged_before;
+    let (set, workload, active, acknowledged_while_slow) =
+        with_the_actives_links_slowed("slower-than-lease", LINK_SLOWER_THAN_THE_LEASE).await;
     let still_active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
     assert_eq!(
         (still_active.node_id, still_active.term),
@@ -1746,12 +1749,7 @@ async fn a_lease_stream_follows_the_active_through_a_kill_nine() {
     let mut set = ReplicaSet::start(ReplicaSetOptions::default()).await;
     declare_route(&set.addresses()).await;
     let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
-    let addresses: Vec<String> = set
-        .addresses()
-        .iter()
-        .map(|node| node.grpc.to_string())
-        .collect();
-    let client = TandemClient::open(&addresses.join(",")).expect("client");
+    let client = client_of(&set);
     let request = v1::LeaseRequest {
         host: HOST.into(),
         holder: "stream-test".into(),
@@ -1808,6 +1806,16 @@ async fn a_lease_stream_follows_the_active_through_a_kill_nine() {
          from {after_kill:?}",
         seen.len()
     );
+}
+
+/// A `TandemClient` given every node's address.
+fn client_of(set: &ReplicaSet) -> TandemClient {
+    let addresses: Vec<String> = set
+        .addresses()
+        .iter()
+        .map(|node| node.grpc.to_string())
+        .collect();
+    TandemClient::open(&addresses.join(",")).expect("client")
 }
 
 /// Publishes `count` test messages named `prefix-i`, riding through any failover.
@@ -1893,12 +1901,7 @@ async fn client_rides_through(silence: Silence, options: ReplicaSetOptions) {
     let mut set = ReplicaSet::start(options).await;
     declare_route(&set.addresses()).await;
     let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
-    let addresses: Vec<String> = set
-        .addresses()
-        .iter()
-        .map(|node| node.grpc.to_string())
-        .collect();
-    let client = TandemClient::open(&addresses.join(",")).expect("client");
+    let client = client_of(&set);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let publishers: Vec<_> = (0..CLIENT_PUBLISHERS)
         .map(|publisher| {
