@@ -184,19 +184,14 @@ fn awaits_confirmation(
 
 /// Resolves once no majority has acknowledged this active for `unconfirmed_grace` (never
 /// acknowledged: since `first_proposed`), so that another node may have been elected; with
-/// how long it has been unconfirmed. Never while this node is the only voter: no other node
-/// can be elected then (and openraft does not keep a lone voter's acknowledgement time
-/// current).
+/// how long it has been unconfirmed. (A lone voter is its own majority, acknowledged all
+/// the time: see `status`.)
 async fn another_active_may_exist(
     raft: &Raft,
     first_proposed: Instant,
     unconfirmed_grace: Duration,
 ) -> Duration {
     loop {
-        if crate::status::voter_count(raft) < 2 {
-            tokio::time::sleep(unconfirmed_grace).await;
-            continue;
-        }
         let unconfirmed_for = crate::status::ReplicaStatus::of(raft)
             .quorum_acknowledged_ms_ago
             .map_or_else(|| first_proposed.elapsed(), Duration::from_millis);

@@ -78,6 +78,23 @@ pub(crate) fn voter_count(raft: &Raft) -> usize {
     metrics.membership_config.membership().voter_ids().count()
 }
 
+/// On the active: how long ago a majority last acknowledged it. A lone voter is its own
+/// majority, acknowledged all the time: openraft leaves its acknowledgement time where the
+/// election set it, so a one-node set looked unconfirmed a moment after it started
+/// (`/health/active` answered 503, and writes in flight were answered `no_quorum`).
+fn quorum_acknowledged_ms_ago(
+    metrics: &openraft::RaftMetrics<crate::types::TypeConfig>,
+    voters: &[NodeId],
+) -> Option<u64> {
+    if metrics.state == openraft::ServerState::Leader && voters == [metrics.id] {
+        return Some(0);
+    }
+    metrics
+        .last_quorum_acked
+        .as_ref()
+        .map(|acknowledged| acknowledged.elapsed().as_millis() as u64)
+}
+
 impl ReplicaStatus {
     pub fn of(raft: &Raft) -> ReplicaStatus {
         let metrics = raft.metrics().borrow_watched().clone();
@@ -125,10 +142,7 @@ impl ReplicaStatus {
             snapshot_index: metrics.snapshot.map(|id| id.index).unwrap_or(0),
             purged_index: metrics.purged.map(|id| id.index).unwrap_or(0),
             cluster_committed_index: metrics.cluster_committed.map(|id| id.index).unwrap_or(0),
-            quorum_acknowledged_ms_ago: metrics
-                .last_quorum_acked
-                .as_ref()
-                .map(|acknowledged| acknowledged.elapsed().as_millis() as u64),
+            quorum_acknowledged_ms_ago: quorum_acknowledged_ms_ago(&metrics, &voters),
             active: metrics.current_leader,
             initialized: !members.is_empty(),
             members,
