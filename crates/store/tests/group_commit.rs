@@ -11,19 +11,31 @@ use rusqlite::Connection;
 use tandem_core::command::Command;
 use tandem_core::error::ErrorCode;
 use tandem_core::outcome::Outcome;
-use tandem_store::{Batch, StoreHandle, integrity};
+use tandem_store::{Batch, Store, StoreHandle, integrity};
 
 use common::{create_catalog, new_message, open, publish, runtime};
 
 const PUBLISHES: usize = 2_000;
 
-#[test]
-fn concurrent_publishes_share_commits() {
+/// A temporary directory, a store in it with the test catalog created, its handle, and a
+/// runtime to call it from: how every test here begins.
+fn cataloged_store() -> (
+    tempfile::TempDir,
+    Store,
+    StoreHandle,
+    tokio::runtime::Runtime,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(dir.path());
     let handle = store.handle();
     let runtime = runtime();
     runtime.block_on(create_catalog(&handle));
+    (dir, store, handle, runtime)
+}
+
+#[test]
+fn concurrent_publishes_share_commits() {
+    let (dir, store, handle, runtime) = cataloged_store();
     let before = handle.metrics().snapshot();
     runtime.block_on(async {
         let tasks: Vec<_> = (0..PUBLISHES)
@@ -83,12 +95,8 @@ fn drop_poison_trigger(saboteur: &Connection) {
 
 #[test]
 fn a_storage_failure_rolls_back_the_batch_and_acknowledges_nothing() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(dir.path());
-    let handle = store.handle();
-    let runtime = runtime();
+    let (dir, store, handle, runtime) = cataloged_store();
     runtime.block_on(async {
-        create_catalog(&handle).await;
         let first = handle.execute(publish("m0", "a")).await;
         assert!(first.is_ok(), "{first:?}");
     });
@@ -159,11 +167,7 @@ fn hold_write_lock(dir: &Path, then: &str) -> Connection {
 fn a_read_after_an_answer_sees_the_batch_before_its_transaction_commits() {
     const BATCHES: usize = 200;
     const MESSAGES_PER_BATCH: usize = 10;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(dir.path());
-    let handle = store.handle();
-    let runtime = runtime();
-    runtime.block_on(create_catalog(&handle));
+    let (dir, store, handle, runtime) = cataloged_store();
     // Holding the write lock keeps the committer from starting, so that the batches below
     // pile up and most of them share one long transaction.
     let blocker = hold_write_lock(dir.path(), "");
@@ -209,11 +213,7 @@ fn a_read_after_an_answer_sees_the_batch_before_its_transaction_commits() {
 #[test]
 fn an_early_answer_is_what_the_replay_gives_when_its_transaction_fails() {
     let entries = [("m1", "entry 1"), ("m2", "entry 2"), ("poison", "entry 3")];
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(dir.path());
-    let handle = store.handle();
-    let runtime = runtime();
-    runtime.block_on(create_catalog(&handle));
+    let (dir, store, handle, runtime) = cataloged_store();
     // The committer takes entry 1 and waits for the write lock; entries 2 and 3 queue behind
     // it meanwhile, so they share the next transaction.
     let blocker = hold_write_lock(dir.path(), POISON_TRIGGER);
@@ -283,11 +283,7 @@ fn an_early_answer_is_what_the_replay_gives_when_its_transaction_fails() {
 #[test]
 fn replicated_batches_one_after_the_other_share_a_lingering_transaction() {
     const BATCHES: usize = 200;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(dir.path());
-    let handle = store.handle();
-    let runtime = runtime();
-    runtime.block_on(create_catalog(&handle));
+    let (_dir, store, handle, runtime) = cataloged_store();
     let before = handle.metrics().snapshot();
     runtime.block_on(async {
         for batch in 0..BATCHES {
@@ -324,11 +320,7 @@ fn replicated_batches_one_after_the_other_share_a_lingering_transaction() {
 /// is there when the store opens again.
 #[test]
 fn closing_the_store_commits_the_lingering_transaction() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(dir.path());
-    let handle = store.handle();
-    let runtime = runtime();
-    runtime.block_on(create_catalog(&handle));
+    let (dir, store, handle, runtime) = cataloged_store();
     let outcomes = runtime
         .block_on(handle.apply(replicated(publish("last", "a"), "entry 1")))
         .expect("applied");
@@ -363,12 +355,8 @@ fn saved_position(handle: &StoreHandle) -> Option<String> {
 
 #[test]
 fn a_failed_replicated_batch_halts_the_store_until_it_reopens() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(dir.path());
-    let handle = store.handle();
-    let runtime = runtime();
+    let (dir, store, handle, runtime) = cataloged_store();
     runtime.block_on(async {
-        create_catalog(&handle).await;
         let first = handle
             .apply(replicated(publish("m1", "a"), "entry 1"))
             .await;
