@@ -192,8 +192,7 @@ async fn another_active_may_exist(
     unconfirmed_grace: Duration,
 ) -> Duration {
     loop {
-        let unconfirmed_for = crate::status::ReplicaStatus::of(raft)
-            .quorum_acknowledged_ms_ago
+        let unconfirmed_for = crate::status::quorum_acknowledged_ms_ago_of(raft)
             .map_or_else(|| first_proposed.elapsed(), Duration::from_millis);
         match unconfirmed_grace.checked_sub(unconfirmed_for) {
             Some(left) if !left.is_zero() => tokio::time::sleep(left).await,

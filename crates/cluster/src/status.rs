@@ -5,7 +5,7 @@
 use openraft::async_runtime::{Instant as _, WatchReceiver};
 use serde::Serialize;
 
-use crate::types::{Member, NodeId, Raft};
+use crate::types::{Member, NodeId, Raft, TypeConfig};
 
 /// A node's role, in Tandem's words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -82,17 +82,22 @@ pub(crate) fn voter_count(raft: &Raft) -> usize {
 /// majority, acknowledged all the time: openraft leaves its acknowledgement time where the
 /// election set it, so a one-node set looked unconfirmed a moment after it started
 /// (`/health/active` answered 503, and writes in flight were answered `no_quorum`).
-fn quorum_acknowledged_ms_ago(
-    metrics: &openraft::RaftMetrics<crate::types::TypeConfig>,
-    voters: &[NodeId],
-) -> Option<u64> {
-    if metrics.state == openraft::ServerState::Leader && voters == [metrics.id] {
+fn quorum_acknowledged_ms_ago(metrics: &openraft::RaftMetrics<TypeConfig>) -> Option<u64> {
+    let mut voters = metrics.membership_config.membership().voter_ids();
+    let lone_voter = voters.next() == Some(metrics.id) && voters.next().is_none();
+    if metrics.state == openraft::ServerState::Leader && lone_voter {
         return Some(0);
     }
     metrics
         .last_quorum_acked
         .as_ref()
         .map(|acknowledged| acknowledged.elapsed().as_millis() as u64)
+}
+
+/// [`ReplicaStatus::quorum_acknowledged_ms_ago`] alone, without building the whole status:
+/// the proposer reads it for every entry it proposes.
+pub(crate) fn quorum_acknowledged_ms_ago_of(raft: &Raft) -> Option<u64> {
+    quorum_acknowledged_ms_ago(&raft.metrics().borrow_watched())
 }
 
 impl ReplicaStatus {
@@ -142,7 +147,7 @@ impl ReplicaStatus {
             snapshot_index: metrics.snapshot.map(|id| id.index).unwrap_or(0),
             purged_index: metrics.purged.map(|id| id.index).unwrap_or(0),
             cluster_committed_index: metrics.cluster_committed.map(|id| id.index).unwrap_or(0),
-            quorum_acknowledged_ms_ago: quorum_acknowledged_ms_ago(&metrics, &voters),
+            quorum_acknowledged_ms_ago: quorum_acknowledged_ms_ago(&metrics),
             active: metrics.current_leader,
             initialized: !members.is_empty(),
             members,
