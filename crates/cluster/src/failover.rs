@@ -16,9 +16,11 @@
 //!
 //! When a node becomes the active and its first entry of the new term commits, it writes a
 //! [`FailoverRecord`] into the log: when, from which node, why, and how long writes were
-//! unavailable (from the last contact with the previous active to that first commit). Every
-//! node applies the record, so every node shows the same history. Why is what this node saw:
-//! a fast election's cause, a hand-over from the previous active in its term (a switchover,
+//! unavailable (from the last contact with the previous active to that first commit, or from
+//! the previous active's last confirmation by a majority when it handed over for want of
+//! one). Every node applies the record, so every node shows the same history. Why is what
+//! this node saw: a fast election's cause, a hand-over from the previous active in its term
+//! (an operator's switchover, or an active no majority confirmed: `hand_over`;
 //! [`LeaderContact::handed_over_by`]), or else silence longer than the election timeout.
 
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,8 @@ use openraft::async_runtime::WatchReceiver;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::hand_over::HandOverCause;
+use crate::network::leader_contact::HandOver;
 use crate::network::{Contact, LeaderContact, NetworkFactory};
 use crate::replica_set_time::ReplicaSetTime;
 use crate::types::{FailoverRecord, NodeId, Proposal, Raft};
@@ -273,13 +277,25 @@ fn describe(
     let previous = contact
         .last_contact()
         .filter(|contact| contact.leader_id != this_node);
-    let unavailable_ms = previous
+    let hand_over =
+        previous.and_then(|previous| contact.handed_over_by(previous.leader_id, previous.term));
+    let silent_ms = previous
         .map(|contact| {
             Instant::now()
                 .duration_since(contact.received_at)
                 .as_millis() as u64
         })
         .unwrap_or(0);
+    // An active that handed over unconfirmed could not commit since its last confirmation,
+    // though its heartbeats went on.
+    let unconfirmed_ms = match hand_over {
+        Some(HandOver {
+            cause: HandOverCause::Unconfirmed { for_ms },
+            received_at,
+        }) => for_ms + Instant::now().duration_since(received_at).as_millis() as u64,
+        _ => 0,
+    };
+    let unavailable_ms = silent_ms.max(unconfirmed_ms);
     let reason = match previous {
         None if term <= 1 => "replica set formed: first active elected".to_string(),
         None => "replica set (re)started: no active was known to this node".to_string(),
@@ -298,14 +314,21 @@ fn describe(
              once after refusing a candidate whose log was behind this node's",
             previous.leader_id
         ),
-        Some(previous) if contact.handed_over_by(previous.leader_id, previous.term) => format!(
-            "switchover: node {} handed over the active role",
-            previous.leader_id
-        ),
-        Some(previous) => format!(
-            "node {} stopped answering for longer than the election timeout",
-            previous.leader_id
-        ),
+        Some(previous) => match hand_over.map(|hand_over| hand_over.cause) {
+            Some(HandOverCause::Requested) => format!(
+                "switchover: node {} handed over the active role",
+                previous.leader_id
+            ),
+            Some(HandOverCause::Unconfirmed { for_ms }) => format!(
+                "node {} handed over the active role by itself: no majority had confirmed it \
+                 in time for {for_ms} ms (the others' answers were lost or late)",
+                previous.leader_id
+            ),
+            None => format!(
+                "node {} stopped answering for longer than the election timeout",
+                previous.leader_id
+            ),
+        },
     };
     Takeover {
         term,
@@ -333,7 +356,9 @@ mod tests {
         // Longer than the default minimum election timeout (150 ms), by which the history
         // once told a switchover from a takeover.
         let contact = heard_from_node_1_in_term_3(Duration::from_millis(200)).await;
-        contact.connection_record().handed_over(1, 3);
+        contact
+            .connection_record()
+            .handed_over(1, 3, HandOverCause::Requested);
         let takeover = describe(2, 4, &contact, None);
         assert_eq!(
             takeover.reason,
@@ -350,11 +375,33 @@ mod tests {
     #[tokio::test]
     async fn a_takeover_without_a_hand_over_in_that_term_is_no_switchover() {
         let contact = heard_from_node_1_in_term_3(Duration::ZERO).await;
-        contact.connection_record().handed_over(1, 2);
+        contact
+            .connection_record()
+            .handed_over(1, 2, HandOverCause::Requested);
         let takeover = describe(2, 4, &contact, None);
         assert_eq!(
             takeover.reason,
             "node 1 stopped answering for longer than the election timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hand_over_by_an_unconfirmed_active_counts_from_its_last_confirmation() {
+        // Its heartbeats arrived to the end; its answers did not.
+        let contact = heard_from_node_1_in_term_3(Duration::ZERO).await;
+        contact
+            .connection_record()
+            .handed_over(1, 3, HandOverCause::Unconfirmed { for_ms: 1_950 });
+        let takeover = describe(2, 4, &contact, None);
+        assert_eq!(
+            takeover.reason,
+            "node 1 handed over the active role by itself: no majority had confirmed it in \
+             time for 1950 ms (the others' answers were lost or late)"
+        );
+        assert!(
+            (1_950..3_000).contains(&takeover.unavailable_ms),
+            "{}",
+            takeover.unavailable_ms
         );
     }
 

@@ -18,6 +18,7 @@
 //! - [`proposer`]: many commands per log entry, stamped with the replica set's time.
 //! - [`replica_set_time`]: that time: the median of the voters' clocks.
 //! - [`failover`]: the failover history the new active writes into the log.
+//! - [`hand_over`]: an active no majority confirms hands its role over by itself.
 //! - [`status`]: roles, terms, indexes and lag, from openraft's metrics.
 //! - [`runtime`]: tokio for openraft, with seedable election timeouts.
 //! - [`settings`]: node identity and replication timings.
@@ -26,6 +27,7 @@
 pub mod clock;
 pub mod codec;
 pub mod failover;
+pub mod hand_over;
 pub mod log_store;
 pub mod network;
 pub mod proposer;

@@ -10,7 +10,9 @@
 //! that late although every node is healthy; so while no other node can have been elected yet
 //! (the last acknowledgement is younger than the lease plus the minimum election timeout),
 //! the proposer proposes the refused entry again, until the write timeout. Past that, the
-//! active may be cut off and a new one elected: the caller is told at once, to look for it.
+//! active may be cut off and a new one elected: the caller is told at once (`no_quorum`), to
+//! look for it; so is a write that an active refuses while it hands its role over for want
+//! of a majority (`hand_over`).
 //! A just-elected active, which no majority has acknowledged yet, holds a refused entry the
 //! same way, for as long counted from when the entry was first proposed: its first
 //! acknowledgement is one round trip away, and a client should not be sent away meanwhile.
@@ -129,7 +131,7 @@ async fn propose(
                 raft,
                 first_proposed,
                 timeouts.unconfirmed_grace,
-            ) => return Err(replaced_while_in_flight(unconfirmed_for)),
+            ) => return Err(no_quorum_unconfirmed_for(unconfirmed_for)),
         };
         match written {
             Ok(Ok(response)) => {
@@ -153,7 +155,12 @@ async fn propose(
                 }
                 tokio::time::sleep(LEASE_RETRY_INTERVAL).await;
             }
-            Ok(Err(error)) => return Err(write_error(raft, error)),
+            Ok(Err(error)) => {
+                return Err(match unconfirmed_beyond(raft, timeouts.unconfirmed_grace) {
+                    Some(unconfirmed_for) => no_quorum_unconfirmed_for(unconfirmed_for),
+                    None => write_error(raft, error),
+                });
+            }
             Err(_) => return Err(no_quorum(timeouts.write_timeout)),
         }
     }
@@ -201,8 +208,21 @@ async fn another_active_may_exist(
     }
 }
 
-/// The answer to a write in flight on an active that another node may have replaced.
-fn replaced_while_in_flight(unconfirmed_for: Duration) -> Error {
+/// How long no majority has acknowledged this node, when it is the active and that is
+/// `unconfirmed_grace` or longer: then it refuses writes (its lease expired, or it is
+/// handing its role over) because another node may be the active, for want of a quorum.
+fn unconfirmed_beyond(raft: &Raft, unconfirmed_grace: Duration) -> Option<Duration> {
+    if !raft.is_leader() {
+        return None;
+    }
+    let unconfirmed_for =
+        Duration::from_millis(crate::status::quorum_acknowledged_ms_ago_of(raft)?);
+    (unconfirmed_for >= unconfirmed_grace).then_some(unconfirmed_for)
+}
+
+/// The answer to a write on an active that another node may have replaced: in flight, or
+/// refused by an active whose majority no longer acknowledges it.
+fn no_quorum_unconfirmed_for(unconfirmed_for: Duration) -> Error {
     Error::new(
         ErrorCode::NoQuorum,
         format!(

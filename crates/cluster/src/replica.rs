@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::failover::{self, FastElection, elect_when_the_active_is_gone, record_failovers};
+use crate::hand_over::{HandOverCause, HandOverNote, HandOverWatch, hand_over_while_unconfirmed};
 use crate::log_store::LogStore;
 use crate::network::{
     LeaderContact, Listener, NetworkFactory, TcpPeerListener, TcpTransport, Transport, serve,
@@ -68,6 +69,8 @@ pub struct Replica {
     store: StoreHandle,
     proposals: mpsc::Sender<Pending>,
     time: Arc<ReplicaSetTime>,
+    /// Why this node last handed its role over, sent with the hand-over.
+    hand_over_note: Arc<HandOverNote>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     server: Mutex<Option<JoinHandle<std::io::Result<()>>>>,
@@ -100,11 +103,13 @@ impl Replica {
             .map_err(|error| ClusterError::Storage(format!("state machine: {error}")))?;
         let config = settings.raft_config()?;
         let recorded_term = last_recorded_term(&store).await?;
+        let hand_over_note = HandOverNote::new();
         let network = NetworkFactory::new(
             settings.peer_routes.clone(),
             environment.transport,
             environment.execution,
-        );
+        )
+        .with_hand_over_note(hand_over_note.clone());
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
@@ -125,9 +130,7 @@ impl Replica {
         let (proposals, pending) = mpsc::channel(limits::PROPOSAL_QUEUE_CAPACITY);
         let timeouts = ProposerTimeouts {
             write_timeout: Duration::from_millis(settings.write_timeout_ms),
-            unconfirmed_grace: Duration::from_millis(
-                settings.election_timeout_max_ms + settings.election_timeout_min_ms,
-            ),
+            unconfirmed_grace: settings.unconfirmed_grace(),
         };
         let server = tokio::spawn(serve(
             environment.listener,
@@ -138,7 +141,7 @@ impl Replica {
             environment.execution,
             wait_for_stop(stopped.clone()),
         ));
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(run_proposer(raft.clone(), pending, time.clone(), timeouts)),
             tokio::spawn(record_failovers(
                 raft.clone(),
@@ -162,15 +165,28 @@ impl Replica {
                 log_reader,
                 store.clone(),
                 settings.snapshot_rule(),
-                stopped,
+                stopped.clone(),
             )),
         ];
+        if settings.hand_over_after_ms > 0 {
+            tasks.push(tokio::spawn(hand_over_while_unconfirmed(
+                raft.clone(),
+                hand_over_note.clone(),
+                HandOverWatch::new(
+                    settings.unconfirmed_grace(),
+                    Duration::from_millis(settings.hand_over_after_ms),
+                ),
+                Duration::from_millis(settings.heartbeat_interval_ms),
+                stopped,
+            )));
+        }
         Ok(Replica {
             raft,
             settings,
             store,
             proposals,
             time,
+            hand_over_note,
             stop,
             tasks: Mutex::new(tasks),
             server: Mutex::new(Some(server)),
@@ -337,6 +353,7 @@ impl Replica {
         if target == self.settings.node_id {
             return Ok(target);
         }
+        self.hand_over_note.set(HandOverCause::Requested);
         self.raft
             .trigger()
             .transfer_leader(target)

@@ -3,6 +3,7 @@
 //! one's crash.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use openraft::{Config, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,9 @@ pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 300;
 /// A write that has not reached a majority after this long answers `no_quorum` (sooner when
 /// the active goes unacknowledged long enough for another node to be elected: `proposer`).
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 5_000;
+/// An active whose writes no majority has confirmed in time at every look for this long
+/// hands its role over by itself (`hand_over`); 0 never does.
+pub const DEFAULT_HAND_OVER_AFTER_MS: u64 = 1_500;
 /// A snapshot is taken after at least this many log entries, and the log before it purged.
 pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 5_000;
 /// ... and once the log has written at least this percentage of the store's size since the
@@ -44,6 +48,7 @@ pub struct ReplicaSettings {
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
     pub write_timeout_ms: u64,
+    pub hand_over_after_ms: u64,
     pub snapshot_every_entries: u64,
     pub snapshot_min_log_percent: u64,
     pub log_entries_kept_behind_snapshot: u64,
@@ -60,11 +65,18 @@ impl ReplicaSettings {
             election_timeout_min_ms: DEFAULT_ELECTION_TIMEOUT_MIN_MS,
             election_timeout_max_ms: DEFAULT_ELECTION_TIMEOUT_MAX_MS,
             write_timeout_ms: DEFAULT_WRITE_TIMEOUT_MS,
+            hand_over_after_ms: DEFAULT_HAND_OVER_AFTER_MS,
             snapshot_every_entries: DEFAULT_SNAPSHOT_EVERY_ENTRIES,
             snapshot_min_log_percent: DEFAULT_SNAPSHOT_MIN_LOG_PERCENT,
             log_entries_kept_behind_snapshot: DEFAULT_LOG_ENTRIES_KEPT_BEHIND_SNAPSHOT,
             peer_routes: BTreeMap::new(),
         }
+    }
+
+    /// How long no majority may confirm the active before its writes are refused: its lease
+    /// plus the minimum election timeout, after which another node may have been elected.
+    pub fn unconfirmed_grace(&self) -> Duration {
+        Duration::from_millis(self.election_timeout_max_ms + self.election_timeout_min_ms)
     }
 
     /// When this node takes a snapshot.

@@ -60,6 +60,9 @@ pub struct NodeConfig {
     pub election_timeout_max_ms: u64,
     /// A write that has not reached a majority after this long answers `no_quorum`.
     pub write_timeout_ms: u64,
+    /// An active whose writes no majority confirmed in time for this long hands its role
+    /// over by itself; 0 never does.
+    pub hand_over_after_ms: u64,
     /// A snapshot is taken (and the log before it purged) after at least this many log
     /// entries ...
     pub snapshot_every_entries: u64,
@@ -94,6 +97,7 @@ impl Default for NodeConfig {
             election_timeout_min_ms: settings::DEFAULT_ELECTION_TIMEOUT_MIN_MS,
             election_timeout_max_ms: settings::DEFAULT_ELECTION_TIMEOUT_MAX_MS,
             write_timeout_ms: settings::DEFAULT_WRITE_TIMEOUT_MS,
+            hand_over_after_ms: settings::DEFAULT_HAND_OVER_AFTER_MS,
             snapshot_every_entries: settings::DEFAULT_SNAPSHOT_EVERY_ENTRIES,
             snapshot_min_log_percent: settings::DEFAULT_SNAPSHOT_MIN_LOG_PERCENT,
             peer_routes: BTreeMap::new(),
@@ -155,6 +159,7 @@ impl NodeConfig {
             election_timeout_min_ms: self.election_timeout_min_ms,
             election_timeout_max_ms: self.election_timeout_max_ms,
             write_timeout_ms: self.write_timeout_ms,
+            hand_over_after_ms: self.hand_over_after_ms,
             snapshot_every_entries: self.snapshot_every_entries,
             snapshot_min_log_percent: self.snapshot_min_log_percent,
             peer_routes: self

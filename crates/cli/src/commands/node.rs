@@ -106,6 +106,12 @@ pub struct StartArgs {
     /// `no_quorum` (e.g. 5s). [TOML: write_timeout_ms, in milliseconds]
     #[arg(long, value_name = "DURATION", value_parser = parse_milliseconds)]
     write_timeout: Option<u64>,
+    /// An active whose writes no majority of voters has confirmed in time (its lease plus
+    /// the minimum election timeout) for this long hands its role over to a passive by
+    /// itself: for faults that leave its heartbeats flowing but lose or delay the answers
+    /// (e.g. 3s; 0 never). [TOML: hand_over_after_ms, in milliseconds]
+    #[arg(long, value_name = "DURATION", value_parser = parse_milliseconds)]
+    hand_over_after: Option<u64>,
     /// Take a snapshot and purge the log before it after at least N log entries...
     /// [TOML: snapshot_every_entries]
     #[arg(long, value_name = "N")]
@@ -213,6 +219,9 @@ fn apply_replication_flags(config: &mut NodeConfig, arguments: &StartArgs) {
     if let Some(timeout) = arguments.write_timeout {
         config.write_timeout_ms = timeout;
     }
+    if let Some(after) = arguments.hand_over_after {
+        config.hand_over_after_ms = after;
+    }
     if let Some(entries) = arguments.snapshot_every_entries {
         config.snapshot_every_entries = entries;
     }
@@ -319,6 +328,11 @@ fn configuration_help() -> String {
             "write_timeout_ms",
             defaults.write_timeout_ms.to_string(),
             "answer no_quorum after this long",
+        ),
+        (
+            "hand_over_after_ms",
+            defaults.hand_over_after_ms.to_string(),
+            "unconfirmed this long, the active hands over (0: never)",
         ),
         (
             "snapshot_every_entries",

@@ -40,6 +40,7 @@ use super::append_stream::{self, Answer, Opening};
 use super::blocking_file::BlockingFile;
 use super::transport::{BoxedConnection, TcpTransport, Transport};
 use crate::codec::{FrameBuffer, read_frame, read_frame_with, write_frame, write_frame_with};
+use crate::hand_over::HandOverNote;
 use crate::types::{Member, NodeId, SnapshotFile, TypeConfig, Vote};
 
 /// Creates the per-target clients openraft sends RPCs through.
@@ -51,6 +52,8 @@ pub struct NetworkFactory {
     transport: Arc<dyn Transport>,
     /// Where reading a snapshot file to send runs.
     execution: Execution,
+    /// Why this node hands its role over, sent with the hand-over.
+    hand_over_note: Arc<HandOverNote>,
 }
 
 impl NetworkFactory {
@@ -63,6 +66,15 @@ impl NetworkFactory {
             route_overrides: Arc::new(route_overrides),
             transport,
             execution,
+            hand_over_note: HandOverNote::new(),
+        }
+    }
+
+    /// The same factory, whose clients send the cause in `note` with a hand-over.
+    pub fn with_hand_over_note(self, note: Arc<HandOverNote>) -> NetworkFactory {
+        NetworkFactory {
+            hand_over_note: note,
+            ..self
         }
     }
 
@@ -104,6 +116,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
         let address = self.address_of(target, node).to_string();
         PeerClient::new(target, address, self.transport.clone(), self.execution)
+            .with_hand_over_note(self.hand_over_note.clone())
     }
 }
 
@@ -117,6 +130,7 @@ pub struct PeerClient {
     connection: Option<BufStream<BoxedConnection>>,
     /// The buffer the connection's frames are encoded into and read into.
     frames: FrameBuffer,
+    hand_over_note: Arc<HandOverNote>,
 }
 
 /// Why an exchange failed, and whether the peer was ever reached.
@@ -139,6 +153,15 @@ impl PeerClient {
             execution,
             connection: None,
             frames: FrameBuffer::default(),
+            hand_over_note: HandOverNote::new(),
+        }
+    }
+
+    /// The same client, sending the cause in `note` with a hand-over.
+    pub fn with_hand_over_note(self, note: Arc<HandOverNote>) -> Self {
+        Self {
+            hand_over_note: note,
+            ..self
         }
     }
 
@@ -382,7 +405,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self
-            .call(Request::TransferLeader(request), option.soft_ttl())
+            .call(
+                Request::TransferLeader(request, self.hand_over_note.cause()),
+                option.soft_ttl(),
+            )
             .await?
         {
             Response::TransferLeader(response) => Ok(response),

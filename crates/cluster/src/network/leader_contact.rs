@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::clock::wall_clock_ms;
+use crate::hand_over::HandOverCause;
 use crate::types::NodeId;
 
 /// The last AppendEntries this node accepted from a leader.
@@ -44,13 +45,20 @@ struct ContactState {
     open_leader_connections: usize,
     /// The last of those connections closed and the leader has not been heard from since.
     leader_connections_lost: bool,
-    /// The last leader that handed the active role over to this node (a switchover), and
-    /// the term it led in.
-    handed_over_by: Option<LeaderTerm>,
+    /// The last leader that handed the active role over to this node, and the term it led
+    /// in.
+    handed_over_by: Option<(LeaderTerm, HandOver)>,
 }
 
 /// A leader as a connection saw it: its node id and term.
 type LeaderTerm = (NodeId, u64);
+
+/// A hand-over of the active role to this node: why, and when it arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandOver {
+    pub cause: HandOverCause,
+    pub received_at: Instant,
+}
 
 impl Default for LeaderContact {
     fn default() -> Self {
@@ -96,9 +104,13 @@ impl LeaderContact {
         self.active_is_gone()
     }
 
-    /// Whether `leader_id`, leading in `term`, handed the active role over to this node.
-    pub fn handed_over_by(&self, leader_id: NodeId, term: u64) -> bool {
-        self.lock().handed_over_by == Some((leader_id, term))
+    /// The hand-over of the active role to this node by `leader_id`, leading in `term`,
+    /// if it made one.
+    pub fn handed_over_by(&self, leader_id: NodeId, term: u64) -> Option<HandOver> {
+        self.lock()
+            .handed_over_by
+            .filter(|(leader, _)| *leader == (leader_id, term))
+            .map(|(_, hand_over)| hand_over)
     }
 
     /// A counter that goes up each time the last open connection carrying the current leader's
@@ -190,9 +202,14 @@ impl ConnectionRecord {
         }
     }
 
-    /// Records that `leader_id`, leading in `term`, handed the active role over to this node.
-    pub(crate) fn handed_over(&self, leader_id: NodeId, term: u64) {
-        self.contact.lock().handed_over_by = Some((leader_id, term));
+    /// Records that `leader_id`, leading in `term`, handed the active role over to this
+    /// node, for `cause`.
+    pub(crate) fn handed_over(&self, leader_id: NodeId, term: u64, cause: HandOverCause) {
+        let hand_over = HandOver {
+            cause,
+            received_at: Instant::now(),
+        };
+        self.contact.lock().handed_over_by = Some(((leader_id, term), hand_over));
     }
 
     /// Records an AppendEntries the local Raft accepted from `leader_id` in `term`.
@@ -302,14 +319,21 @@ mod tests {
     #[test]
     fn a_hand_over_is_known_by_the_leader_and_term_that_made_it() {
         let contact = LeaderContact::new();
-        assert!(!contact.handed_over_by(1, 3));
-        contact.connection_record().handed_over(1, 3);
-        assert!(contact.handed_over_by(1, 3));
-        assert!(
-            !contact.handed_over_by(1, 4),
+        assert_eq!(contact.handed_over_by(1, 3), None);
+        let cause = HandOverCause::Unconfirmed { for_ms: 1_900 };
+        contact.connection_record().handed_over(1, 3, cause);
+        assert_eq!(
+            contact
+                .handed_over_by(1, 3)
+                .map(|hand_over| hand_over.cause),
+            Some(cause)
+        );
+        assert_eq!(
+            contact.handed_over_by(1, 4),
+            None,
             "another term of the same leader"
         );
-        assert!(!contact.handed_over_by(2, 3), "another leader");
+        assert_eq!(contact.handed_over_by(2, 3), None, "another leader");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::hand_over::HandOverCause;
 use crate::types::{SnapshotMeta, TypeConfig, Vote};
 
 /// What one member asks another.
@@ -16,7 +17,8 @@ pub enum Request {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<TypeConfig>),
     PreVote(VoteRequest<TypeConfig>),
-    TransferLeader(TransferLeaderRequest<TypeConfig>),
+    /// The active hands its role over, for this cause.
+    TransferLeader(TransferLeaderRequest<TypeConfig>, HandOverCause),
     /// Announces a snapshot: exactly `total_bytes` raw bytes of the snapshot file follow this
     /// frame on the same connection, then the peer answers with
     /// [`Response::InstallSnapshot`].

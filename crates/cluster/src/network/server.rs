@@ -215,12 +215,12 @@ where
                 .await
                 .map(Response::PreVote)
                 .map_err(failed),
-            Request::TransferLeader(request) => {
+            Request::TransferLeader(request, cause) => {
                 let from = *request.from_leader().leader_id();
                 let to_this_node = *request.to_node_id() == self.raft.metrics().borrow_watched().id;
                 let answer = self.raft.handle_transfer_leader(request).await;
                 if to_this_node && matches!(answer, Ok(Ok(()))) {
-                    self.record.handed_over(*from.node_id(), from.term());
+                    self.record.handed_over(*from.node_id(), from.term(), cause);
                 }
                 answer.map(Response::TransferLeader).map_err(failed)
             }
