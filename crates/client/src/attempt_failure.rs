@@ -21,8 +21,8 @@ pub(crate) struct AttemptFailure {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum FailureKind {
     /// The node could not be reached (transport failure) or did not answer in time: the next
-    /// attempt goes to the next address. `outcome_unknown` unless the connection was
-    /// refused (then the request never left).
+    /// attempt goes to the next address. `outcome_unknown` unless no connection could be
+    /// opened (refused, or timed out: then the request never left).
     Unreachable {
         reason: String,
         outcome_unknown: bool,
@@ -45,7 +45,7 @@ impl AttemptFailure {
     /// A failed call to the node at `address`.
     pub fn from_status(address: &str, status: Status) -> AttemptFailure {
         if let Some(reason) = transport_failure(&status) {
-            let outcome_unknown = !refused_connection(&status);
+            let outcome_unknown = !never_sent(&status);
             return AttemptFailure::unreachable(address, reason, outcome_unknown);
         }
         let error = ClientError::from(status);
@@ -165,10 +165,15 @@ fn describe_status(status: &Status) -> String {
     }
 }
 
-/// True when the transport failed because nothing listened at the address.
-fn refused_connection(status: &Status) -> bool {
+/// True when the transport failed before the request could leave: no connection was
+/// opened (refused because nothing listened, or timed out because nothing answered, as at
+/// the address of a machine that is off).
+fn never_sent(status: &Status) -> bool {
     let mut current = status.source();
     while let Some(cause) = current {
+        if cause.downcast_ref::<tonic::ConnectError>().is_some() {
+            return true;
+        }
         if let Some(io_error) = cause.downcast_ref::<std::io::Error>() {
             return io_error.kind() == ErrorKind::ConnectionRefused;
         }
@@ -274,6 +279,18 @@ mod tests {
         assert!(failure.kind.outcome_unknown());
         let timed_out = kind_of(Status::deadline_exceeded("timeout expired"));
         assert!(matches!(timed_out, FailureKind::Unreachable { .. }));
+    }
+
+    #[test]
+    fn a_connection_that_never_opened_never_carried_the_request() {
+        let timed_out = std::io::Error::new(ErrorKind::TimedOut, "connect timed out");
+        let connect = Status::from_error(Box::new(tonic::ConnectError(Box::new(timed_out))));
+        let kind = kind_of(connect);
+        assert!(matches!(kind, FailureKind::Unreachable { .. }), "{kind:?}");
+        assert!(!kind.outcome_unknown());
+        // The same io error on an open connection: the request may have left.
+        let reset = std::io::Error::new(ErrorKind::TimedOut, "read timed out");
+        assert!(kind_of(Status::from_error(Box::new(reset))).outcome_unknown());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use tandem_client::client::MAX_REDIRECTS;
 use tandem_client::{RetryPolicy, TandemClient};
 
-use crate::support::{Answer, FakeNode, Script, free_address, settle_request};
+use crate::support::{Answer, FakeNode, Script, black_hole, free_address, settle_request};
 
 #[tokio::test]
 async fn a_dead_node_first_in_the_list_is_skipped_and_the_passive_redirects() {
@@ -19,6 +19,21 @@ async fn a_dead_node_first_in_the_list_is_skipped_and_the_passive_redirects() {
     // Later calls go straight to the active.
     client.complete(settle_request()).await.expect("completed");
     assert_eq!((passive.calls(), active.calls()), (1, 2));
+}
+
+/// A machine that is off (or cut off) answers no connection attempt at all, where a dead
+/// process's host refuses it at once. A call whose connection never opened was never sent:
+/// even a switchover, which is not sent again when its outcome is unknown, goes on to the
+/// next node.
+#[tokio::test]
+async fn a_node_whose_address_swallows_connections_is_left_for_the_next() {
+    let (swallowing, _hole) = black_hole();
+    let active = FakeNode::start(Script::always(Answer::Serve));
+    let client = TandemClient::open(&format!("{swallowing},{}", active.address)).expect("open");
+    let answer = client.switchover(None).await;
+    assert_eq!(answer.expect("answered by the next node"), 1);
+    assert_eq!(client.connection().address(), active.address);
+    assert_eq!(active.calls(), 1);
 }
 
 #[tokio::test]

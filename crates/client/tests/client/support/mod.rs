@@ -204,6 +204,45 @@ pub fn free_address() -> String {
     listener.local_addr().expect("address").to_string()
 }
 
+/// Holds a [`black_hole`] open.
+pub struct BlackHole {
+    _listener: tokio::net::TcpListener,
+    _queued: Vec<std::net::TcpStream>,
+}
+
+/// Connections queued into a black hole, at most, before one must have been swallowed.
+const MAX_QUEUED_IN_A_BLACK_HOLE: usize = 16;
+/// How long a connection into a black hole is given before it counts as swallowed.
+const SWALLOWED_AFTER: Duration = Duration::from_millis(200);
+
+/// A loopback address that swallows connection attempts, as the address of a machine that
+/// is off, or cut off the network, does: a listener that never accepts, its queue full, so
+/// the kernel drops the handshake of every new connection (no refusal comes back). Call
+/// within a tokio runtime; the address swallows for as long as the guard lives.
+pub fn black_hole() -> (String, BlackHole) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("loopback"))
+        .expect("bind");
+    let listener = socket.listen(0).expect("listen");
+    let address = listener.local_addr().expect("address");
+    let mut queued = Vec::new();
+    for _ in 0..MAX_QUEUED_IN_A_BLACK_HOLE {
+        match std::net::TcpStream::connect_timeout(&address, SWALLOWED_AFTER) {
+            Ok(stream) => queued.push(stream),
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                let hole = BlackHole {
+                    _listener: listener,
+                    _queued: queued,
+                };
+                return (address.to_string(), hole);
+            }
+            Err(error) => panic!("filling the black hole's queue: {error}"),
+        }
+    }
+    panic!("{MAX_QUEUED_IN_A_BLACK_HOLE} connections queued and none swallowed");
+}
+
 pub fn settle_request() -> v1::SettleRequest {
     v1::SettleRequest {
         instance: 7,
