@@ -5,21 +5,27 @@
 //! follows the active's address from the error's metadata; on any other error (no answer,
 //! `no_quorum`, `unavailable`, a refused connection) it tries the next node after a short
 //! pause, with the same message ids, until they are acknowledged or the workload stops.
+//! When a node could not be reached and a passive then answers `not_active`, the client
+//! asks that passive to relay its calls to the active (`tandem-forward`) for a while, as
+//! `tandem-client` does: the active may be out of the client's reach only.
 //! A consumer leases a few messages at a time from the active and completes them in one
 //! settle call.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tandem_protocol::keep_alive::with_keep_alive;
 use tandem_protocol::v1;
 use tandem_protocol::v1::admin_client::AdminClient;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
-use tandem_protocol::{ACTIVE_GRPC_METADATA, ERROR_CODE_METADATA};
+use tandem_protocol::{ACTIVE_GRPC_METADATA, ERROR_CODE_METADATA, FORWARD_METADATA};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::history::{History, PublishOutcome};
@@ -40,6 +46,10 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// The pause before retrying after an error.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// A passive answering `not_active` this soon after a node could not be reached is asked
+/// to relay the calls, for this long (as `tandem_client::connection::RELAY_FOR`).
+const RELAY_AFTER_UNREACHABLE: Duration = Duration::from_secs(10);
+const RELAY_FOR: Duration = Duration::from_secs(10);
 /// Attempts to publish one batch, at most, before the publisher gives the batch up.
 const MAX_ATTEMPTS_PER_BATCH: usize = 2_000;
 /// Attempts to declare the route, at most.
@@ -128,10 +138,36 @@ impl Workload {
     }
 }
 
-/// Which node a client sends to: the active it last heard of, else the next node in turn.
+/// A channel to a node whose calls may ask it to relay them to the active.
+type NodeChannel = InterceptedService<Channel, RelayAsk>;
+
+/// Adds `tandem-forward` to every call when set.
+#[derive(Clone, Copy, Debug)]
+struct RelayAsk(bool);
+
+impl Interceptor for RelayAsk {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if self.0 {
+            request
+                .metadata_mut()
+                .insert(FORWARD_METADATA, MetadataValue::from_static("1"));
+        }
+        Ok(request)
+    }
+}
+
+/// Which node a client sends to: the active it last heard of, else the next node in turn;
+/// through a passive that relays, for a while after a node could not be reached.
 struct ActiveRouter {
     nodes: Vec<(NodeAddress, Channel)>,
     current: usize,
+    /// When a call last found its node unreachable.
+    unreachable_at: Option<Instant>,
+    /// Since when calls ask the current node to relay them to the active.
+    relaying_since: Option<Instant>,
 }
 
 impl ActiveRouter {
@@ -141,28 +177,61 @@ impl ActiveRouter {
             .map(|node| (*node, channel_to(*node)))
             .collect::<Vec<_>>();
         let current = first % nodes.len();
-        ActiveRouter { nodes, current }
+        ActiveRouter {
+            nodes,
+            current,
+            unreachable_at: None,
+            relaying_since: None,
+        }
     }
 
-    fn current(&self) -> (u64, Channel) {
+    fn current(&mut self) -> (u64, NodeChannel) {
+        if self
+            .relaying_since
+            .is_some_and(|since| since.elapsed() >= RELAY_FOR)
+        {
+            self.relaying_since = None;
+        }
         let (node, channel) = &self.nodes[self.current];
-        (node.node_id, channel.clone())
+        let relay = RelayAsk(self.relaying_since.is_some());
+        (
+            node.node_id,
+            InterceptedService::new(channel.clone(), relay),
+        )
     }
 
-    /// Reacts to a failed call: follows a redirect, else moves on to the next node.
+    /// Reacts to a failed call: follows a redirect (or, soon after a node could not be
+    /// reached, asks the passive to relay), else moves on to the next node.
     fn after_failure(&mut self, failure: &CallFailure) {
+        if failure.node_unreachable() {
+            self.unreachable_at = Some(Instant::now());
+        }
         let redirect = match failure {
             CallFailure::NotActive {
                 active_grpc: Some(address),
-            } => self
-                .nodes
-                .iter()
-                .position(|(node, _)| node.grpc.to_string() == *address),
+            } => {
+                let lately_unreachable = self
+                    .unreachable_at
+                    .is_some_and(|at| at.elapsed() < RELAY_AFTER_UNREACHABLE);
+                if lately_unreachable && self.relaying_since.is_none() {
+                    self.relaying_since = Some(Instant::now());
+                    return;
+                }
+                self.nodes
+                    .iter()
+                    .position(|(node, _)| node.grpc.to_string() == *address)
+            }
             _ => None,
         };
+        self.relaying_since = None;
         self.current = redirect.unwrap_or((self.current + 1) % self.nodes.len());
     }
 }
+
+/// How a failure's description begins when no node answered: a transport failure (no
+/// error code), or no answer within [`CALL_TIMEOUT`].
+const TRANSPORT_FAILURE: &str = "transport";
+const NO_ANSWER: &str = "timeout";
 
 /// Why a call failed, as far as a client can tell.
 #[derive(Clone, Debug)]
@@ -176,6 +245,12 @@ pub enum CallFailure {
 }
 
 impl CallFailure {
+    /// Whether the node could not be reached or did not answer (not an answer of a node).
+    fn node_unreachable(&self) -> bool {
+        matches!(self, CallFailure::Unknown(description)
+            if description.starts_with(TRANSPORT_FAILURE) || description.starts_with(NO_ANSWER))
+    }
+
     pub fn of(status: &tonic::Status) -> CallFailure {
         let metadata = |key: &str| {
             status
@@ -187,7 +262,7 @@ impl CallFailure {
         let code = metadata(ERROR_CODE_METADATA);
         let description = format!(
             "{}: {}",
-            code.as_deref().unwrap_or("transport"),
+            code.as_deref().unwrap_or(TRANSPORT_FAILURE),
             status.message()
         );
         match code.as_deref() {
@@ -217,7 +292,7 @@ async fn bounded<T>(
         answered = tokio::time::timeout(CALL_TIMEOUT, call) => match answered {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(CallFailure::of(&status)),
-            Err(_elapsed) => Err(CallFailure::Unknown(format!("timeout: no answer within {CALL_TIMEOUT:?}"))),
+            Err(_elapsed) => Err(CallFailure::Unknown(format!("{NO_ANSWER}: no answer within {CALL_TIMEOUT:?}"))),
         },
         _ = stopped.wait_for(|stop| *stop) => Err(CallFailure::Unknown("abandoned: the workload stopped".into())),
     }
@@ -280,7 +355,7 @@ impl PublishCall<'_> {
     /// Sends the call; answers each message's outcome, or why the whole call failed.
     async fn send(
         &self,
-        channel: Channel,
+        channel: NodeChannel,
         history: &History,
         stopped: &mut watch::Receiver<bool>,
     ) -> Result<Vec<PublishOutcome>, CallFailure> {
@@ -317,7 +392,8 @@ pub async fn publish_once(
         publisher: "probe",
         message_ids,
     };
-    call.send(channel_to(node), history, &mut stopped).await
+    let channel = InterceptedService::new(channel_to(node), RelayAsk(false));
+    call.send(channel, history, &mut stopped).await
 }
 
 fn channel_to(node: NodeAddress) -> Channel {

@@ -2010,3 +2010,101 @@ async fn publish_until_stopped(
     }
     acknowledgements
 }
+
+/// A request to `message` that asks the node to relay it to the active.
+fn relayed<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        tandem_protocol::FORWARD_METADATA,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    request
+}
+
+fn publish_request(message_id: &str) -> v1::PublishRequest {
+    v1::PublishRequest {
+        publisher: "relay-test".into(),
+        messages: vec![test_message(message_id)],
+    }
+}
+
+/// A passive relays to the active the calls that ask for it (`tandem-forward`), unary and
+/// streaming, and answers `not_active` to the others; when the active is killed with a
+/// relayed stream open, the stream ends and the next relayed call reaches the new active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passive_relays_to_the_active_the_calls_that_ask_for_it() {
+    let mut set = ReplicaSet::start(ReplicaSetOptions::default()).await;
+    declare_route(&set.addresses()).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let passive = set.others(active.node_id)[0];
+    let mut client = set.message_box(passive).await;
+
+    let plain = client.publish(publish_request("relay-plain")).await;
+    let refusal = plain.expect_err("a passive answers a plain publish not_active");
+    let failure = CallFailure::of(&refusal);
+    assert!(
+        matches!(failure, CallFailure::NotActive { .. }),
+        "{failure:?}"
+    );
+    let acknowledgement = client
+        .publish(relayed(publish_request("relay-1")))
+        .await
+        .expect("the passive relays the publish")
+        .into_inner()
+        .acknowledgement
+        .expect("an acknowledgement");
+    assert_eq!(
+        (acknowledgement.node_id, acknowledgement.term),
+        (active.node_id, active.term),
+        "acknowledged by the active"
+    );
+
+    let lease = v1::LeaseRequest {
+        host: HOST.into(),
+        holder: "relay-test".into(),
+        max_messages: 1,
+        lease_duration_ms: 30_000,
+        wait_ms: 0,
+    };
+    let mut stream = client
+        .lease_stream(relayed(lease.clone()))
+        .await
+        .expect("the passive relays the lease stream")
+        .into_inner();
+    let leased = tokio::time::timeout(CALL_TIMEOUT, stream.message())
+        .await
+        .expect("a leased message in time")
+        .expect("the relayed stream")
+        .expect("a message");
+    assert_eq!(leased.message_id, "relay-1");
+
+    set.kill(active.node_id);
+    let ended = tokio::time::timeout(CALL_TIMEOUT * 2, stream.message())
+        .await
+        .expect("the relayed stream ends once the active is gone");
+    assert!(
+        !matches!(ended, Ok(Some(_))),
+        "the relayed stream went on after the active was killed: {ended:?}"
+    );
+    let elected = set
+        .wait_for_active_after(active.term, ACTIVE_WAIT_TIMEOUT)
+        .await;
+    // The node asked relays to the new active, or is the new active itself.
+    let mut relays = set.message_box(passive).await;
+    let mut acknowledged_by = None;
+    for _attempt in 0..50 {
+        if let Ok(response) = relays.publish(relayed(publish_request("relay-2"))).await {
+            acknowledged_by = response
+                .into_inner()
+                .acknowledgement
+                .map(|acknowledgement| (acknowledgement.node_id, acknowledgement.term));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        acknowledged_by,
+        Some((elected.node_id, elected.term)),
+        "relayed to the new active"
+    );
+}

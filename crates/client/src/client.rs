@@ -35,8 +35,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use tandem_core::Property;
-use tandem_protocol::v1;
+use tandem_protocol::{FORWARD_METADATA, v1};
 use tokio::sync::broadcast;
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::attempt_failure::{AttemptFailure, timed_out_here};
@@ -500,7 +501,7 @@ impl TandemClient {
     {
         loop {
             let node = self.connection.current_node();
-            let attempt = send(&node, self.request(message.clone(), wait));
+            let attempt = send(&node, self.request(&node, message.clone(), wait));
             let failure = match self.finish(attempt, wait, &node.address).await {
                 Ok(answer) => {
                     self.connection.node_answered(&node);
@@ -515,10 +516,16 @@ impl TandemClient {
         }
     }
 
-    /// Wraps a message in a request that tells the node how long the caller waits.
-    fn request<T>(&self, message: T, wait: Duration) -> Request<T> {
+    /// Wraps a message in a request to `node` that tells it how long the caller waits, and
+    /// asks it to relay the call to the active when calls go through it.
+    fn request<T>(&self, node: &NodeChannel, message: T, wait: Duration) -> Request<T> {
         let mut request = Request::new(message);
         request.set_timeout(self.call_timeout + wait);
+        if node.relaying_since.is_some() {
+            request
+                .metadata_mut()
+                .insert(FORWARD_METADATA, MetadataValue::from_static("1"));
+        }
         request
     }
 

@@ -6,9 +6,14 @@
 //! talked to cannot be reached. Channels connect lazily, on their first call, so a client
 //! can be made while no node runs; the call's retries wait for one. The call methods of
 //! [`crate::TandemClient`] only ask for the current `NodeChannel`.
+//!
+//! When a passive names an active that this client could not reach a moment ago (its
+//! route to that machine is down, while the passives answer), calls stay with the passive
+//! and ask it to relay them to the active (the `tandem-forward` metadata), for
+//! [`RELAY_FOR`]; then the direct way is tried again.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tandem_protocol::keep_alive::with_keep_alive;
 use tandem_protocol::v1::admin_client::AdminClient;
@@ -30,6 +35,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const MAX_GRPC_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// Most addresses accepted in one comma-separated list.
 pub const MAX_ADDRESSES: usize = 16;
+/// A passive that names an active this client could not reach within this long is asked
+/// to relay the calls to it instead.
+pub const RELAY_AFTER_UNREACHABLE: Duration = Duration::from_secs(10);
+/// How long calls are relayed through a passive before the active is tried directly again.
+pub const RELAY_FOR: Duration = Duration::from_secs(10);
 
 /// The channel to the node talked to now, cheap to clone. Clones share it, and when one
 /// clone moves to another node (following a redirect, or failing over) they all do.
@@ -54,6 +64,8 @@ struct Current {
     trusted: bool,
     /// The index in `addresses` to fail over to next.
     next_index: usize,
+    /// The last address a call could not reach, and when.
+    unreachable: Option<(String, Instant)>,
 }
 
 /// One node's address and a channel to it. `generation` grows with every move, so that a
@@ -62,6 +74,8 @@ struct Current {
 pub(crate) struct NodeChannel {
     pub address: String,
     pub generation: u64,
+    /// Since when calls to this node ask it to relay them to the active.
+    pub relaying_since: Option<Instant>,
     channel: Channel,
 }
 
@@ -79,6 +93,7 @@ impl Connection {
             node,
             trusted: false,
             next_index: 1 % addresses.len(),
+            unreachable: None,
         };
         Ok(Connection {
             shared: Arc::new(Shared {
@@ -138,9 +153,44 @@ impl Connection {
         self.current_node().cluster()
     }
 
-    /// The node talked to now.
+    /// The node talked to now. Relaying through it ends after [`RELAY_FOR`].
     pub(crate) fn current_node(&self) -> NodeChannel {
-        self.lock().node.clone()
+        let mut current = self.lock();
+        if current
+            .node
+            .relaying_since
+            .is_some_and(|since| since.elapsed() >= RELAY_FOR)
+        {
+            current.node.relaying_since = None;
+            current.node.generation += 1;
+        }
+        current.node.clone()
+    }
+
+    /// `node` could not be reached: a passive that names it as the active soon after is
+    /// asked to relay instead ([`Connection::relay_through`]).
+    pub(crate) fn node_unreachable(&self, node: &NodeChannel) {
+        self.lock().unreachable = Some((node.address.clone(), Instant::now()));
+    }
+
+    /// After `passive` named `active_address` as the active: when that address could not
+    /// be reached within [`RELAY_AFTER_UNREACHABLE`], calls stay with the passive and ask
+    /// it to relay them (true). False when the active should be called directly.
+    pub(crate) fn relay_through(&self, passive: &NodeChannel, active_address: &str) -> bool {
+        let mut current = self.lock();
+        let active_unreachable = current.unreachable.as_ref().is_some_and(|(address, at)| {
+            address == active_address && at.elapsed() < RELAY_AFTER_UNREACHABLE
+        });
+        if !active_unreachable || passive.relaying_since.is_some() {
+            return false;
+        }
+        current.node = NodeChannel {
+            generation: current.node.generation.max(passive.generation) + 1,
+            relaying_since: Some(Instant::now()),
+            ..passive.clone()
+        };
+        current.trusted = true;
+        true
     }
 
     /// After `failed` could not serve a call: talks to the next address in the list,
@@ -201,6 +251,7 @@ impl NodeChannel {
         Ok(NodeChannel {
             address: address.to_string(),
             generation,
+            relaying_since: None,
             channel: endpoint_for(address)?.connect_lazy(),
         })
     }

@@ -52,6 +52,9 @@ impl<'a> RetryingCall<'a> {
         failure: &AttemptFailure,
     ) -> bool {
         self.note_unreachable(node, &failure.kind);
+        if matches!(failure.kind, FailureKind::Unreachable { .. }) {
+            self.connection.node_unreachable(node);
+        }
         let outcome_unknown = failure.kind.outcome_unknown();
         if outcome_unknown && self.stop_at_unknown_outcome {
             return false;
@@ -100,13 +103,17 @@ impl<'a> RetryingCall<'a> {
         }
     }
 
-    /// Moves to the active at once, unless [`MAX_REDIRECTS`] redirects came in a row: then
-    /// after a pause.
+    /// Moves to the active at once (or, when it could not be reached a moment ago, asks
+    /// `node` to relay to it), unless [`MAX_REDIRECTS`] redirects came in a row: then after
+    /// a pause.
     async fn follow_redirect(&mut self, node: &NodeChannel, active_address: &str) -> bool {
         if self.redirects_since_pause >= MAX_REDIRECTS && !self.pause().await {
             return false;
         }
         self.redirects_since_pause += 1;
+        if self.connection.relay_through(node, active_address) {
+            return true;
+        }
         match self.connection.move_to(active_address) {
             Ok(()) => true,
             Err(error) => {

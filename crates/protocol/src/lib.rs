@@ -28,3 +28,6 @@ pub const RETRY_AFTER_METADATA: &str = "retry-after-ms";
 pub const ACTIVE_GRPC_METADATA: &str = "tandem-active-grpc";
 /// On a `not_active` error: the active node's HTTP address.
 pub const ACTIVE_HTTP_METADATA: &str = "tandem-active-http";
+/// Sent with a call (any value) to ask a passive to relay it to the active instead of
+/// answering `not_active`: for a client that reaches the passives but not the active.
+pub const FORWARD_METADATA: &str = "tandem-forward";

@@ -82,6 +82,22 @@ pub fn to_status(error: &Error) -> tonic::Status {
     status
 }
 
+/// The answer to a call relayed to the active (`grpc::forward`) whose relay failed after
+/// the call left: the active may have carried it out. It carries no error code, so that the
+/// client takes it as it takes a connection lost mid-call: outcome unknown, try another
+/// node.
+pub fn relay_cut_off(
+    this_node: u64,
+    active_node: u64,
+    active_address: &str,
+    error: &dyn std::fmt::Display,
+) -> tonic::Status {
+    tonic::Status::unavailable(format!(
+        "node {this_node} relayed the call to the active, node {active_node} at \
+         {active_address}, but lost it before the answer: {error}; its outcome is unknown"
+    ))
+}
+
 /// The per-message error of a publish result.
 pub fn to_wire_error(error: &Error) -> v1::Error {
     v1::Error {

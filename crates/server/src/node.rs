@@ -17,12 +17,14 @@ use tandem_protocol::v1::message_box_server::MessageBoxServer;
 use tandem_store::Store;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::disk_space::watch_disk_room;
 use crate::grpc::admin::AdminService;
 use crate::grpc::cluster::ClusterService;
+use crate::grpc::forward::ForwardToActive;
 use crate::grpc::max_decoding_message_size;
 use crate::grpc::message_box::MessageBoxService;
 use crate::member_probe::probe_members;
@@ -215,11 +217,12 @@ async fn serve_grpc(state: SharedState, listener: TcpListener) {
     let cluster = ClusterServer::new(ClusterService::new(state.clone()));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let shutdown_state = state.clone();
-    let served = Server::builder()
-        .add_service(message_box)
+    let routes = Routes::new(message_box)
         .add_service(admin)
-        .add_service(cluster)
-        .serve_with_incoming_shutdown(incoming, async move {
+        .add_service(cluster);
+    let services = ForwardToActive::new(routes, state.clone());
+    let served = Server::builder()
+        .serve_with_incoming_shutdown(services, incoming, async move {
             shutdown_state.shutdown_begun().await;
         })
         .await;

@@ -207,3 +207,42 @@ async fn passives_naming_each_other_are_given_up_on_at_the_deadline() {
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     assert!(first.calls() >= 2, "{} calls", first.calls());
 }
+
+/// A client that cannot reach the active (its route to that machine is down) while a
+/// passive answers: the passive, which names that active, is asked to relay the calls, and
+/// later calls go the same way without trying the active again.
+#[tokio::test]
+async fn calls_go_through_a_passive_that_relays_them_when_the_active_cannot_be_reached() {
+    let unreachable_active = free_address();
+    let passive = FakeNode::start(Script::always(Answer::RelayOrRedirect(
+        unreachable_active.clone(),
+    )));
+    let client =
+        TandemClient::open(&format!("{unreachable_active},{}", passive.address)).expect("open");
+    client
+        .complete(settle_request())
+        .await
+        .expect("relayed by the passive");
+    // Asked plainly first (it redirected), then to relay.
+    assert_eq!((passive.calls(), passive.script.relay_requests()), (2, 1));
+    client
+        .complete(settle_request())
+        .await
+        .expect("relayed again");
+    assert_eq!((passive.calls(), passive.script.relay_requests()), (3, 2));
+    assert_eq!(client.connection().address(), passive.address);
+}
+
+/// A passive that names an active this client has not failed to reach is not asked to
+/// relay: the client calls the active.
+#[tokio::test]
+async fn a_redirect_to_a_reachable_active_is_followed_without_relaying() {
+    let active = FakeNode::start(Script::always(Answer::Serve));
+    let passive = FakeNode::start(Script::always(Answer::RelayOrRedirect(
+        active.address.clone(),
+    )));
+    let client = TandemClient::open(&passive.address).expect("open");
+    client.complete(settle_request()).await.expect("served");
+    assert_eq!(passive.script.relay_requests(), 0);
+    assert_eq!((passive.calls(), active.calls()), (1, 1));
+}

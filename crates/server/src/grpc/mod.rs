@@ -1,11 +1,13 @@
 //! The gRPC services: [`message_box::MessageBoxService`] (publish, lease, settle one or a
 //! batch), [`admin::AdminService`] (hosts, subscriptions, instances, history, status) and
 //! [`cluster::ClusterService`] (replica set status, membership, switchover), plus the conversions between core types and wire messages in [`convert`] and the
-//! [`GrpcBackend`] both services call through.
+//! [`GrpcBackend`] both services call through; [`forward::ForwardToActive`] relays a
+//! call that asks for it from a passive to the active.
 
 pub mod admin;
 pub mod cluster;
 pub mod convert;
+pub mod forward;
 pub mod message_box;
 
 use std::ops::Deref;

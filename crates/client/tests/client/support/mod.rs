@@ -11,7 +11,9 @@ use std::time::Duration;
 use tandem_client::v1;
 use tandem_client::v1::cluster_server::{Cluster, ClusterServer};
 use tandem_client::v1::message_box_server::{MessageBox, MessageBoxServer};
-use tandem_protocol::{ACTIVE_GRPC_METADATA, ERROR_CODE_METADATA, RETRY_AFTER_METADATA};
+use tandem_protocol::{
+    ACTIVE_GRPC_METADATA, ERROR_CODE_METADATA, FORWARD_METADATA, RETRY_AFTER_METADATA,
+};
 use tokio::sync::oneshot;
 use tonic::codegen::BoxStream;
 use tonic::metadata::MetadataValue;
@@ -28,6 +30,9 @@ pub enum Answer {
     Refuse(&'static str),
     /// `not_active`, naming the active's gRPC address.
     Redirect(String),
+    /// A passive that relays a call that asks for it (served), and redirects the others
+    /// to the active at this address.
+    RelayOrRedirect(String),
     /// `throttled`, asking to retry after this many milliseconds.
     Throttle(u64),
     /// Does the work but answers only after this long (longer than the client waits).
@@ -40,6 +45,7 @@ pub struct Script {
     script: Mutex<VecDeque<Answer>>,
     otherwise: Answer,
     calls: AtomicU32,
+    relay_requests: AtomicU32,
     /// The message ids of every publish attempt, in order.
     published_ids: Mutex<Vec<String>>,
 }
@@ -54,6 +60,7 @@ impl Script {
             script: Mutex::new(first.into()),
             otherwise,
             calls: AtomicU32::new(0),
+            relay_requests: AtomicU32::new(0),
             published_ids: Mutex::new(Vec::new()),
         })
     }
@@ -67,8 +74,17 @@ impl Script {
         self.published_ids.lock().expect("ids").clone()
     }
 
-    async fn answer(&self) -> Result<(), Status> {
+    /// How many calls asked the node to relay them to the active.
+    pub fn relay_requests(&self) -> u32 {
+        self.relay_requests.load(Ordering::SeqCst)
+    }
+
+    async fn answer<T>(&self, request: &Request<T>) -> Result<(), Status> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        let relay_asked = request.metadata().contains_key(FORWARD_METADATA);
+        if relay_asked {
+            self.relay_requests.fetch_add(1, Ordering::SeqCst);
+        }
         let next = self
             .script
             .lock()
@@ -78,12 +94,9 @@ impl Script {
         match next {
             Answer::Serve => Ok(()),
             Answer::Refuse(code) => Err(refusal(code)),
-            Answer::Redirect(active) => {
-                let mut status = refusal("not_active");
-                let value = MetadataValue::try_from(active.as_str()).expect("address");
-                status.metadata_mut().insert(ACTIVE_GRPC_METADATA, value);
-                Err(status)
-            }
+            Answer::Redirect(active) => Err(redirect(&active)),
+            Answer::RelayOrRedirect(_) if relay_asked => Ok(()),
+            Answer::RelayOrRedirect(active) => Err(redirect(&active)),
             Answer::Throttle(retry_after_ms) => {
                 let mut status = refusal("throttled");
                 status
@@ -97,6 +110,13 @@ impl Script {
             }
         }
     }
+}
+
+fn redirect(active: &str) -> Status {
+    let mut status = refusal("not_active");
+    let value = MetadataValue::try_from(active).expect("address");
+    status.metadata_mut().insert(ACTIVE_GRPC_METADATA, value);
+    status
 }
 
 fn refusal(code: &'static str) -> Status {
@@ -266,15 +286,15 @@ impl MessageBox for Fake {
             .iter()
             .map(|m| m.message_id.clone());
         self.0.published_ids.lock().expect("ids").extend(ids);
-        self.0.answer().await?;
+        self.0.answer(&request).await?;
         Ok(Response::new(v1::PublishResponse::default()))
     }
 
     async fn lease(
         &self,
-        _request: Request<v1::LeaseRequest>,
+        request: Request<v1::LeaseRequest>,
     ) -> Result<Response<v1::LeaseResponse>, Status> {
-        self.0.answer().await?;
+        self.0.answer(&request).await?;
         Ok(Response::new(v1::LeaseResponse::default()))
     }
 
@@ -287,41 +307,41 @@ impl MessageBox for Fake {
 
     async fn renew_lease(
         &self,
-        _request: Request<v1::RenewLeaseRequest>,
+        request: Request<v1::RenewLeaseRequest>,
     ) -> Result<Response<v1::RenewLeaseResponse>, Status> {
-        self.0.answer().await?;
+        self.0.answer(&request).await?;
         Ok(Response::new(v1::RenewLeaseResponse::default()))
     }
 
     async fn complete(
         &self,
-        _request: Request<v1::SettleRequest>,
+        request: Request<v1::SettleRequest>,
     ) -> Result<Response<v1::SettleResponse>, Status> {
-        self.0.answer().await?;
+        self.0.answer(&request).await?;
         Ok(Response::new(v1::SettleResponse::default()))
     }
 
     async fn abandon(
         &self,
-        _request: Request<v1::SettleRequest>,
+        request: Request<v1::SettleRequest>,
     ) -> Result<Response<v1::SettleResponse>, Status> {
-        self.0.answer().await?;
+        self.0.answer(&request).await?;
         Ok(Response::new(v1::SettleResponse::default()))
     }
 
     async fn fail(
         &self,
-        _request: Request<v1::FailRequest>,
+        request: Request<v1::FailRequest>,
     ) -> Result<Response<v1::SettleResponse>, Status> {
-        self.0.answer().await?;
+        self.0.answer(&request).await?;
         Ok(Response::new(v1::SettleResponse::default()))
     }
 
     async fn settle(
         &self,
-        _request: Request<v1::SettleBatchRequest>,
+        request: Request<v1::SettleBatchRequest>,
     ) -> Result<Response<v1::SettleBatchResponse>, Status> {
-        self.0.answer().await?;
+        self.0.answer(&request).await?;
         Ok(Response::new(v1::SettleBatchResponse::default()))
     }
 }
@@ -358,9 +378,9 @@ impl Cluster for Fake {
 
     async fn switchover(
         &self,
-        _request: Request<v1::SwitchoverRequest>,
+        request: Request<v1::SwitchoverRequest>,
     ) -> Result<Response<v1::SwitchoverResponse>, Status> {
-        self.0.answer().await?;
+        self.0.answer(&request).await?;
         Ok(Response::new(v1::SwitchoverResponse { active_node: 1 }))
     }
 
