@@ -1003,13 +1003,7 @@ async fn a_paused_passive_shows_as_silent_on_the_active_while_writes_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_active_is_replaced_cannot_acknowledge_and_catches_up_after_healing() {
-    let options = ReplicaSetOptions {
-        proxied: true,
-        ..ReplicaSetOptions::default()
-    };
-    let (set, workload) = loaded_replica_set(options, &shape("partition")).await;
-    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
-    let isolated = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let (set, workload, isolated) = loaded_proxied_set("partition").await;
     let cut_at_ms = now_ms();
     set.isolate(isolated.node_id);
     let elected = set
@@ -1099,13 +1093,7 @@ async fn with_the_actives_links_slowed(
     id_prefix: &str,
     delay: Duration,
 ) -> (ReplicaSet, Workload, ActiveNode, u64) {
-    let options = ReplicaSetOptions {
-        proxied: true,
-        ..ReplicaSetOptions::default()
-    };
-    let (set, workload) = loaded_replica_set(options, &shape(id_prefix)).await;
-    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
-    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let (set, workload, active) = loaded_proxied_set(id_prefix).await;
     set.slow_links_from(active.node_id, delay);
     let acknowledged_before = acknowledged_count(&workload.history);
     tokio::time::sleep(SLOW_LINKS_FOR).await;
@@ -1153,30 +1141,28 @@ async fn an_active_on_links_slower_than_a_heartbeat_keeps_its_role_and_acknowled
 /// while its heartbeats still reach the passives, late but steady.
 const LINK_SLOWER_THAN_THE_LEASE: Duration = Duration::from_millis(250);
 
+/// A loaded, proxied replica set (message ids `id_prefix-…`) whose load has run a moment,
+/// with its active.
+async fn loaded_proxied_set(id_prefix: &str) -> (ReplicaSet, Workload, ActiveNode) {
+    let options = ReplicaSetOptions {
+        proxied: true,
+        ..ReplicaSetOptions::default()
+    };
+    let (set, workload) = loaded_replica_set(options, &shape(id_prefix)).await;
+    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
+    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    (set, workload, active)
+}
+
 /// An active whose links are slower than its lease stalls (a gray failure: every node is up,
 /// no passive takes over) until it hands its role over by itself: writes are acknowledged
 /// again in a new term while its links are still slow, and the failover history says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_active_on_links_slower_than_its_lease_hands_its_role_over_by_itself() {
-    hands_over_by_itself("slower-than-lease", |set, active| {
-        set.slow_links_from(active, LINK_SLOWER_THAN_THE_LEASE)
-    })
-    .await;
-}
-
-/// Loads a proxied replica set, applies `fault` to the active's links and holds it until
-/// another node is the active and writes are acknowledged in its term; then heals and checks
-/// the history and the failover record.
-async fn hands_over_by_itself(label: &str, fault: impl FnOnce(&ReplicaSet, u64)) {
-    let options = ReplicaSetOptions {
-        proxied: true,
-        ..ReplicaSetOptions::default()
-    };
-    let (set, workload) = loaded_replica_set(options, &shape(label)).await;
-    tokio::time::sleep(LOAD_BEFORE_FAULT).await;
-    let active = set.wait_for_active(ACTIVE_WAIT_TIMEOUT).await;
+    let label = "slower-than-lease";
+    let (set, workload, active) = loaded_proxied_set(label).await;
     let fault_at_ms = now_ms();
-    fault(&set, active.node_id);
+    set.slow_links_from(active.node_id, LINK_SLOWER_THAN_THE_LEASE);
     let elected = set
         .wait_for_active_after(active.term, ACTIVE_WAIT_TIMEOUT)
         .await;
@@ -2067,7 +2053,7 @@ async fn a_passive_relays_to_the_active_the_calls_that_ask_for_it() {
         wait_ms: 0,
     };
     let mut stream = client
-        .lease_stream(relayed(lease.clone()))
+        .lease_stream(relayed(lease))
         .await
         .expect("the passive relays the lease stream")
         .into_inner();

@@ -52,9 +52,6 @@ impl<'a> RetryingCall<'a> {
         failure: &AttemptFailure,
     ) -> bool {
         self.note_unreachable(node, &failure.kind);
-        if matches!(failure.kind, FailureKind::Unreachable { .. }) {
-            self.connection.node_unreachable(node);
-        }
         let outcome_unknown = failure.kind.outcome_unknown();
         if outcome_unknown && self.stop_at_unknown_outcome {
             return false;
@@ -90,14 +87,16 @@ impl<'a> RetryingCall<'a> {
         error
     }
 
-    /// Keeps the list of nodes this call could not reach up to date: a node that answered
-    /// leaves it.
+    /// Keeps the list of nodes this call could not reach up to date (a node that answered
+    /// leaves it), and tells the connection of a node it could not reach.
     fn note_unreachable(&mut self, node: &NodeChannel, kind: &FailureKind) {
         self.unreachable_nodes
             .retain(|(address, _)| *address != node.address);
-        if let FailureKind::Unreachable { reason, .. } = kind
-            && self.unreachable_nodes.len() < MAX_ADDRESSES
-        {
+        let FailureKind::Unreachable { reason, .. } = kind else {
+            return;
+        };
+        self.connection.node_unreachable(node);
+        if self.unreachable_nodes.len() < MAX_ADDRESSES {
             self.unreachable_nodes
                 .push((node.address.clone(), reason.clone()));
         }
