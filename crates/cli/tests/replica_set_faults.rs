@@ -1198,6 +1198,41 @@ async fn an_active_on_links_slower_than_its_lease_hands_its_role_over_by_itself(
     );
 }
 
+/// An active whose answers from the others are lost (a one-way cut) commits nothing while
+/// its heartbeats go on. However it is replaced, the failover history counts the stall from
+/// its start (the oldest entry it sent and never said was committed), not from its last
+/// heartbeat, which came a moment before the new active took over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_under_a_one_way_cut_is_recorded_whole_in_the_failover_history() {
+    let (set, workload, active) = loaded_proxied_set("answers-cut").await;
+    let cut_at_ms = now_ms();
+    set.cut_answers_to(active.node_id);
+    let elected = set
+        .wait_for_active_after(active.term, ACTIVE_WAIT_TIMEOUT)
+        .await;
+    let writes_again_ms = wait_for_writes_after(&workload.history, cut_at_ms, active.term).await;
+    set.heal();
+    let finished = finish(&set, workload, "answers cut").await;
+    let recorded = failover_to_term(&finished.failovers, elected.term)
+        .expect("the takeover is in the failover history");
+    eprintln!(
+        "[answers cut] node {} active in term {}: node {} active in term {}, writes \
+         acknowledged again {writes_again_ms} ms after the cut; recorded: {} (unavailable {} ms)",
+        active.node_id,
+        active.term,
+        elected.node_id,
+        elected.term,
+        recorded.reason,
+        recorded.unavailable_ms
+    );
+    assert!(
+        recorded.unavailable_ms * 2 >= writes_again_ms as u64,
+        "writes were acknowledged again {writes_again_ms} ms after the cut, but the history \
+         records {} ms unavailable",
+        recorded.unavailable_ms
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_and_failback_under_load_lose_nothing() {
     let (set, workload) = loaded_replica_set(ReplicaSetOptions::default(), &shape("switch")).await;

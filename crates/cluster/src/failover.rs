@@ -16,9 +16,9 @@
 //!
 //! When a node becomes the active and its first entry of the new term commits, it writes a
 //! [`FailoverRecord`] into the log: when, from which node, why, and how long writes were
-//! unavailable (from the last contact with the previous active to that first commit, or from
-//! the previous active's last confirmation by a majority when it handed over for want of
-//! one). Every node applies the record, so every node shows the same history. Why is what
+//! unavailable (until that first commit: from the last contact with the previous active, or
+//! from the oldest entry it sent and never said was committed, or from its last confirmation
+//! by a majority when it handed over for want of one, whichever is earliest). Every node applies the record, so every node shows the same history. Why is what
 //! this node saw: a fast election's cause, a hand-over from the previous active in its term
 //! (an operator's switchover, or an active no majority confirmed: `hand_over`;
 //! [`LeaderContact::handed_over_by`]), or else silence longer than the election timeout.
@@ -295,7 +295,14 @@ fn describe(
         }) => for_ms + Instant::now().duration_since(received_at).as_millis() as u64,
         _ => 0,
     };
-    let unavailable_ms = silent_ms.max(unconfirmed_ms);
+    // Entries it sent and never said were committed: writes waited from the first of them.
+    let uncommitted_ms = contact
+        .oldest_uncommitted_at()
+        .filter(|_| previous.is_some())
+        .map_or(0, |arrived| {
+            Instant::now().duration_since(arrived).as_millis() as u64
+        });
+    let unavailable_ms = silent_ms.max(unconfirmed_ms).max(uncommitted_ms);
     let reason = match previous {
         None if term <= 1 => "replica set formed: first active elected".to_string(),
         None => "replica set (re)started: no active was known to this node".to_string(),
@@ -342,11 +349,14 @@ fn describe(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::leader_contact::LogProgress;
 
     /// A contact whose last AppendEntries came from node 1 in term 3, `silent_for` ago.
     async fn heard_from_node_1_in_term_3(silent_for: Duration) -> Arc<LeaderContact> {
         let contact = LeaderContact::new();
-        contact.connection_record().append_entries_accepted(1, 3);
+        contact
+            .connection_record()
+            .append_entries_accepted(1, 3, LogProgress::default());
         tokio::time::sleep(silent_for).await;
         contact
     }
@@ -403,6 +413,31 @@ mod tests {
             "{}",
             takeover.unavailable_ms
         );
+    }
+
+    #[tokio::test]
+    async fn writes_count_as_unavailable_from_the_oldest_entry_the_old_active_left_uncommitted() {
+        // Its entries arrived, the commit index never moved past them, and its heartbeats
+        // went on: the stall began with the first of them, not at the last heartbeat.
+        let contact = LeaderContact::new();
+        let mut connection = contact.connection_record();
+        let sent = |last_index, leader_commit| LogProgress {
+            last_index,
+            leader_commit: Some(leader_commit),
+        };
+        connection.append_entries_accepted(1, 3, sent(Some(10), 10));
+        connection.append_entries_accepted(1, 3, sent(Some(12), 10));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        connection.append_entries_accepted(1, 3, sent(None, 10));
+        let takeover = describe(2, 4, &contact, None);
+        assert!(
+            (300..1_000).contains(&takeover.unavailable_ms),
+            "{}",
+            takeover.unavailable_ms
+        );
+        // Once it says they are committed, the stall is the silence since.
+        connection.append_entries_accepted(1, 3, sent(None, 12));
+        assert!(describe(2, 4, &contact, None).unavailable_ms < 300);
     }
 
     #[tokio::test]

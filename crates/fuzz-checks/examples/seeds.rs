@@ -267,9 +267,10 @@ async fn replication_frame(seeds: &Seeds) {
             "vote": vote(3, 2, false), "last_log_id": log_id(7), "leadership_transfer": false,
         }})
     };
-    let transfer_leader = json!({"TransferLeader": {
-        "from_leader": vote(2, 1, true), "to_node_id": 2, "last_log_id": log_id(7),
-    }});
+    let transfer_leader = json!({"TransferLeader": [
+        {"from_leader": vote(2, 1, true), "to_node_id": 2, "last_log_id": log_id(7)},
+        {"Unconfirmed": {"for_ms": 1950}},
+    ]});
     let install_snapshot = json!({"InstallSnapshot": {
         "vote": vote(2, 1, true),
         "meta": {

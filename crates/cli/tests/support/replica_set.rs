@@ -31,7 +31,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use tonic::transport::Channel;
 
 use super::NodeProcess;
-use super::proxy::FaultProxy;
+use super::proxy::{Direction, FaultProxy};
 use super::workload::NodeAddress;
 
 /// One replica set at a time per test binary.
@@ -449,6 +449,18 @@ impl ReplicaSet {
             if link.from == node_id || link.to == node_id {
                 link.proxy.cut();
             }
+        }
+    }
+
+    /// Drops the answers on the node's own links to the others, one way only (a proxied
+    /// replica set only): what it sends them arrives, what they answer is lost.
+    pub fn cut_answers_to(&self, node_id: u64) {
+        assert!(
+            self.options.proxied,
+            "cutting a node's links needs a proxied set"
+        );
+        for link in self.links.iter().filter(|link| link.from == node_id) {
+            link.proxy.cut_one_way(Direction::FromTarget);
         }
     }
 

@@ -41,7 +41,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use super::leader_contact::ConnectionRecord;
+use super::leader_contact::{ConnectionRecord, LogProgress};
 use super::messages::{Request, Response};
 use super::server::{IDLE_CONNECTION_TIMEOUT, STALLED_PEER_TIMEOUT, stalled};
 use super::transport::BoxedConnection;
@@ -304,13 +304,13 @@ where
     let mut answers = pin!(raft.stream_append(received));
     let mut writer = BufWriter::new(writer);
     while let Some(answer) = answers.next().await {
-        let Some((leader_id, term)) = leader_receiver.recv().await else {
+        let Some((leader_id, term, progress)) = leader_receiver.recv().await else {
             break;
         };
         let response = match answer {
             Ok(result) => {
                 if !matches!(result, Err(StreamAppendError::HigherVote(_))) {
-                    record.append_entries_accepted(leader_id, term);
+                    record.append_entries_accepted(leader_id, term, progress);
                 }
                 Response::Appended(result)
             }
@@ -335,7 +335,7 @@ where
 async fn receive_requests(
     mut reader: BufReader<ReadHalf<BoxedConnection>>,
     requests: mpsc::Sender<AppendEntriesRequest<TypeConfig>>,
-    leaders: mpsc::UnboundedSender<(NodeId, u64)>,
+    leaders: mpsc::UnboundedSender<(NodeId, u64, LogProgress)>,
 ) {
     let mut frames = FrameBuffer::default();
     loop {
@@ -351,7 +351,11 @@ async fn receive_requests(
         let Ok(Ok(Some(Request::AppendEntries(rpc)))) = read else {
             return;
         };
-        let leader = (*rpc.vote.leader_id().node_id(), rpc.vote.leader_id().term());
+        let leader = (
+            *rpc.vote.leader_id().node_id(),
+            rpc.vote.leader_id().term(),
+            LogProgress::of(&rpc),
+        );
         if leaders.send(leader).is_err() || requests.send(rpc).await.is_err() {
             return;
         }

@@ -7,7 +7,13 @@
 //! closes, the loss counter ([`LeaderContact::subscribe_to_losses`]) goes up. One connection
 //! closing is not enough: openraft replaces its replication connection now and then, while the
 //! heartbeat connection stays open.
+//!
+//! It also keeps when the oldest entry received from the active that the active has not yet
+//! said is committed arrived ([`LeaderContact::oldest_uncommitted_at`]): an active whose
+//! heartbeats go on while it commits nothing (its answers lost one way) stalled writes from
+//! about then, not from its last heartbeat.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -16,7 +22,27 @@ use tokio::time::Instant;
 
 use crate::clock::wall_clock_ms;
 use crate::hand_over::HandOverCause;
-use crate::types::NodeId;
+use crate::types::{NodeId, TypeConfig};
+
+/// Batches of uncommitted entries remembered, at most (the oldest are what matter).
+const MAX_UNCOMMITTED_BATCHES: usize = 4_096;
+
+/// What an AppendEntries says of the leader's log: the last index it carries (none for a
+/// heartbeat) and the leader's commit index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogProgress {
+    pub last_index: Option<u64>,
+    pub leader_commit: Option<u64>,
+}
+
+impl LogProgress {
+    pub fn of(request: &openraft::raft::AppendEntriesRequest<TypeConfig>) -> LogProgress {
+        LogProgress {
+            last_index: request.entries.last().map(|entry| entry.log_id.index),
+            leader_commit: request.leader_commit.as_ref().map(|log_id| log_id.index),
+        }
+    }
+}
 
 /// The last AppendEntries this node accepted from a leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +74,9 @@ struct ContactState {
     /// The last leader that handed the active role over to this node, and the term it led
     /// in.
     handed_over_by: Option<(LeaderTerm, HandOver)>,
+    /// Entries of `last_contact`'s leader beyond its commit index as last heard: the last
+    /// index of each batch and when it arrived, oldest first.
+    uncommitted: VecDeque<(u64, Instant)>,
 }
 
 /// A leader as a connection saw it: its node id and term.
@@ -104,6 +133,12 @@ impl LeaderContact {
         self.active_is_gone()
     }
 
+    /// When the oldest entry that the last active sent and had not said was committed
+    /// arrived; `None` when it has said all it sent is.
+    pub fn oldest_uncommitted_at(&self) -> Option<Instant> {
+        self.lock().uncommitted.front().map(|(_, arrived)| *arrived)
+    }
+
     /// The hand-over of the active role to this node by `leader_id`, leading in `term`,
     /// if it made one.
     pub fn handed_over_by(&self, leader_id: NodeId, term: u64) -> Option<HandOver> {
@@ -139,14 +174,21 @@ impl LeaderContact {
         }
     }
 
-    fn record_append_entries(&self, leader: LeaderTerm, carried_leader: &mut Option<LeaderTerm>) {
+    fn record_append_entries(
+        &self,
+        leader: LeaderTerm,
+        progress: LogProgress,
+        carried_leader: &mut Option<LeaderTerm>,
+    ) {
         let mut state = self.lock();
         let current_leader = state
             .last_contact
             .map(|contact| (contact.leader_id, contact.term));
         if current_leader != Some(leader) {
             state.open_leader_connections = 0;
+            state.uncommitted.clear();
         }
+        state.record_progress(progress);
         state.leader_connections_lost = false;
         state.last_contact = Some(Contact {
             leader_id: leader.0,
@@ -177,6 +219,27 @@ impl LeaderContact {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ContactState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ContactState {
+    /// Remembers the entries `progress` carried beyond the leader's commit index, and
+    /// forgets those it says are committed.
+    fn record_progress(&mut self, progress: LogProgress) {
+        let committed = progress.leader_commit.unwrap_or(0);
+        if let Some(last_index) = progress.last_index
+            && last_index > committed
+            && self.uncommitted.len() < MAX_UNCOMMITTED_BATCHES
+        {
+            self.uncommitted.push_back((last_index, Instant::now()));
+        }
+        while self
+            .uncommitted
+            .front()
+            .is_some_and(|(index, _)| *index <= committed)
+        {
+            self.uncommitted.pop_front();
+        }
     }
 }
 
@@ -212,10 +275,16 @@ impl ConnectionRecord {
         self.contact.lock().handed_over_by = Some(((leader_id, term), hand_over));
     }
 
-    /// Records an AppendEntries the local Raft accepted from `leader_id` in `term`.
-    pub(crate) fn append_entries_accepted(&mut self, leader_id: NodeId, term: u64) {
+    /// Records an AppendEntries the local Raft accepted from `leader_id` in `term`, which
+    /// told `progress` of its log.
+    pub(crate) fn append_entries_accepted(
+        &mut self,
+        leader_id: NodeId,
+        term: u64,
+        progress: LogProgress,
+    ) {
         self.contact
-            .record_append_entries((leader_id, term), &mut self.carried_leader);
+            .record_append_entries((leader_id, term), progress, &mut self.carried_leader);
     }
 }
 
@@ -236,9 +305,9 @@ mod tests {
         let mut heartbeats = contact.connection_record();
         let mut replication = contact.connection_record();
         let idle = contact.connection_record();
-        heartbeats.append_entries_accepted(1, 3);
-        heartbeats.append_entries_accepted(1, 3);
-        replication.append_entries_accepted(1, 3);
+        heartbeats.append_entries_accepted(1, 3, LogProgress::default());
+        heartbeats.append_entries_accepted(1, 3, LogProgress::default());
+        replication.append_entries_accepted(1, 3, LogProgress::default());
         let last = contact.last_contact().unwrap();
         assert_eq!((last.leader_id, last.term), (1, 3));
 
@@ -251,7 +320,7 @@ mod tests {
         assert!(contact.active_is_gone());
 
         let mut reconnected = contact.connection_record();
-        reconnected.append_entries_accepted(1, 3);
+        reconnected.append_entries_accepted(1, 3, LogProgress::default());
         assert!(!contact.active_is_gone(), "heard from the active again");
     }
 
@@ -262,7 +331,7 @@ mod tests {
     async fn a_vote_waits_for_the_loss_of_an_active_heard_from_a_moment_ago() {
         let contact = LeaderContact::new();
         let mut heartbeats = contact.connection_record();
-        heartbeats.append_entries_accepted(1, 3);
+        heartbeats.append_entries_accepted(1, 3, LogProgress::default());
         let closing = tokio::spawn(async move {
             tokio::time::sleep(LOSS_WAIT / 4).await;
             drop(heartbeats);
@@ -275,7 +344,7 @@ mod tests {
     async fn a_vote_waits_a_while_for_a_loss_that_does_not_come() {
         let contact = LeaderContact::new();
         let mut heartbeats = contact.connection_record();
-        heartbeats.append_entries_accepted(1, 3);
+        heartbeats.append_entries_accepted(1, 3, LogProgress::default());
         let asked = Instant::now();
         assert!(!contact.active_is_gone_within(LOSS_WAIT).await);
         assert!(
@@ -291,7 +360,7 @@ mod tests {
         let contact = LeaderContact::new();
         let refused = contact.subscribe_to_candidates_behind();
         let mut heartbeats = contact.connection_record();
-        heartbeats.append_entries_accepted(1, 3);
+        heartbeats.append_entries_accepted(1, 3, LogProgress::default());
         let votes = contact.connection_record();
         votes.refused_a_candidate_behind();
         assert_eq!(*refused.borrow(), 0, "the active is alive");
@@ -306,8 +375,8 @@ mod tests {
         let losses = contact.subscribe_to_losses();
         let mut old_leader = contact.connection_record();
         let mut new_leader = contact.connection_record();
-        old_leader.append_entries_accepted(1, 3);
-        new_leader.append_entries_accepted(2, 4);
+        old_leader.append_entries_accepted(1, 3, LogProgress::default());
+        new_leader.append_entries_accepted(2, 4, LogProgress::default());
 
         drop(old_leader);
         assert_eq!(*losses.borrow(), 0);
@@ -337,13 +406,38 @@ mod tests {
     }
 
     #[test]
+    fn uncommitted_entries_are_forgotten_once_committed_or_when_the_leader_changes() {
+        let contact = LeaderContact::new();
+        let mut connection = contact.connection_record();
+        let sent = |last_index, leader_commit| LogProgress {
+            last_index: Some(last_index),
+            leader_commit: Some(leader_commit),
+        };
+        connection.append_entries_accepted(1, 3, sent(5, 5));
+        assert_eq!(contact.oldest_uncommitted_at(), None);
+        connection.append_entries_accepted(1, 3, sent(7, 5));
+        let oldest = contact.oldest_uncommitted_at().expect("entries 6 and 7");
+        std::thread::sleep(Duration::from_millis(2));
+        connection.append_entries_accepted(1, 3, sent(9, 6));
+        assert_eq!(contact.oldest_uncommitted_at(), Some(oldest));
+        connection.append_entries_accepted(1, 3, sent(9, 7));
+        assert!(
+            contact
+                .oldest_uncommitted_at()
+                .is_some_and(|at| at > oldest)
+        );
+        connection.append_entries_accepted(2, 4, LogProgress::default());
+        assert_eq!(contact.oldest_uncommitted_at(), None, "another leader");
+    }
+
+    #[test]
     fn a_connection_that_switches_to_the_new_leader_counts_once() {
         let contact = LeaderContact::new();
         let losses = contact.subscribe_to_losses();
         let mut connection = contact.connection_record();
-        connection.append_entries_accepted(1, 3);
-        connection.append_entries_accepted(1, 4);
-        connection.append_entries_accepted(1, 4);
+        connection.append_entries_accepted(1, 3, LogProgress::default());
+        connection.append_entries_accepted(1, 4, LogProgress::default());
+        connection.append_entries_accepted(1, 4, LogProgress::default());
         drop(connection);
         assert_eq!(*losses.borrow(), 1);
     }

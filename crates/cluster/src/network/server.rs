@@ -33,7 +33,7 @@ use tokio::time::timeout;
 
 use super::append_stream;
 use super::blocking_file::{self, BlockingFile};
-use super::leader_contact::{ConnectionRecord, LeaderContact};
+use super::leader_contact::{ConnectionRecord, LeaderContact, LogProgress};
 use super::messages::{Request, Response};
 use super::transport::{BoxedConnection, Listener};
 use super::{ACCEPT_RETRY_DELAY_MS, IDLE_CONNECTION_TIMEOUT_MS, STALLED_PEER_TIMEOUT_MS};
@@ -190,11 +190,13 @@ where
             Request::AppendEntries(rpc) => {
                 let leader_id = *rpc.vote.leader_id().node_id();
                 let term = rpc.vote.leader_id().term();
+                let progress = LogProgress::of(&rpc);
                 let response = self.raft.append_entries(rpc).await;
                 if let Ok(accepted) = &response
                     && !matches!(accepted, AppendEntriesResponse::HigherVote(_))
                 {
-                    self.record.append_entries_accepted(leader_id, term);
+                    self.record
+                        .append_entries_accepted(leader_id, term, progress);
                 }
                 response.map(Response::AppendEntries).map_err(failed)
             }
