@@ -232,6 +232,19 @@ mod tests {
     }
 
     #[test]
+    fn the_hand_over_delay_reaches_the_replica_settings() {
+        let address: SocketAddr = "127.0.0.1:7400".parse().expect("address");
+        let default = NodeConfig::default().replica_settings(address, address, address);
+        assert_eq!(
+            default.hand_over_after_ms,
+            settings::DEFAULT_HAND_OVER_AFTER_MS
+        );
+        let never = load_text("hand_over_after_ms = 0\n").expect("config");
+        let settings = never.replica_settings(address, address, address);
+        assert_eq!(settings.hand_over_after_ms, 0);
+    }
+
+    #[test]
     fn errors_name_the_file_line_and_column() {
         let error = load_text("tracking = true\nmax_body_bytes = \"big\"\n")
             .expect_err("wrong type")
