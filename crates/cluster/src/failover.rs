@@ -307,8 +307,9 @@ fn describe(
         None if term <= 1 => "replica set formed: first active elected".to_string(),
         None => "replica set (re)started: no active was known to this node".to_string(),
         Some(previous) if fast_election == Some(GoneBecause::ConnectionsClosed) => format!(
-            "node {}'s process went away (its replication connections closed); elected \
-             without waiting for the election timeout",
+            "node {}'s replication connections all closed and it sent nothing for a \
+             heartbeat interval (its process went away, or it dropped them); elected without \
+             waiting for the election timeout",
             previous.leader_id
         ),
         Some(previous) if fast_election == Some(GoneBecause::PortRefused) => format!(
@@ -317,8 +318,9 @@ fn describe(
             previous.leader_id
         ),
         Some(previous) if fast_election == Some(GoneBecause::CandidateBehind) => format!(
-            "node {}'s process went away (its replication connections closed); elected at \
-             once after refusing a candidate whose log was behind this node's",
+            "node {}'s replication connections all closed (its process went away, or it \
+             dropped them); elected at once after refusing a candidate whose log was behind \
+             this node's",
             previous.leader_id
         ),
         Some(previous) => match hand_over.map(|hand_over| hand_over.cause) {
