@@ -143,6 +143,7 @@ impl ChaosCluster {
             .map(|(node, proxy)| NodeAddress {
                 node_id: node.node_id,
                 grpc: proxy.address(),
+                advertised: node.grpc,
             })
             .collect()
     }
@@ -151,10 +152,7 @@ impl ChaosCluster {
     pub fn direct_addresses(&self) -> Vec<NodeAddress> {
         self.nodes
             .iter()
-            .map(|node| NodeAddress {
-                node_id: node.node_id,
-                grpc: node.grpc,
-            })
+            .map(|node| NodeAddress::direct(node.node_id, node.grpc))
             .collect()
     }
 

@@ -5,7 +5,7 @@
 //! follows the active's address from the error's metadata; on any other error (no answer,
 //! `no_quorum`, `unavailable`, a refused connection) it tries the next node after a short
 //! pause, with the same message ids, until they are acknowledged or the workload stops.
-//! When a node could not be reached and a passive then answers `not_active`, the client
+//! When a passive names an active that the client could not reach a moment ago, the client
 //! asks that passive to relay its calls to the active (`tandem-forward`) for a while, as
 //! `tandem-client` does: the active may be out of the client's reach only.
 //! A consumer leases a few messages at a time from the active and completes them in one
@@ -64,11 +64,24 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 const LIST_PAGE: u32 = 1_000;
 const MAX_LIST_PAGES: usize = 10_000;
 
-/// A node as clients know it.
+/// A node as clients know it: where they reach it, and the gRPC address it advertises
+/// (what a passive's `not_active` names; the same unless clients go through a proxy).
 #[derive(Clone, Copy, Debug)]
 pub struct NodeAddress {
     pub node_id: u64,
     pub grpc: SocketAddr,
+    pub advertised: SocketAddr,
+}
+
+impl NodeAddress {
+    /// A node clients reach at the address it advertises.
+    pub fn direct(node_id: u64, grpc: SocketAddr) -> NodeAddress {
+        NodeAddress {
+            node_id,
+            grpc,
+            advertised: grpc,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -164,8 +177,8 @@ impl Interceptor for RelayAsk {
 struct ActiveRouter {
     nodes: Vec<(NodeAddress, Channel)>,
     current: usize,
-    /// When a call last found its node unreachable.
-    unreachable_at: Option<Instant>,
+    /// The node a call last found unreachable, and when.
+    unreachable: Option<(usize, Instant)>,
     /// Since when calls ask the current node to relay them to the active.
     relaying_since: Option<Instant>,
 }
@@ -180,7 +193,7 @@ impl ActiveRouter {
         ActiveRouter {
             nodes,
             current,
-            unreachable_at: None,
+            unreachable: None,
             relaying_since: None,
         }
     }
@@ -200,29 +213,29 @@ impl ActiveRouter {
         )
     }
 
-    /// Reacts to a failed call: follows a redirect (or, soon after a node could not be
-    /// reached, asks the passive to relay), else moves on to the next node.
+    /// Reacts to a failed call: follows a redirect (or, when the active it names could not
+    /// be reached a moment ago, asks the passive to relay), else moves on to the next node.
     fn after_failure(&mut self, failure: &CallFailure) {
         if failure.node_unreachable() {
-            self.unreachable_at = Some(Instant::now());
+            self.unreachable = Some((self.current, Instant::now()));
         }
         let redirect = match failure {
             CallFailure::NotActive {
                 active_grpc: Some(address),
-            } => {
-                let lately_unreachable = self
-                    .unreachable_at
-                    .is_some_and(|at| at.elapsed() < RELAY_AFTER_UNREACHABLE);
-                if lately_unreachable && self.relaying_since.is_none() {
-                    self.relaying_since = Some(Instant::now());
-                    return;
-                }
-                self.nodes
-                    .iter()
-                    .position(|(node, _)| node.grpc.to_string() == *address)
-            }
+            } => self
+                .nodes
+                .iter()
+                .position(|(node, _)| node.advertised.to_string() == *address),
             _ => None,
         };
+        let active_unreachable = redirect.is_some_and(|active| {
+            self.unreachable
+                .is_some_and(|(node, at)| node == active && at.elapsed() < RELAY_AFTER_UNREACHABLE)
+        });
+        if active_unreachable && self.relaying_since.is_none() {
+            self.relaying_since = Some(Instant::now());
+            return;
+        }
         self.relaying_since = None;
         self.current = redirect.unwrap_or((self.current + 1) % self.nodes.len());
     }

@@ -191,10 +191,7 @@ impl ReplicaSet {
     }
 
     pub fn address(&self, node_id: u64) -> NodeAddress {
-        NodeAddress {
-            node_id,
-            grpc: self.node(node_id).ports.grpc,
-        }
+        NodeAddress::direct(node_id, self.node(node_id).ports.grpc)
     }
 
     pub fn grpc_url(&self, node_id: u64) -> String {
