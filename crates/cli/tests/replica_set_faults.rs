@@ -1154,15 +1154,24 @@ async fn loaded_proxied_set(id_prefix: &str) -> (ReplicaSet, Workload, ActiveNod
     (set, workload, active)
 }
 
-/// An active whose links are slower than its lease stalls (a gray failure: every node is up,
-/// no passive takes over) until it hands its role over by itself: writes are acknowledged
-/// again in a new term while its links are still slow, and the failover history says why.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_active_on_links_slower_than_its_lease_hands_its_role_over_by_itself() {
-    let label = "slower-than-lease";
+/// How a fault held on the active of a loaded, proxied replica set ended: the active it
+/// struck, the one elected while it was held, when writes were acknowledged again (ms after
+/// the fault), and the failover record of the new term (after healing and the history
+/// check).
+struct Replaced {
+    active: ActiveNode,
+    elected: ActiveNode,
+    writes_again_ms: i64,
+    recorded: v1::FailoverEvent,
+}
+
+/// Applies `fault` to the active of a loaded, proxied replica set (message ids `label-…`)
+/// and holds it until another node is the active and writes are acknowledged in its term;
+/// then heals, checks the history, and reports how the active was replaced.
+async fn replace_the_active_by(label: &str, fault: impl FnOnce(&ReplicaSet, u64)) -> Replaced {
     let (set, workload, active) = loaded_proxied_set(label).await;
     let fault_at_ms = now_ms();
-    set.slow_links_from(active.node_id, LINK_SLOWER_THAN_THE_LEASE);
+    fault(&set, active.node_id);
     let elected = set
         .wait_for_active_after(active.term, ACTIVE_WAIT_TIMEOUT)
         .await;
@@ -1170,7 +1179,8 @@ async fn an_active_on_links_slower_than_its_lease_hands_its_role_over_by_itself(
     set.heal();
     let finished = finish(&set, workload, label).await;
     let recorded = failover_to_term(&finished.failovers, elected.term)
-        .expect("the hand-over is in the failover history");
+        .expect("the new active is in the failover history")
+        .clone();
     eprintln!(
         "[{label}] node {} active in term {}: node {} active in term {}, writes acknowledged \
          again {writes_again_ms} ms after the fault; recorded: {} (unavailable {} ms)",
@@ -1182,9 +1192,27 @@ async fn an_active_on_links_slower_than_its_lease_hands_its_role_over_by_itself(
         recorded.unavailable_ms
     );
     assert_ne!(elected.node_id, active.node_id);
+    Replaced {
+        active,
+        elected,
+        writes_again_ms,
+        recorded,
+    }
+}
+
+/// An active whose links are slower than its lease stalls (a gray failure: every node is up,
+/// no passive takes over) until it hands its role over by itself: writes are acknowledged
+/// again in a new term while its links are still slow, and the failover history says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_on_links_slower_than_its_lease_hands_its_role_over_by_itself() {
+    let replaced = replace_the_active_by("slower-than-lease", |set, active| {
+        set.slow_links_from(active, LINK_SLOWER_THAN_THE_LEASE)
+    })
+    .await;
+    let recorded = &replaced.recorded;
     let by_itself = format!(
         "node {} handed over the active role by itself",
-        active.node_id
+        replaced.active.node_id
     );
     assert!(
         recorded.reason.starts_with(&by_itself),
@@ -1204,32 +1232,16 @@ async fn an_active_on_links_slower_than_its_lease_hands_its_role_over_by_itself(
 /// heartbeat, which came a moment before the new active took over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_under_a_one_way_cut_is_recorded_whole_in_the_failover_history() {
-    let (set, workload, active) = loaded_proxied_set("answers-cut").await;
-    let cut_at_ms = now_ms();
-    set.cut_answers_to(active.node_id);
-    let elected = set
-        .wait_for_active_after(active.term, ACTIVE_WAIT_TIMEOUT)
-        .await;
-    let writes_again_ms = wait_for_writes_after(&workload.history, cut_at_ms, active.term).await;
-    set.heal();
-    let finished = finish(&set, workload, "answers cut").await;
-    let recorded = failover_to_term(&finished.failovers, elected.term)
-        .expect("the takeover is in the failover history");
-    eprintln!(
-        "[answers cut] node {} active in term {}: node {} active in term {}, writes \
-         acknowledged again {writes_again_ms} ms after the cut; recorded: {} (unavailable {} ms)",
-        active.node_id,
-        active.term,
-        elected.node_id,
-        elected.term,
-        recorded.reason,
-        recorded.unavailable_ms
-    );
+    let replaced =
+        replace_the_active_by("answers-cut", |set, active| set.cut_answers_to(active)).await;
     assert!(
-        recorded.unavailable_ms * 2 >= writes_again_ms as u64,
-        "writes were acknowledged again {writes_again_ms} ms after the cut, but the history \
-         records {} ms unavailable",
-        recorded.unavailable_ms
+        replaced.recorded.unavailable_ms * 2 >= replaced.writes_again_ms as u64,
+        "writes were acknowledged again {} ms after the cut, but the history records {} ms \
+         unavailable (node {} replaced by node {})",
+        replaced.writes_again_ms,
+        replaced.recorded.unavailable_ms,
+        replaced.active.node_id,
+        replaced.elected.node_id
     );
 }
 
