@@ -20,7 +20,9 @@ use tandem_protocol::keep_alive::with_keep_alive;
 use tandem_protocol::v1;
 use tandem_protocol::v1::admin_client::AdminClient;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
-use tandem_protocol::{ACTIVE_GRPC_METADATA, ERROR_CODE_METADATA, FORWARD_METADATA};
+use tandem_protocol::{
+    ACTIVE_GRPC_METADATA, ERROR_CODE_METADATA, FORWARD_METADATA, RELAY_AFTER_UNREACHABLE, RELAY_FOR,
+};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tonic::metadata::MetadataValue;
@@ -46,10 +48,6 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// The pause before retrying after an error.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
-/// A passive answering `not_active` this soon after a node could not be reached is asked
-/// to relay the calls, for this long (as `tandem_client::connection::RELAY_FOR`).
-const RELAY_AFTER_UNREACHABLE: Duration = Duration::from_secs(10);
-const RELAY_FOR: Duration = Duration::from_secs(10);
 /// Attempts to publish one batch, at most, before the publisher gives the batch up.
 const MAX_ATTEMPTS_PER_BATCH: usize = 2_000;
 /// Attempts to declare the route, at most.

@@ -19,6 +19,7 @@ use tandem_protocol::keep_alive::with_keep_alive;
 use tandem_protocol::v1::admin_client::AdminClient;
 use tandem_protocol::v1::cluster_client::ClusterClient;
 use tandem_protocol::v1::message_box_client::MessageBoxClient;
+use tandem_protocol::{RELAY_AFTER_UNREACHABLE, RELAY_FOR};
 use tokio::sync::broadcast;
 use tonic::transport::{Channel, Endpoint};
 
@@ -35,11 +36,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const MAX_GRPC_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// Most addresses accepted in one comma-separated list.
 pub const MAX_ADDRESSES: usize = 16;
-/// A passive that names an active this client could not reach within this long is asked
-/// to relay the calls to it instead.
-pub const RELAY_AFTER_UNREACHABLE: Duration = Duration::from_secs(10);
-/// How long calls are relayed through a passive before the active is tried directly again.
-pub const RELAY_FOR: Duration = Duration::from_secs(10);
 
 /// The channel to the node talked to now, cheap to clone. Clones share it, and when one
 /// clone moves to another node (following a redirect, or failing over) they all do.

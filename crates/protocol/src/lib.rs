@@ -31,3 +31,8 @@ pub const ACTIVE_HTTP_METADATA: &str = "tandem-active-http";
 /// Sent with a call (any value) to ask a passive to relay it to the active instead of
 /// answering `not_active`: for a client that reaches the passives but not the active.
 pub const FORWARD_METADATA: &str = "tandem-forward";
+/// A client asks a passive to relay when the passive names an active that the client could
+/// not reach within this long...
+pub const RELAY_AFTER_UNREACHABLE: std::time::Duration = std::time::Duration::from_secs(10);
+/// ...and relays for this long before it tries the active directly again.
+pub const RELAY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
